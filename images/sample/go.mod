@@ -1,0 +1,3 @@
+module drover.local/sample
+
+go 1.24

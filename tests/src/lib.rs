@@ -1,0 +1,256 @@
+//! Helpers for drover's end-to-end tests. They run against the real cluster named by
+//! `KUBECONFIG` (the local cluster of `cargo xtask cluster up`, or any other) and fail
+//! loudly when there is none: a test that needs a cluster never skips.
+
+// Test support: a failed expectation is a failed test, so panicking is the point.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::api::{Api, ListParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+/// The label simulated (kwok) nodes carry, as `cargo xtask cluster` creates them.
+pub const FAKE_NODE_LABEL: (&str, &str) = ("type", "kwok");
+/// The taint that keeps ordinary pods off simulated nodes.
+pub const FAKE_NODE_TAINT: (&str, &str) = ("kwok.x-k8s.io/node", "fake");
+pub const SAMPLE_IMAGE: &str = "registry.local/drover/sample";
+
+/// A client for the cluster under test; panics with instructions when there is none.
+pub async fn client() -> Client {
+    if std::env::var_os("KUBECONFIG").is_none() {
+        panic!(
+            "KUBECONFIG is not set: the end-to-end tests need a cluster. Run `cargo xtask test`, \
+             or `cargo xtask cluster up` and the export line it prints."
+        );
+    }
+    let client = Client::try_default()
+        .await
+        .unwrap_or_else(|e| panic!("cannot build a client from KUBECONFIG: {e}"));
+    client
+        .apiserver_version()
+        .await
+        .unwrap_or_else(|e| panic!("the cluster in KUBECONFIG does not answer: {e}"));
+    client
+}
+
+/// A namespace of one test, deleted (without waiting) when dropped.
+#[derive(Debug)]
+pub struct TestNamespace {
+    pub name: String,
+}
+
+impl TestNamespace {
+    pub async fn create(client: &Client, prefix: &str) -> Self {
+        let name = format!("{prefix}-{}", unique_suffix());
+        let ns: Namespace = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"drover.dev/e2e": "true"}},
+        }))
+        .expect("namespace manifest");
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+        Self { name }
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let _ = kubectl(&["delete", "namespace", &self.name, "--wait=false"]);
+    }
+}
+
+fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!(
+        "{:06x}",
+        (nanos ^ std::process::id().rotate_left(16)) & 0xff_ffff
+    )
+}
+
+/// Runs the `kubectl` on PATH (the cluster's own, when `cargo xtask` runs the tests).
+pub fn kubectl(args: &[&str]) -> Output {
+    Command::new("kubectl")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run kubectl: {e}"))
+}
+
+/// Runs kubectl and returns its stdout; panics with its stderr when it fails.
+pub fn kubectl_ok(args: &[&str]) -> String {
+    let out = kubectl(args);
+    assert!(
+        out.status.success(),
+        "kubectl {} failed: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `kubectl exec` in a pod; returns stdout, panics when the command fails.
+pub fn exec(namespace: &str, pod: &str, command: &[&str]) -> String {
+    let mut args = vec!["-n", namespace, "exec", pod, "--"];
+    args.extend_from_slice(command);
+    kubectl_ok(&args)
+}
+
+/// Fetches a URL from inside a pod of the sample image. Debian's static busybox crashes
+/// on `wget -T`, so its `timeout` applet bounds the request instead.
+pub fn pod_fetch(namespace: &str, pod: &str, url: &str) -> String {
+    exec(namespace, pod, &["timeout", "10", "wget", "-qO-", url])
+}
+
+/// Runs a host command and returns its stdout; panics when it fails.
+pub fn host_ok(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `check` every half second until it yields a value; panics after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {}s waiting for {what}",
+            timeout.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+pub fn is_fake(node: &Node) -> bool {
+    node.labels().get(FAKE_NODE_LABEL.0).map(String::as_str) == Some(FAKE_NODE_LABEL.1)
+}
+
+pub fn is_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The name of the one node run by a real kubelet.
+pub async fn real_node(client: &Client) -> String {
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("listing nodes");
+    let real: Vec<String> = nodes
+        .items
+        .iter()
+        .filter(|n| !is_fake(n))
+        .map(|n| n.name_any())
+        .collect();
+    assert_eq!(
+        real.len(),
+        1,
+        "expected exactly one real node, found {real:?}"
+    );
+    real[0].clone()
+}
+
+/// Where a test pod should run.
+#[derive(Debug, Clone)]
+pub enum Placement {
+    /// The real node (containers really run).
+    RealNode(String),
+    /// Any simulated node.
+    FakeNode,
+}
+
+/// A pod of the sample image that passes the `restricted` Pod Security level.
+pub fn sample_pod(name: &str, version: &str, placement: &Placement) -> Pod {
+    let mut spec = json!({
+        "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+        "terminationGracePeriodSeconds": 5,
+        "containers": [{
+            "name": "sample",
+            "image": format!("{SAMPLE_IMAGE}:{version}"),
+            "imagePullPolicy": "IfNotPresent",
+            "ports": [{"name": "http", "containerPort": 8080}],
+            "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1},
+            "securityContext": {
+                "allowPrivilegeEscalation": false,
+                "capabilities": {"drop": ["ALL"]},
+            },
+        }],
+    });
+    match placement {
+        Placement::RealNode(node) => {
+            spec["nodeSelector"] = json!({"kubernetes.io/hostname": node});
+        }
+        Placement::FakeNode => {
+            spec["nodeSelector"] = json!({FAKE_NODE_LABEL.0: FAKE_NODE_LABEL.1});
+            spec["tolerations"] = json!([{
+                "key": FAKE_NODE_TAINT.0, "operator": "Equal", "value": FAKE_NODE_TAINT.1,
+                "effect": "NoSchedule",
+            }]);
+        }
+    }
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": spec,
+    }))
+    .expect("pod manifest")
+}
+
+/// Waits until a pod is Running and Ready; returns it.
+pub async fn wait_pod_ready(pods: &Api<Pod>, name: &str, timeout: Duration) -> Pod {
+    wait_for(&format!("pod {name} to be Ready"), timeout, || async {
+        let pod = pods.get(name).await.ok()?;
+        let status = pod.status.as_ref()?;
+        let ready = status
+            .conditions
+            .as_ref()?
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        (status.phase.as_deref() == Some("Running") && ready).then_some(pod)
+    })
+    .await
+}
+
+/// A plain HTTP/1.0 GET; returns the status code and body.
+pub fn http_get(ip: IpAddr, port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream =
+        TcpStream::connect_timeout(&SocketAddr::new(ip, port), Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {head:?}")))?;
+    Ok((code, body.to_string()))
+}

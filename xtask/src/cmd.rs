@@ -1,0 +1,113 @@
+//! Running host commands with errors that quote the command and what it printed.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+/// A command to run; built like `std::process::Command`, run with a clear error.
+pub struct Cmd {
+    inner: Command,
+}
+
+impl fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.display())
+    }
+}
+
+pub fn cmd(program: impl AsRef<OsStr>) -> Cmd {
+    Cmd {
+        inner: Command::new(program),
+    }
+}
+
+impl Cmd {
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.inner.arg(arg);
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.inner.args(args);
+        self
+    }
+
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.inner.env(key, value);
+        self
+    }
+
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.inner.current_dir(dir);
+        self
+    }
+
+    fn display(&self) -> String {
+        let mut s = self.inner.get_program().to_string_lossy().into_owned();
+        for a in self.inner.get_args() {
+            s.push(' ');
+            s.push_str(&a.to_string_lossy());
+        }
+        s
+    }
+
+    /// Runs to completion and returns stdout; fails with stderr quoted.
+    pub fn output(mut self) -> Result<String> {
+        let shown = self.display();
+        let out = self
+            .inner
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("could not start `{shown}`"))?;
+        if !out.status.success() {
+            bail!(
+                "`{shown}` failed ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim(),
+                String::from_utf8_lossy(&out.stdout).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs to completion, discarding output; fails with stderr quoted.
+    pub fn run(self) -> Result<()> {
+        self.output().map(drop)
+    }
+
+    /// Runs with the terminal attached (for long builds and tests whose output the user
+    /// should see as it happens).
+    pub fn run_inherit(mut self) -> Result<()> {
+        let shown = self.display();
+        let status = self
+            .inner
+            .stdin(Stdio::null())
+            .status()
+            .with_context(|| format!("could not start `{shown}`"))?;
+        if !status.success() {
+            bail!("`{shown}` failed ({status})");
+        }
+        Ok(())
+    }
+
+    /// True when the command exits 0; its output is discarded. For probes.
+    pub fn succeeds(mut self) -> bool {
+        self.inner
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    pub fn into_inner(self) -> Command {
+        self.inner
+    }
+}

@@ -1,0 +1,83 @@
+//! `cargo xtask test`: everything CI checks, in order — formatting, lints, unit tests,
+//! then the end-to-end suites on the local cluster (brought up first, from nothing if
+//! need be). The cluster lifecycle suite runs last: it takes the cluster down and up.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::cluster;
+use crate::cmd::cmd;
+use crate::layout::Layout;
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Simulated nodes for the cluster, if this run brings it up.
+    #[arg(long, default_value_t = cluster::DEFAULT_FAKE_NODES)]
+    fake_nodes: usize,
+}
+
+/// The end-to-end suites of `tests/`, in the order they run.
+const E2E_SUITES: [&str; 2] = ["cluster", "lifecycle"];
+
+pub fn run(args: TestArgs) -> Result<()> {
+    let started = Instant::now();
+    let layout = Layout::detect()?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let step = |name: &str| println!("\n==> {name} ({}s)", started.elapsed().as_secs());
+
+    step("cargo fmt --check");
+    cmd(&cargo)
+        .current_dir(&layout.repo)
+        .args(["fmt", "--all", "--", "--check"])
+        .run_inherit()?;
+    step("cargo clippy");
+    cmd(&cargo)
+        .current_dir(&layout.repo)
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .run_inherit()?;
+    step("unit tests");
+    cmd(&cargo)
+        .current_dir(&layout.repo)
+        .args(["test", "--workspace", "--exclude", "drover-e2e"])
+        .run_inherit()?;
+
+    step("cluster up");
+    cluster::up(args.fake_nodes)?;
+
+    let xtask = std::env::current_exe()?;
+    let path = format!(
+        "{}:{}",
+        layout.client_bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for suite in E2E_SUITES {
+        step(&format!("end-to-end: {suite}"));
+        cmd(&cargo)
+            .current_dir(&layout.repo)
+            .args([
+                "test",
+                "-p",
+                "drover-e2e",
+                "--test",
+                suite,
+                "--",
+                "--nocapture",
+            ])
+            .env("KUBECONFIG", layout.admin_kubeconfig())
+            .env("PATH", &path)
+            .env("DROVER_XTASK", &xtask)
+            .env("DROVER_FAKE_NODES", args.fake_nodes.to_string())
+            .run_inherit()?;
+    }
+    println!("\nall tests passed in {}s", started.elapsed().as_secs());
+    Ok(())
+}
