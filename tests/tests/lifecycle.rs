@@ -105,6 +105,20 @@ fn remains() -> Vec<String> {
             left.push(format!("directory {dir}"));
         }
     }
+    // What containerd, libcni and the kubelet keep at fixed paths.
+    if std::fs::read_dir("/run/containerd/runc/k8s.io").is_ok_and(|mut d| d.next().is_some()) {
+        left.push("runc state in /run/containerd/runc/k8s.io".into());
+    }
+    if let Ok(results) = std::fs::read_dir("/var/lib/cni/results") {
+        for r in results.flatten() {
+            if r.file_name().to_string_lossy().starts_with("drover-pods-") {
+                left.push(format!("CNI result {}", r.path().display()));
+            }
+        }
+    }
+    if Path::new("/var/lib/kubelet/device-plugins/kubelet.sock").exists() {
+        left.push("kubelet device-plugin socket".into());
+    }
     left
 }
 

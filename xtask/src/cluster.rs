@@ -33,15 +33,35 @@ pub struct Node {
 
 impl Node {
     fn detect() -> Result<Self> {
-        let name = fs::read_to_string("/proc/sys/kernel/hostname")?
-            .trim()
-            .to_lowercase();
+        let name = node_name(&fs::read_to_string("/proc/sys/kernel/hostname")?);
         let address = NodeAddress::detect()?;
         Ok(Self {
             name,
             ip: address.ip,
             uplink: address.uplink,
         })
+    }
+}
+
+/// The node's name: the hostname made a valid DNS-1123 name.
+fn node_name(hostname: &str) -> String {
+    let name: String = hostname
+        .trim()
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let name = name.trim_matches(|c| c == '-' || c == '.');
+    if name.is_empty() {
+        "node".into()
+    } else {
+        name.to_string()
     }
 }
 
@@ -75,6 +95,7 @@ pub fn up(fake_nodes: usize) -> Result<()> {
     pki::ensure(&layout, &node.name, node.ip)?;
     config::write_all(&layout, &node)?;
     link_client_binaries(&layout)?;
+    teardown::record_foreign_dirs(&layout)?;
     for dir in [
         layout.etcd_data(),
         layout.kubelet_root(),
@@ -363,4 +384,16 @@ pub fn set_fake_nodes(count: usize) -> Result<()> {
         started.elapsed().as_secs()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::node_name;
+
+    #[test]
+    fn node_names_are_valid_dns_names() {
+        assert_eq!(node_name("vm\n"), "vm");
+        assert_eq!(node_name("CI_Runner.local"), "ci-runner.local");
+        assert_eq!(node_name("-_-"), "node");
+    }
 }

@@ -12,6 +12,8 @@ pub const ANNOTATION_VALUE: &str = "fake";
 /// The label (and taint key) pods and tools use to tell simulated nodes apart.
 pub const LABEL: &str = "type";
 pub const LABEL_VALUE: &str = "kwok";
+/// Each simulated node's index, so scaling in can delete by selector in one request.
+const INDEX_LABEL: &str = "drover.dev/fake-node-index";
 const NAME_PREFIX: &str = "kwok-node-";
 
 fn node(index: usize) -> Value {
@@ -33,6 +35,7 @@ fn node(index: usize) -> Value {
                 "kubernetes.io/os": "linux",
                 "kubernetes.io/arch": "amd64",
                 LABEL: LABEL_VALUE,
+                INDEX_LABEL: index.to_string(),
             },
         },
         "spec": {
@@ -68,7 +71,7 @@ pub fn scale(kubectl: &Kubectl, count: usize) -> Result<()> {
         .filter(|i| !existing.contains(&wanted[*i]))
         .map(node)
         .collect();
-    let extra: Vec<&String> = existing.iter().filter(|n| !wanted.contains(n)).collect();
+    let extra = existing.iter().any(|n| !wanted.contains(n));
     if !missing.is_empty() {
         // One List per chunk keeps each kubectl call short.
         for chunk in missing.chunks(250) {
@@ -76,16 +79,41 @@ pub fn scale(kubectl: &Kubectl, count: usize) -> Result<()> {
             kubectl.apply("fake-nodes", &serde_json::to_string(&list)?)?;
         }
     }
-    if !extra.is_empty() {
-        for chunk in extra.chunks(250) {
-            kubectl
-                .cmd()
-                .args(["delete", "node", "--wait=false"])
-                .args(chunk.iter().map(|s| s.as_str()))
-                .run()?;
-        }
+    if extra {
+        // One collection delete: kubectl deletes one node per request, a few per second.
+        kubectl
+            .cmd()
+            .args(["delete", "--raw"])
+            .arg(format!(
+                "/api/v1/nodes?labelSelector={}",
+                url_encode(&surplus_selector(count))
+            ))
+            .run()?;
     }
     Ok(())
+}
+
+/// Selects the simulated nodes whose index is `count` or more (and any without an index).
+fn surplus_selector(count: usize) -> String {
+    if count == 0 {
+        return format!("{LABEL}={LABEL_VALUE}");
+    }
+    let keep: Vec<String> = (0..count).map(|i| i.to_string()).collect();
+    format!(
+        "{LABEL}={LABEL_VALUE},{INDEX_LABEL} notin ({})",
+        keep.join(",")
+    )
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -99,5 +127,16 @@ mod tests {
         assert_eq!(n["metadata"]["annotations"][ANNOTATION], ANNOTATION_VALUE);
         assert_eq!(n["metadata"]["labels"][LABEL], LABEL_VALUE);
         assert_eq!(n["spec"]["taints"][0]["effect"], "NoSchedule");
+        assert_eq!(n["metadata"]["labels"][INDEX_LABEL], "7");
+    }
+
+    #[test]
+    fn surplus_selector_keeps_the_first_nodes() {
+        assert_eq!(surplus_selector(0), "type=kwok");
+        assert_eq!(
+            surplus_selector(3),
+            "type=kwok,drover.dev/fake-node-index notin (0,1,2)"
+        );
+        assert_eq!(url_encode("a=b,c (d)"), "a%3Db%2Cc%20%28d%29");
     }
 }

@@ -23,6 +23,73 @@ const NETNS_DIR: &str = "/var/run/netns";
 const NETNS_PREFIX: &str = "cni-";
 /// Where the kubelet links container logs, whatever its podLogsDir.
 const CONTAINER_LOG_LINKS: &str = "/var/log/containers";
+/// Directories the components create at fixed paths outside the cluster's own: containerd
+/// 1.6's shim sockets and runc state, libcni's result cache, the kubelet's device-plugin
+/// socket, container log links.
+const FOREIGN_DIRS: [&str; 4] = [
+    "/run/containerd",
+    "/var/lib/cni",
+    "/var/lib/kubelet",
+    CONTAINER_LOG_LINKS,
+];
+const RUNC_STATE: &str = "/run/containerd/runc/k8s.io";
+const CNI_RESULTS: &str = "/var/lib/cni/results";
+
+/// Records which foreign directories do not exist yet, so `down` removes exactly those.
+/// Called before any component starts.
+pub fn record_foreign_dirs(layout: &Layout) -> Result<()> {
+    let marker = layout.host_marker("created-dirs");
+    let mut created: Vec<String> = fs::read_to_string(&marker)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    for dir in FOREIGN_DIRS {
+        if !Path::new(dir).exists() && !created.iter().any(|d| d == dir) {
+            created.push(dir.to_string());
+        }
+    }
+    fs::write(marker, created.join("\n"))?;
+    Ok(())
+}
+
+/// Removes what the components left at fixed paths: whole directories the cluster
+/// created, and otherwise the entries of its own containers (by container ID).
+fn remove_foreign(layout: &Layout, container_ids: &[String]) -> Result<()> {
+    let created = fs::read_to_string(layout.host_marker("created-dirs")).unwrap_or_default();
+    for dir in created.lines().filter(|d| FOREIGN_DIRS.contains(d)) {
+        if Path::new(dir).exists() {
+            fs::remove_dir_all(dir).with_context(|| format!("removing {dir}"))?;
+        }
+    }
+    for id in container_ids {
+        let _ = fs::remove_dir_all(Path::new(RUNC_STATE).join(id));
+        if let Ok(results) = fs::read_dir(CNI_RESULTS) {
+            for r in results.flatten() {
+                if r.file_name().to_string_lossy().contains(id.as_str()) {
+                    let _ = fs::remove_file(r.path());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// IDs of the containers and sandboxes containerd ran for the cluster.
+fn container_ids(layout: &Layout) -> Vec<String> {
+    fs::read_dir(
+        layout
+            .containerd_state()
+            .join("io.containerd.runtime.v2.task/k8s.io"),
+    )
+    .map(|entries| {
+        entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    })
+    .unwrap_or_default()
+}
 
 pub fn run(layout: &Layout) -> Result<()> {
     // Node agents first, so nothing restarts containers while they are being removed.
@@ -44,6 +111,7 @@ pub fn run(layout: &Layout) -> Result<()> {
         process::terminate(p.pid, Duration::from_secs(5));
     }
 
+    let ids = container_ids(layout);
     unmount_under(&[layout.state.clone(), layout.run.clone()])?;
     remove_netns()?;
     network::delete_link(network::POD_BRIDGE)?;
@@ -51,6 +119,7 @@ pub fn run(layout: &Layout) -> Result<()> {
     remove_iptables_chains()?;
     remove_cgroups();
     remove_container_log_links(layout);
+    remove_foreign(layout, &ids)?;
     host::restore(layout)?;
     for dir in [&layout.state, &layout.run] {
         if dir.exists() {
