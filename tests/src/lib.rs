@@ -5,10 +5,12 @@
 // Test support: a failed expectation is a failed test, so panicking is the point.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod observer;
+
 use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
@@ -99,6 +101,48 @@ pub fn kubectl_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `kubectl apply -f -` with `yaml` on stdin (or `kubectl <verb> -f -`); returns the
+/// output, whether or not it succeeded.
+pub fn kubectl_stdin(args: &[&str], yaml: &str) -> Output {
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run kubectl: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(yaml.as_bytes())
+        .expect("writing to kubectl");
+    child.wait_with_output().expect("kubectl output")
+}
+
+/// An App of the sample image that passes the `restricted` Pod Security level.
+pub fn app_manifest(
+    name: &str,
+    replicas: i32,
+    version: &str,
+    placement: &Placement,
+) -> serde_json::Value {
+    let pod = sample_pod(name, version, placement);
+    let mut spec = serde_json::to_value(pod.spec).expect("pod spec");
+    spec["terminationGracePeriodSeconds"] = json!(5);
+    json!({
+        "apiVersion": "drover.dev/v1alpha1",
+        "kind": "App",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "template": {"metadata": {"labels": {"test": name}}, "spec": spec},
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+        },
+    })
+}
+
 /// `kubectl exec` in a pod; returns stdout, panics when the command fails.
 pub fn exec(namespace: &str, pod: &str, command: &[&str]) -> String {
     let mut args = vec!["-n", namespace, "exec", pod, "--"];
@@ -185,6 +229,70 @@ pub enum Placement {
     RealNode(String),
     /// Any simulated node.
     FakeNode,
+    /// The simulated nodes of one [`FakeNodePool`].
+    Pool(String),
+}
+
+/// The label that marks the nodes of a [`FakeNodePool`].
+pub const POOL_LABEL: &str = "drover.dev/e2e-pool";
+
+/// Simulated nodes of one test, so that what it does to nodes (capacity, outages) does not
+/// reach other tests. Deleted when dropped.
+#[derive(Debug)]
+pub struct FakeNodePool {
+    pub name: String,
+    pub nodes: Vec<String>,
+}
+
+impl FakeNodePool {
+    /// `count` simulated nodes of 110 pods each, Ready when this returns.
+    pub async fn create(client: &Client, prefix: &str, count: usize) -> Self {
+        let name = format!("{prefix}-{}", unique_suffix());
+        let nodes: Vec<String> = (0..count).map(|i| format!("{name}-{i}")).collect();
+        let api: Api<Node> = Api::all(client.clone());
+        for node in &nodes {
+            let resources = json!({"cpu": "32", "memory": "256Gi", "pods": "110"});
+            let manifest: Node = serde_json::from_value(json!({
+                "metadata": {
+                    "name": node,
+                    "annotations": {"kwok.x-k8s.io/node": "fake"},
+                    "labels": {FAKE_NODE_LABEL.0: FAKE_NODE_LABEL.1, POOL_LABEL: name, "kubernetes.io/hostname": node},
+                },
+                "spec": {"taints": [{"key": FAKE_NODE_TAINT.0, "value": FAKE_NODE_TAINT.1, "effect": "NoSchedule"}]},
+                "status": {"allocatable": resources, "capacity": resources},
+            }))
+            .expect("node manifest");
+            api.create(&PostParams::default(), &manifest)
+                .await
+                .unwrap_or_else(|e| panic!("creating node {node}: {e}"));
+        }
+        let pool = Self { name, nodes };
+        wait_for(
+            &format!("the nodes of pool {}", pool.name),
+            Duration::from_secs(120),
+            || async {
+                let list = api
+                    .list(&ListParams::default().labels(&format!("{POOL_LABEL}={}", pool.name)))
+                    .await
+                    .ok()?;
+                (list.items.len() == count && list.items.iter().all(is_ready)).then_some(())
+            },
+        )
+        .await;
+        pool
+    }
+
+    pub fn placement(&self) -> Placement {
+        Placement::Pool(self.name.clone())
+    }
+}
+
+impl Drop for FakeNodePool {
+    fn drop(&mut self) {
+        let mut args = vec!["delete", "node", "--wait=false"];
+        args.extend(self.nodes.iter().map(String::as_str));
+        let _ = kubectl(&args);
+    }
 }
 
 /// A pod of the sample image that passes the `restricted` Pod Security level.
@@ -208,8 +316,11 @@ pub fn sample_pod(name: &str, version: &str, placement: &Placement) -> Pod {
         Placement::RealNode(node) => {
             spec["nodeSelector"] = json!({"kubernetes.io/hostname": node});
         }
-        Placement::FakeNode => {
-            spec["nodeSelector"] = json!({FAKE_NODE_LABEL.0: FAKE_NODE_LABEL.1});
+        Placement::FakeNode | Placement::Pool(_) => {
+            spec["nodeSelector"] = match placement {
+                Placement::Pool(pool) => json!({POOL_LABEL: pool}),
+                _ => json!({FAKE_NODE_LABEL.0: FAKE_NODE_LABEL.1}),
+            };
             spec["tolerations"] = json!([{
                 "key": FAKE_NODE_TAINT.0, "operator": "Equal", "value": FAKE_NODE_TAINT.1,
                 "effect": "NoSchedule",

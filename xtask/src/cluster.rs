@@ -86,7 +86,7 @@ pub fn up(fake_nodes: usize) -> Result<()> {
 
     host::ensure_packages()?;
     build::build_all(&layout)?;
-    let archives = image::build_all(&layout)?;
+    let archives = image::build_cluster_images(&layout)?;
     host::prepare(&layout)?;
     // The network rule holds before any component starts.
     network::install_guard()?;

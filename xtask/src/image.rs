@@ -17,12 +17,13 @@ use crate::layout::Layout;
 
 pub const PAUSE_IMAGE: &str = "registry.local/k8s/pause:1";
 pub const SAMPLE_REPOSITORY: &str = "registry.local/drover/sample";
+pub const DROVER_REPOSITORY: &str = "registry.local/drover/drover";
 /// The sample image's tags; they differ only in the version the server reports.
 pub const SAMPLE_VERSIONS: [&str; 3] = ["1", "2", "3"];
 
 #[derive(Debug, Args)]
 pub struct ImageArgs {
-    /// Images to build: pause, coredns, metrics-server, sample (default: all of them).
+    /// Images to build: pause, coredns, metrics-server, sample, drover (default: all).
     names: Vec<String>,
     /// Only write the OCI archives; do not import them into containerd.
     #[arg(long)]
@@ -50,7 +51,9 @@ pub fn run(args: ImageArgs) -> Result<()> {
     import(&layout, &archives)
 }
 
-const ALL: [&str; 4] = ["pause", "coredns", "metrics-server", "sample"];
+const ALL: [&str; 5] = ["pause", "coredns", "metrics-server", "sample", "drover"];
+/// The images the cluster itself and its tests use.
+const CLUSTER: [&str; 4] = ["pause", "coredns", "metrics-server", "sample"];
 
 /// Builds the named images; returns their archives.
 pub fn build_named(layout: &Layout, names: &[&str]) -> Result<Vec<PathBuf>> {
@@ -74,6 +77,7 @@ pub fn build_named(layout: &Layout, names: &[&str]) -> Result<Vec<PathBuf>> {
                 .iter()
                 .map(|v| sample(layout, v))
                 .collect::<Result<_>>()?,
+            "drover" => vec![drover(layout)?],
             other => bail!("no image named {other:?}; known: {}", ALL.join(", ")),
         };
         for spec in specs {
@@ -86,8 +90,17 @@ pub fn build_named(layout: &Layout, names: &[&str]) -> Result<Vec<PathBuf>> {
 }
 
 /// Every image the cluster and its tests use.
-pub fn build_all(layout: &Layout) -> Result<Vec<PathBuf>> {
-    build_named(layout, &ALL)
+pub fn build_cluster_images(layout: &Layout) -> Result<Vec<PathBuf>> {
+    build_named(layout, &CLUSTER)
+}
+
+/// Builds the drover image from a release build; returns its reference and archive.
+/// The tag carries the binary's digest, so a new build is a new image for the kubelet.
+pub fn build_drover(layout: &Layout) -> Result<(String, PathBuf)> {
+    let spec = drover(layout)?;
+    let archive = write_archive(layout, &spec)?;
+    println!("image {} -> {}", spec.reference, archive.display());
+    Ok((spec.reference, archive))
 }
 
 pub fn coredns_image(layout: &Layout) -> Result<String> {
@@ -248,6 +261,104 @@ fn sample(layout: &Layout, version: &str) -> Result<ImageSpec> {
     })
 }
 
+/// The `drover` binary (release build) and the shared libraries it links, at the paths
+/// the dynamic loader looks for them.
+fn drover(layout: &Layout) -> Result<ImageSpec> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    cmd(&cargo)
+        .current_dir(&layout.repo)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "drover-controllers",
+            "--bin",
+            "drover",
+        ])
+        .run_inherit()
+        .context("building the drover binary")?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| layout.repo.join("target"));
+    let binary = target.join("release/drover");
+    let data = fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?;
+    let version = cmd(&binary).arg("--version").output()?;
+    let version = version
+        .split_whitespace()
+        .last()
+        .unwrap_or("0.0.0")
+        .to_string();
+    let mut entries = base_entries();
+    for lib in shared_libraries(&binary)? {
+        add_file(&mut entries, &lib, fs::read(&lib)?, 0o755);
+    }
+    entries.push(Entry::File {
+        path: "drover".into(),
+        data: data.clone(),
+        mode: 0o755,
+    });
+    Ok(ImageSpec {
+        reference: format!("{DROVER_REPOSITORY}:{version}-{}", &sha256_hex(&data)[..12]),
+        entries,
+        entrypoint: vec!["/drover".into()],
+        user: "65532:65532".into(),
+        env: vec![],
+        exposed_ports: vec![8080],
+    })
+}
+
+/// The shared libraries (and the loader) a binary needs, as `ldd` resolves them.
+fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
+    let out = cmd("ldd").arg(binary).output()?;
+    Ok(parse_ldd(&out))
+}
+
+fn parse_ldd(out: &str) -> Vec<PathBuf> {
+    out.lines()
+        .filter_map(|line| {
+            let path = match line.split_once("=>") {
+                Some((_, right)) => right.split_whitespace().next()?,
+                None => line.split_whitespace().next()?,
+            };
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
+/// Adds a file at an absolute path, with directory entries for its parents.
+fn add_file(entries: &mut Vec<Entry>, path: &Path, data: Vec<u8>, mode: u32) {
+    let relative = path.to_string_lossy().trim_start_matches('/').to_string();
+    add_parent_dirs(entries, &relative);
+    entries.push(Entry::File {
+        path: relative,
+        data,
+        mode,
+    });
+}
+
+/// Directory entries for every parent of a relative path that has none yet, outermost
+/// first (a tar must create `usr` before `usr/bin`).
+fn add_parent_dirs(entries: &mut Vec<Entry>, relative: &str) {
+    let mut prefix = String::new();
+    let parts: Vec<&str> = relative.split('/').collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        prefix.push_str(part);
+        if !entries
+            .iter()
+            .any(|e| matches!(e, Entry::Dir { path, .. } if *path == prefix))
+        {
+            entries.push(Entry::Dir {
+                path: prefix.clone(),
+                mode: 0o755,
+            });
+        }
+    }
+}
+
 /// /etc/passwd, /etc/group and a writable /tmp, which most programs expect.
 fn base_entries() -> Vec<Entry> {
     vec![
@@ -278,40 +389,9 @@ fn busybox_entries() -> Result<Vec<Entry>> {
     let data = fs::read(busybox).context("reading /bin/busybox (package busybox-static)")?;
     let applets = cmd(busybox).arg("--list-full").output()?;
     let mut entries = vec![];
-    let mut dirs: Vec<String> = vec!["bin".into()];
-    for applet in applets.lines() {
-        if let Some((dir, _)) = applet.rsplit_once('/')
-            && !dirs.iter().any(|d| d == dir)
-        {
-            dirs.push(dir.to_string());
-        }
-    }
-    dirs.sort();
-    for dir in dirs {
-        // Parents first: `usr` before `usr/bin`.
-        let mut prefix = String::new();
-        for part in dir.split('/') {
-            if !prefix.is_empty() {
-                prefix.push('/');
-            }
-            prefix.push_str(part);
-            if !entries
-                .iter()
-                .any(|e| matches!(e, Entry::Dir { path, .. } if *path == prefix))
-            {
-                entries.push(Entry::Dir {
-                    path: prefix.clone(),
-                    mode: 0o755,
-                });
-            }
-        }
-    }
-    entries.push(Entry::File {
-        path: "bin/busybox".into(),
-        data,
-        mode: 0o755,
-    });
+    add_file(&mut entries, Path::new("/bin/busybox"), data, 0o755);
     for applet in applets.lines().filter(|a| *a != "bin/busybox") {
+        add_parent_dirs(&mut entries, applet);
         entries.push(Entry::Symlink {
             path: applet.to_string(),
             target: "/bin/busybox".into(),
@@ -461,6 +541,38 @@ mod tests {
             env: vec![],
             exposed_ports: vec![8080],
         }
+    }
+
+    #[test]
+    fn reads_library_paths_from_ldd() {
+        let out = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x7f)\n\
+                   \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x7f)\n\t/lib64/ld-linux-x86-64.so.2 (0x7f)\n";
+        assert_eq!(
+            parse_ldd(out),
+            [
+                PathBuf::from("/lib/x86_64-linux-gnu/libgcc_s.so.1"),
+                PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
+                PathBuf::from("/lib64/ld-linux-x86-64.so.2"),
+            ]
+        );
+        let mut entries = vec![];
+        add_file(
+            &mut entries,
+            Path::new("/lib/x86_64-linux-gnu/libc.so.6"),
+            vec![],
+            0o755,
+        );
+        add_file(
+            &mut entries,
+            Path::new("/lib/x86_64-linux-gnu/libm.so.6"),
+            vec![],
+            0o755,
+        );
+        let dirs = entries
+            .iter()
+            .filter(|e| matches!(e, Entry::Dir { .. }))
+            .count();
+        assert_eq!(dirs, 2, "lib and lib/x86_64-linux-gnu, once each");
     }
 
     #[test]

@@ -7,10 +7,12 @@ mod cluster;
 mod cmd;
 mod components;
 mod config;
+mod crd;
 mod digest;
 mod fake_nodes;
 mod host;
 mod image;
+mod install;
 mod kubectl;
 mod layout;
 mod network;
@@ -32,11 +34,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
+    /// The local cluster with drover installed and the sample App running.
+    Up {
+        /// Simulated (kwok) nodes to create beside the real node.
+        #[arg(long, default_value_t = cluster::DEFAULT_FAKE_NODES)]
+        fake_nodes: usize,
+    },
     /// The local Kubernetes cluster built from upstream sources.
     Cluster {
         #[command(subcommand)]
         action: ClusterAction,
     },
+    /// Generate the chart's CRD YAML from the Rust types (`--check`: fail if stale).
+    Crd(crd::CrdArgs),
     /// Build OCI images without Docker and import them into the cluster's containerd.
     Image(image::ImageArgs),
     /// The whole test suite, as CI runs it: lints, unit tests, end-to-end tests on the
@@ -76,6 +86,7 @@ enum ClusterAction {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.task {
+        Task::Up { fake_nodes } => install::up(fake_nodes),
         Task::Cluster { action } => match action {
             ClusterAction::Build => build::build_all(&layout::Layout::detect()?),
             ClusterAction::Up { fake_nodes } => cluster::up(fake_nodes),
@@ -88,6 +99,7 @@ fn main() -> Result<()> {
             } => cluster::logs(&component, follow, tail),
             ClusterAction::FakeNodes { count } => cluster::set_fake_nodes(count),
         },
+        Task::Crd(args) => crd::run(args),
         Task::Image(args) => image::run(args),
         Task::Test(args) => test::run(args),
     }

@@ -1,6 +1,7 @@
 //! `cargo xtask test`: everything CI checks, in order — formatting, lints, unit tests,
 //! then the end-to-end suites on the local cluster (brought up first, from nothing if
-//! need be). The cluster lifecycle suite runs last: it takes the cluster down and up.
+//! need be, with drover installed from this tree). The chart suite reinstalls drover and
+//! the lifecycle suite takes the cluster down and up, so they run last.
 
 use std::time::Instant;
 
@@ -9,6 +10,8 @@ use clap::Args;
 
 use crate::cluster;
 use crate::cmd::cmd;
+use crate::crd;
+use crate::install;
 use crate::layout::Layout;
 
 #[derive(Debug, Args)]
@@ -19,7 +22,7 @@ pub struct TestArgs {
 }
 
 /// The end-to-end suites of `tests/`, in the order they run.
-const E2E_SUITES: [&str; 2] = ["cluster", "lifecycle"];
+const E2E_SUITES: [&str; 4] = ["cluster", "app", "chart", "lifecycle"];
 
 pub fn run(args: TestArgs) -> Result<()> {
     let started = Instant::now();
@@ -32,6 +35,8 @@ pub fn run(args: TestArgs) -> Result<()> {
         .current_dir(&layout.repo)
         .args(["fmt", "--all", "--", "--check"])
         .run_inherit()?;
+    step("CRD YAML up to date");
+    crd::check()?;
     step("cargo clippy");
     cmd(&cargo)
         .current_dir(&layout.repo)
@@ -47,11 +52,15 @@ pub fn run(args: TestArgs) -> Result<()> {
     step("unit tests");
     cmd(&cargo)
         .current_dir(&layout.repo)
-        .args(["test", "--workspace", "--exclude", "drover-e2e"])
+        // Every crate's own tests (the end-to-end crate's helpers included); the
+        // end-to-end suites run against the cluster below.
+        .args(["test", "--workspace", "--lib", "--bins"])
         .run_inherit()?;
 
     step("cluster up");
     cluster::up(args.fake_nodes)?;
+    step("install drover");
+    install::install_drover(&layout)?;
 
     let xtask = std::env::current_exe()?;
     let path = format!(

@@ -1,0 +1,410 @@
+//! The App controller: keeps `spec.replicas` pods of the template running and the App's
+//! Service in step with its ports.
+
+mod error;
+mod ledger;
+pub mod plan;
+mod pod;
+mod reconcile;
+mod service;
+pub mod status;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use drover_crds::App;
+use drover_crds::names::label;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Service};
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tracing::warn;
+
+pub use error::Error;
+use ledger::Ledger;
+
+use crate::runtime::metrics::Metrics;
+
+/// The controller's name in metrics and logs.
+pub const CONTROLLER: &str = "app";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Watch Apps of this namespace only (all namespaces when `None`).
+    pub namespace: Option<String>,
+    /// How long a node may be NotReady before its pods are replaced elsewhere.
+    pub node_lost_grace: Duration,
+    /// Apps reconciled at the same time.
+    pub concurrency: u16,
+}
+
+/// Everything a reconcile needs: the client, the stores it observes through, and the
+/// controller's memory of its own writes.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub config: Config,
+    pub pods: Store<Pod>,
+    pub nodes: Store<Node>,
+    pub services: Store<Service>,
+    ledger: Ledger,
+    queue: QueueDepth,
+    backoff: Backoff,
+    synced: Synced,
+}
+
+/// Which watches have delivered their initial list. Set from each watch stream's
+/// `InitDone` and read through a `watch` channel, which wakes every waiter (a store's own
+/// `wait_until_ready` wakes only the last of several concurrent waiters).
+#[derive(Debug, Clone)]
+struct Synced {
+    watches: Arc<tokio::sync::watch::Sender<u8>>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Synced {
+    const APPS: u8 = 1;
+    const PODS: u8 = 2;
+    const SERVICES: u8 = 4;
+    const NODES: u8 = 8;
+    const ALL: u8 = 15;
+    /// What a reconcile reads besides the App itself.
+    const SECONDARY: u8 = Self::PODS | Self::SERVICES | Self::NODES;
+
+    fn mark(&self, watch: u8) {
+        self.watches.send_modify(|m| *m |= watch);
+        if *self.watches.borrow() == Self::ALL {
+            self.ready.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A hook for a watch stream that marks `watch` synced at its `InitDone`.
+    fn on_init_done<K>(&self, watch: u8) -> impl FnMut(&watcher::Event<K>) + use<K> {
+        let synced = self.clone();
+        move |event| {
+            if matches!(event, watcher::Event::InitDone) {
+                synced.mark(watch);
+            }
+        }
+    }
+
+    async fn secondary(&self) {
+        let mut rx = self.watches.subscribe();
+        let _ = rx
+            .wait_for(|m| m & Self::SECONDARY == Self::SECONDARY)
+            .await;
+    }
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// Waits until the pod, Service and node watches have delivered their initial lists:
+    /// no decision is taken on a partial view.
+    async fn synced(&self) {
+        self.synced.secondary().await;
+    }
+
+    /// Publishes an Event about the App; a failure to publish is logged, not fatal.
+    pub async fn publish(&self, app: &App, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(truncate(note, 1024)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &app.object_ref(&())).await {
+            warn!(error = %e, reason, "could not publish an event");
+        }
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+/// Apps with a change waiting to be reconciled, for the queue-depth metric. The
+/// controller merges triggers per App, so this is the number of distinct Apps waiting.
+#[derive(Debug)]
+struct QueueDepth {
+    waiting: Mutex<HashSet<(String, String)>>,
+    metrics: Arc<Metrics>,
+}
+
+impl QueueDepth {
+    fn update(&self, f: impl FnOnce(&mut HashSet<(String, String)>)) {
+        let mut waiting = match self.waiting.lock() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut waiting);
+        self.metrics.set_queue_depth(CONTROLLER, waiting.len());
+    }
+
+    fn note(&self, namespace: Option<String>, name: String) {
+        self.update(|w| {
+            w.insert((namespace.unwrap_or_default(), name));
+        });
+    }
+
+    fn done<K>(&self, app: &ObjectRef<K>)
+    where
+        K: Resource,
+        K::DynamicType: Clone + Eq + std::hash::Hash,
+    {
+        let key = (app.namespace.clone().unwrap_or_default(), app.name.clone());
+        self.update(|w| {
+            w.remove(&key);
+        });
+    }
+}
+
+/// Per-App exponential backoff for failed reconciles: 1 s doubling up to 5 min.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    fn next(&self, key: &str) -> Duration {
+        let mut failures = match self.failures.lock() {
+            Ok(f) => f,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let n = failures.entry(key.to_string()).or_default();
+        *n = n.saturating_add(1);
+        Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300))
+    }
+
+    fn reset(&self, key: &str) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(key);
+        }
+    }
+}
+
+fn owner_app(pod: &Pod) -> Option<String> {
+    pod.owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "App")
+        .map(|o| o.name.clone())
+}
+
+/// Runs the App controller until shutdown. `ready` turns true once every watch has
+/// delivered its initial list.
+pub async fn run(
+    client: Client,
+    config: Config,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    recorder: Recorder,
+) -> Result<()> {
+    let (apps_api, pods_api, services_api): (Api<DeserializeGuard<App>>, Api<Pod>, Api<Service>) =
+        match &config.namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+            ),
+        };
+    let nodes_api: Api<Node> = Api::all(client.clone());
+    let ours = watcher::Config::default().labels(label::APP);
+
+    // Each reflector's own stream triggers reconciles, deletions included (a pod deleted
+    // outright must wake its App at once). The controller polls them, so the stores fill
+    // while it runs; reconciles wait for the secondary stores (see `Context::synced`).
+    let synced = Synced {
+        watches: Arc::new(tokio::sync::watch::channel(0).0),
+        ready,
+    };
+    let (apps, apps_writer) = reflector::store();
+    let (pods, pods_writer) = reflector::store();
+    let (services, services_writer) = reflector::store();
+    let (nodes, nodes_writer) = reflector::store();
+    let app_events = watcher(apps_api, watcher::Config::default())
+        .default_backoff()
+        .inspect_ok(synced.on_init_done(Synced::APPS))
+        .reflect(apps_writer)
+        .touched_objects();
+    let pod_events = watcher(pods_api, ours.clone())
+        .default_backoff()
+        .inspect_ok(synced.on_init_done(Synced::PODS))
+        .modify(strip_pod)
+        .reflect(pods_writer)
+        .touched_objects();
+    let service_events = watcher(services_api, ours)
+        .default_backoff()
+        .inspect_ok(synced.on_init_done(Synced::SERVICES))
+        .reflect(services_writer)
+        .touched_objects();
+    let node_events = watcher(nodes_api, watcher::Config::default())
+        .default_backoff()
+        .inspect_ok(synced.on_init_done(Synced::NODES))
+        .modify(strip_node)
+        .reflect(nodes_writer)
+        .touched_objects();
+
+    let ctx = Arc::new(Context {
+        client,
+        recorder,
+        metrics: metrics.clone(),
+        config: config.clone(),
+        pods: pods.clone(),
+        nodes,
+        services,
+        ledger: Ledger::default(),
+        queue: QueueDepth {
+            waiting: Mutex::default(),
+            metrics,
+        },
+        backoff: Backoff::default(),
+        synced,
+    });
+
+    let q = ctx.clone();
+    let app_triggers = app_events.inspect(move |app| {
+        if let Ok(app) = app {
+            q.queue.note(app.namespace(), app.name_any());
+        }
+    });
+    let q = ctx.clone();
+    let pod_triggers = pod_events.inspect(move |pod| {
+        if let Ok(pod) = pod
+            && let Some(owner) = owner_app(pod)
+        {
+            q.queue.note(pod.namespace(), owner);
+        }
+    });
+    let q = ctx.clone();
+    let pods_by_node = pods;
+    let node_to_apps = move |node: Node| {
+        let name = node.name_any();
+        let apps: HashSet<ObjectRef<DeserializeGuard<App>>> = pods_by_node
+            .state()
+            .iter()
+            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str()))
+            .filter_map(|p| {
+                let owner = owner_app(p)?;
+                q.queue.note(p.namespace(), owner.clone());
+                Some(ObjectRef::new(&owner).within(&p.namespace()?))
+            })
+            .collect();
+        apps.into_iter()
+    };
+
+    Controller::for_stream(app_triggers, apps)
+        .owns_stream(pod_triggers)
+        .owns_stream(service_events)
+        .watches_stream(node_events, node_to_apps)
+        .with_config(controller::Config::default().concurrency(config.concurrency))
+        .shutdown_on_signal()
+        .run(reconcile::reconcile, error_policy, ctx.clone())
+        .for_each(|result| report(ctx.clone(), result))
+        .await;
+    Ok(())
+}
+
+/// Pods and nodes are kept in memory by the thousand: drop what no decision reads.
+fn strip_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    pod.metadata.annotations = None;
+}
+
+fn strip_node(node: &mut Node) {
+    node.metadata.managed_fields = None;
+    node.metadata.annotations = None;
+    if let Some(status) = node.status.as_mut() {
+        status.images = None;
+    }
+}
+
+fn error_policy(app: Arc<DeserializeGuard<App>>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.error(CONTROLLER, error.category());
+    match error {
+        // Only a new spec helps.
+        Error::InvalidApp { .. } => Action::await_change(),
+        _ => Action::requeue(ctx.backoff.next(&app.uid().unwrap_or_default())),
+    }
+}
+
+type ReconcileResult =
+    Result<(ObjectRef<DeserializeGuard<App>>, Action), controller::Error<Error, watcher::Error>>;
+
+/// Failed reconciles become Warning events on their App, with the error's category as
+/// the reason.
+async fn report(ctx: Arc<Context>, result: ReconcileResult) {
+    let Err(e) = result else {
+        return;
+    };
+    match e {
+        controller::Error::ReconcilerFailed(err, app) => {
+            warn!(app = %app.name, namespace = ?app.namespace, error = %err, "reconcile failed");
+            let reference = ObjectReference {
+                api_version: Some(App::api_version(&()).into()),
+                kind: Some(App::kind(&()).into()),
+                name: Some(app.name.clone()),
+                namespace: app.namespace.clone(),
+                ..ObjectReference::default()
+            };
+            let event = Event {
+                type_: EventType::Warning,
+                reason: err.category().into(),
+                note: Some(truncate(err.to_string(), 1024)),
+                action: "Reconcile".into(),
+                secondary: None,
+            };
+            if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+                warn!(error = %e, "could not publish an event");
+            }
+        }
+        other => warn!(error = %other, "controller error"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let b = Backoff::default();
+        let waits: Vec<u64> = (0..11).map(|_| b.next("a").as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 256, 256]);
+        b.reset("a");
+        assert_eq!(b.next("a").as_secs(), 1);
+    }
+
+    #[test]
+    fn truncates_on_a_char_boundary() {
+        assert_eq!(truncate("héllo".into(), 2), "h");
+        assert_eq!(truncate("abc".into(), 10), "abc");
+    }
+}

@@ -1,0 +1,571 @@
+//! The replica plan of an App: from the pods that exist (plus the creates still in flight)
+//! to the pods to create and delete. Pure — no API and no clock: `now` is an input — so
+//! every decision is tested without a cluster.
+//!
+//! Pods are named `<app>-<slot>`. A new pod takes the lowest slot no pod (of any state)
+//! and no in-flight create holds, so a controller that plans again from a view that misses
+//! its own recent creates picks the same names and the apiserver refuses the duplicates.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+
+/// What the plan needs to know of one pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodState {
+    pub name: String,
+    /// Empty for a pod this controller created but has not observed yet.
+    pub uid: String,
+    pub slot: u32,
+    pub phase: Phase,
+    /// Being deleted (has a deletion timestamp).
+    pub terminating: bool,
+    /// The node it is bound to.
+    pub node: Option<String>,
+    pub ready: bool,
+    /// When it last became ready.
+    pub ready_since: Option<Timestamp>,
+    pub created: Timestamp,
+    pub restarts: i32,
+}
+
+impl PodState {
+    /// Created by this controller and not observed yet: it exists, but cannot be deleted
+    /// by UID until the watch delivers it.
+    pub fn is_assumed(&self) -> bool {
+        self.uid.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Pending,
+    Unknown,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// What the plan needs to know of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeHealth {
+    Ready,
+    /// Not Ready (False or Unknown) since this time.
+    NotReadySince(Timestamp),
+}
+
+#[derive(Debug)]
+pub struct Input<'a> {
+    /// The App's name: pods are `<app>-<slot>`.
+    pub app: &'a str,
+    pub replicas: u32,
+    pub pods: &'a [PodState],
+    /// Health of the nodes pods are bound to. A node missing here is gone — or not yet
+    /// seen by the node watch — and counts as NotReady since the pod was created.
+    pub nodes: &'a HashMap<String, NodeHealth>,
+    /// Names `<app>-<n>` the apiserver reported as taken by a pod that is not the App's.
+    pub taken: &'a HashSet<String>,
+    pub now: Timestamp,
+    /// How long a node may be NotReady before its pods are replaced elsewhere.
+    pub node_lost_grace: Duration,
+}
+
+/// Why a pod is removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// It finished (Succeeded or Failed, e.g. evicted); it is replaced.
+    Finished,
+    /// Its node has been NotReady longer than the grace period, or is gone.
+    NodeLost { node: String },
+    /// More pods run than asked for.
+    ScaleDown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delete {
+    pub name: String,
+    pub uid: String,
+    pub reason: Removal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Create {
+    pub name: String,
+    pub slot: u32,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub creates: Vec<Create>,
+    pub deletes: Vec<Delete>,
+    /// When the plan may change with nothing else happening (a NotReady node's grace
+    /// period ending).
+    pub revisit_at: Option<Timestamp>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.creates.is_empty() && self.deletes.is_empty()
+    }
+}
+
+/// The pod's name for a slot.
+pub fn pod_name(app: &str, slot: u32) -> String {
+    format!("{app}-{slot}")
+}
+
+/// The slot a name `<app>-<n>` stands for.
+pub fn slot_of(app: &str, name: &str) -> Option<u32> {
+    name.strip_prefix(app)?.strip_prefix('-')?.parse().ok()
+}
+
+/// Whether a pod counts toward `replicas`: alive, not terminating, not finished.
+pub fn is_active(p: &PodState) -> bool {
+    !p.terminating && !matches!(p.phase, Phase::Succeeded | Phase::Failed)
+}
+
+pub fn plan(input: &Input<'_>) -> Plan {
+    let mut plan = Plan::default();
+    let mut active: Vec<&PodState> = vec![];
+    for pod in input.pods {
+        if pod.terminating {
+            continue;
+        }
+        if pod.is_assumed() {
+            // Known only from our own create: it counts, and nothing can be done to it
+            // until the watch delivers it.
+            if is_active(pod) {
+                active.push(pod);
+            }
+            continue;
+        }
+        if matches!(pod.phase, Phase::Succeeded | Phase::Failed) {
+            plan.deletes.push(delete(pod, Removal::Finished));
+            continue;
+        }
+        if let Some(node) = &pod.node {
+            let health = input
+                .nodes
+                .get(node)
+                .copied()
+                .unwrap_or(NodeHealth::NotReadySince(pod.created));
+            match health {
+                NodeHealth::NotReadySince(since) => {
+                    let lost_at = add(since, input.node_lost_grace);
+                    if input.now >= lost_at {
+                        plan.deletes
+                            .push(delete(pod, Removal::NodeLost { node: node.clone() }));
+                        continue;
+                    }
+                    plan.revisit_at = earliest(plan.revisit_at, lost_at);
+                }
+                NodeHealth::Ready => {}
+            }
+        }
+        active.push(pod);
+    }
+
+    let want = input.replicas as usize;
+    if active.len() > want {
+        // The least useful pods go first (see `victim_order`). Pods not observed yet would
+        // be the first victims but cannot be deleted by UID: they wait for the next pass
+        // rather than running pods going in their place.
+        let (assumed, mut candidates): (Vec<&PodState>, Vec<&PodState>) =
+            active.iter().partition(|p| p.is_assumed());
+        candidates.sort_by(|a, b| victim_order(a).cmp(&victim_order(b)));
+        let surplus = (active.len() - want).saturating_sub(assumed.len());
+        for victim in candidates.into_iter().take(surplus) {
+            plan.deletes.push(delete(victim, Removal::ScaleDown));
+        }
+    } else if active.len() < want {
+        let occupied: BTreeSet<u32> = input
+            .pods
+            .iter()
+            .map(|p| p.slot)
+            .chain(input.taken.iter().filter_map(|n| slot_of(input.app, n)))
+            .collect();
+        let free = (0u32..).filter(|s| !occupied.contains(s));
+        for slot in free.take(want - active.len()) {
+            plan.creates.push(Create {
+                name: pod_name(input.app, slot),
+                slot,
+            });
+        }
+    }
+    plan
+}
+
+fn delete(pod: &PodState, reason: Removal) -> Delete {
+    Delete {
+        name: pod.name.clone(),
+        uid: pod.uid.clone(),
+        reason,
+    }
+}
+
+/// Sort key for scale-down: smaller goes first. Unscheduled before scheduled, pending
+/// before running, not ready before ready, then recently ready, often restarted, newer,
+/// and higher slots first (so slots stay low).
+fn victim_order(p: &PodState) -> impl Ord {
+    (
+        p.node.is_some(),
+        match p.phase {
+            Phase::Pending => 0,
+            Phase::Unknown => 1,
+            _ => 2,
+        },
+        p.ready,
+        std::cmp::Reverse(p.ready_since),
+        std::cmp::Reverse(p.restarts),
+        std::cmp::Reverse(p.created),
+        std::cmp::Reverse(p.slot),
+    )
+}
+
+pub fn add(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(d).unwrap_or(Timestamp::MAX)
+}
+
+pub fn earliest(a: Option<Timestamp>, b: Timestamp) -> Option<Timestamp> {
+    Some(a.map_or(b, |a| a.min(b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    fn pod(slot: u32) -> PodState {
+        PodState {
+            name: pod_name("web", slot),
+            uid: format!("uid-{slot}"),
+            slot,
+            phase: Phase::Running,
+            terminating: false,
+            node: Some("n1".into()),
+            ready: true,
+            ready_since: Some(t(0)),
+            created: t(0),
+            restarts: 0,
+        }
+    }
+
+    fn nodes() -> HashMap<String, NodeHealth> {
+        HashMap::from([
+            ("n1".to_string(), NodeHealth::Ready),
+            ("n2".to_string(), NodeHealth::Ready),
+        ])
+    }
+
+    fn run(replicas: u32, pods: &[PodState], nodes: &HashMap<String, NodeHealth>) -> Plan {
+        plan(&Input {
+            app: "web",
+            replicas,
+            pods,
+            nodes,
+            taken: &HashSet::new(),
+            now: t(100),
+            node_lost_grace: Duration::from_secs(30),
+        })
+    }
+
+    fn names(creates: &[Create]) -> Vec<&str> {
+        creates.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    #[test]
+    fn creates_the_lowest_free_slots() {
+        let p = run(4, &[pod(1), pod(3)], &nodes());
+        assert_eq!(names(&p.creates), ["web-0", "web-2"]);
+        assert!(p.deletes.is_empty());
+    }
+
+    #[test]
+    fn nothing_to_do_at_the_right_count() {
+        assert!(run(2, &[pod(0), pod(1)], &nodes()).is_empty());
+    }
+
+    #[test]
+    fn terminating_pods_hold_their_slot_but_do_not_count() {
+        let mut old = pod(0);
+        old.terminating = true;
+        let p = run(1, &[old], &nodes());
+        assert_eq!(names(&p.creates), ["web-1"]);
+    }
+
+    #[test]
+    fn finished_pods_are_deleted_and_replaced() {
+        let mut evicted = pod(0);
+        evicted.phase = Phase::Failed;
+        let p = run(1, &[evicted], &nodes());
+        assert_eq!(
+            p.deletes,
+            [Delete {
+                name: "web-0".into(),
+                uid: "uid-0".into(),
+                reason: Removal::Finished
+            }]
+        );
+        assert_eq!(names(&p.creates), ["web-1"]);
+    }
+
+    #[test]
+    fn pods_on_a_lost_node_are_replaced_after_the_grace_period() {
+        let mut on_n2 = pod(1);
+        on_n2.node = Some("n2".into());
+        let mut nodes = nodes();
+        nodes.insert("n2".into(), NodeHealth::NotReadySince(t(80)));
+        let p = run(2, &[pod(0), on_n2.clone()], &nodes);
+        assert!(p.is_empty(), "within the grace period nothing moves");
+        assert_eq!(p.revisit_at, Some(t(110)));
+
+        nodes.insert("n2".into(), NodeHealth::NotReadySince(t(60)));
+        let p = run(2, &[pod(0), on_n2], &nodes);
+        assert_eq!(p.deletes[0].reason, Removal::NodeLost { node: "n2".into() });
+        assert_eq!(names(&p.creates), ["web-2"]);
+    }
+
+    #[test]
+    fn pods_on_an_unknown_node_are_replaced_once_the_grace_period_passed() {
+        let mut orphan = pod(0);
+        orphan.node = Some("gone".into());
+        let p = run(1, &[orphan.clone()], &nodes());
+        assert_eq!(
+            p.deletes[0].reason,
+            Removal::NodeLost {
+                node: "gone".into()
+            }
+        );
+        assert_eq!(p.creates.len(), 1);
+        // A node the watch has not delivered yet does not cost a fresh pod its place.
+        orphan.created = t(90);
+        assert!(run(1, &[orphan], &nodes()).is_empty());
+    }
+
+    #[test]
+    fn scale_down_picks_unscheduled_then_not_ready_then_newest() {
+        let mut unscheduled = pod(5);
+        unscheduled.node = None;
+        unscheduled.phase = Phase::Pending;
+        unscheduled.ready = false;
+        let mut not_ready = pod(4);
+        not_ready.ready = false;
+        let mut newer = pod(2);
+        newer.created = t(50);
+        newer.ready_since = Some(t(50));
+        let pods = [pod(0), pod(1), newer, pod(3), not_ready, unscheduled];
+        let p = run(3, &pods, &nodes());
+        let victims: Vec<&str> = p.deletes.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(victims, ["web-5", "web-4", "web-2"]);
+        assert!(p.deletes.iter().all(|d| d.reason == Removal::ScaleDown));
+    }
+
+    #[test]
+    fn assumed_pods_count_and_are_never_deleted() {
+        let mut assumed = pod(1);
+        assumed.uid = String::new();
+        assumed.node = None;
+        assumed.phase = Phase::Pending;
+        // It counts: nothing is created in its place.
+        assert!(run(2, &[pod(0), assumed.clone()], &nodes()).is_empty());
+        // It cannot be deleted yet, and no running pod goes in its place.
+        let p = run(1, &[pod(0), assumed.clone()], &nodes());
+        assert!(p.is_empty(), "{p:?}");
+        let p = run(0, &[pod(0), assumed], &nodes());
+        assert_eq!(p.deletes.len(), 1);
+        assert_eq!(p.deletes[0].name, "web-0");
+    }
+
+    #[test]
+    fn names_taken_by_foreign_pods_are_skipped() {
+        let taken = HashSet::from(["web-0".to_string()]);
+        let p = plan(&Input {
+            app: "web",
+            replicas: 1,
+            pods: &[],
+            nodes: &nodes(),
+            taken: &taken,
+            now: t(0),
+            node_lost_grace: Duration::from_secs(30),
+        });
+        assert_eq!(names(&p.creates), ["web-1"]);
+    }
+
+    #[test]
+    fn slots_parse_only_for_this_app() {
+        assert_eq!(slot_of("web", "web-12"), Some(12));
+        assert_eq!(slot_of("web", "web-api-1"), None);
+        assert_eq!(slot_of("web", "webx-1"), None);
+    }
+
+    fn arb_pod() -> impl Strategy<Value = PodState> {
+        (
+            0u32..40,
+            prop_oneof![
+                Just(Phase::Pending),
+                Just(Phase::Running),
+                Just(Phase::Unknown),
+                Just(Phase::Succeeded),
+                Just(Phase::Failed)
+            ],
+            any::<bool>(),
+            prop::option::of(prop_oneof![
+                Just("n1"),
+                Just("n2"),
+                Just("n3"),
+                Just("gone")
+            ]),
+            any::<bool>(),
+            any::<bool>(),
+            0i64..200,
+        )
+            .prop_map(
+                |(slot, phase, terminating, node, ready, assumed, age)| PodState {
+                    name: pod_name("web", slot),
+                    uid: if assumed {
+                        String::new()
+                    } else {
+                        format!("uid-{slot}")
+                    },
+                    slot,
+                    phase,
+                    terminating,
+                    node: node.map(str::to_string),
+                    ready,
+                    ready_since: ready.then(|| t(age)),
+                    created: t(age),
+                    restarts: (age % 7) as i32,
+                },
+            )
+    }
+
+    /// Observed worlds: pods with unique slots (names are unique in a namespace), nodes of
+    /// every health.
+    fn arb_world() -> impl Strategy<Value = (u32, Vec<PodState>, HashMap<String, NodeHealth>)> {
+        (
+            0u32..25,
+            prop::collection::vec(arb_pod(), 0..30),
+            prop::sample::select(vec![0i64, 60, 95]),
+        )
+            .prop_map(|(replicas, pods, n3_since)| {
+                let mut seen = HashSet::new();
+                let pods = pods.into_iter().filter(|p| seen.insert(p.slot)).collect();
+                let mut nodes = nodes();
+                nodes.insert("n3".into(), NodeHealth::NotReadySince(t(n3_since)));
+                (replicas, pods, nodes)
+            })
+    }
+
+    /// The world after the plan's writes land: creates appear as pending pods, deletes as
+    /// terminating ones.
+    fn apply(pods: &[PodState], p: &Plan) -> Vec<PodState> {
+        let mut next: Vec<PodState> = pods
+            .iter()
+            .map(|pod| {
+                let mut pod = pod.clone();
+                if p.deletes.iter().any(|d| d.name == pod.name) {
+                    pod.terminating = true;
+                }
+                pod
+            })
+            .collect();
+        for c in &p.creates {
+            next.push(PodState {
+                name: c.name.clone(),
+                uid: format!("new-{}", c.slot),
+                slot: c.slot,
+                phase: Phase::Pending,
+                terminating: false,
+                node: None,
+                ready: false,
+                ready_since: None,
+                created: t(100),
+                restarts: 0,
+            });
+        }
+        next
+    }
+
+    fn countable(pods: &[PodState], nodes: &HashMap<String, NodeHealth>) -> usize {
+        pods.iter()
+            .filter(|p| is_active(p))
+            .filter(|p| {
+                p.is_assumed()
+                    || match p.node.as_deref() {
+                        None => true,
+                        Some(n) => match nodes
+                            .get(n)
+                            .copied()
+                            .unwrap_or(NodeHealth::NotReadySince(p.created))
+                        {
+                            NodeHealth::Ready => true,
+                            NodeHealth::NotReadySince(s) => {
+                                t(100) < add(s, Duration::from_secs(30))
+                            }
+                        },
+                    }
+            })
+            .count()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn never_overshoots_and_never_undershoots((replicas, pods, nodes) in arb_world()) {
+            let p = run(replicas, &pods, &nodes);
+            let before = countable(&pods, &nodes);
+            let after = countable(&apply(&pods, &p), &nodes);
+            if before <= replicas as usize {
+                prop_assert_eq!(after, replicas as usize, "creates bring the count to replicas");
+            } else {
+                prop_assert!(after >= replicas as usize, "scale-down stops at replicas");
+                prop_assert!(p.creates.is_empty(), "no create while above replicas");
+            }
+        }
+
+        #[test]
+        fn new_names_are_fresh_and_deletes_target_observed_pods((replicas, pods, nodes) in arb_world()) {
+            let p = run(replicas, &pods, &nodes);
+            let existing: HashSet<&str> = pods.iter().map(|p| p.name.as_str()).collect();
+            let mut fresh = HashSet::new();
+            for c in &p.creates {
+                prop_assert!(!existing.contains(c.name.as_str()), "{} exists", c.name);
+                prop_assert!(fresh.insert(c.name.clone()), "{} twice", c.name);
+            }
+            for d in &p.deletes {
+                prop_assert!(!d.uid.is_empty(), "delete of an unobserved pod");
+                let pod = pods.iter().find(|p| p.name == d.name).unwrap();
+                prop_assert!(!pod.terminating, "delete of a terminating pod");
+            }
+        }
+
+        #[test]
+        fn converges_in_one_pass((replicas, pods, nodes) in arb_world()) {
+            let first = run(replicas, &pods, &nodes);
+            let second = run(replicas, &apply(&pods, &first), &nodes);
+            // Assumed pods above replicas wait to be observed; everything else settles.
+            let assumed_surplus = pods.iter().any(|p| p.is_assumed() && is_active(p));
+            if !assumed_surplus {
+                prop_assert!(second.is_empty(), "second pass wants {:?}", second);
+            } else {
+                prop_assert!(second.creates.is_empty());
+            }
+        }
+
+        #[test]
+        fn planning_from_a_stale_view_repeats_the_same_names((replicas, pods, nodes) in arb_world()) {
+            // A controller that plans again before its creates are observed proposes the
+            // very names it already created: the apiserver refuses them as duplicates.
+            let first = run(replicas, &pods, &nodes);
+            let again = run(replicas, &pods, &nodes);
+            prop_assert_eq!(first, again);
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! The App's pods: built from its template, and read back into what the plan needs.
+
+use std::collections::BTreeMap;
+
+use drover_crds::App;
+use drover_crds::names::label;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::jiff::Timestamp;
+use kube::{Resource, ResourceExt};
+
+use super::plan::{Create, Phase, PodState, slot_of};
+use super::status::CrashLoop;
+
+/// The pod for a slot: the App's template, named and labelled by drover and owned by the
+/// App (so deleting the App deletes it).
+pub fn build(app: &App, create: &Create) -> Option<Pod> {
+    let name = app.name_any();
+    let template = &app.spec.template;
+    let meta = template.metadata.clone().unwrap_or_default();
+    let mut labels: BTreeMap<String, String> = meta.labels.unwrap_or_default();
+    labels.insert(label::APP.into(), name.clone());
+    labels.insert(label::SLOT.into(), create.slot.to_string());
+    labels.insert(label::MANAGED_BY.into(), label::MANAGED_BY_VALUE.into());
+    Some(Pod {
+        metadata: ObjectMeta {
+            name: Some(create.name.clone()),
+            namespace: app.namespace(),
+            labels: Some(labels),
+            annotations: meta.annotations,
+            owner_references: Some(vec![app.controller_owner_ref(&())?]),
+            ..ObjectMeta::default()
+        },
+        spec: template.spec.clone(),
+        status: None,
+    })
+}
+
+/// Whether the pod's controller is the App with this UID.
+pub fn is_owned_by(pod: &Pod, app_uid: &str) -> bool {
+    pod.owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && o.uid == app_uid)
+}
+
+/// What the plan needs of an observed pod; `None` for a pod whose name is not one of the
+/// App's slots.
+pub fn state(app: &str, pod: &Pod) -> Option<PodState> {
+    let name = pod.name_any();
+    let slot = slot_of(app, &name)?;
+    let status = pod.status.clone().unwrap_or_default();
+    let phase = match status.phase.as_deref() {
+        Some("Running") => Phase::Running,
+        Some("Succeeded") => Phase::Succeeded,
+        Some("Failed") => Phase::Failed,
+        Some("Unknown") => Phase::Unknown,
+        _ => Phase::Pending,
+    };
+    let ready_condition = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready");
+    let ready = ready_condition.is_some_and(|c| c.status == "True");
+    let restarts = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .map(|c| c.restart_count)
+        .max()
+        .unwrap_or(0);
+    Some(PodState {
+        name,
+        uid: pod.uid().unwrap_or_default(),
+        slot,
+        phase,
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+        node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+        ready,
+        ready_since: ready_condition
+            .filter(|_| ready)
+            .and_then(|c| c.last_transition_time.as_ref())
+            .map(|t| t.0),
+        created: pod
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(Timestamp::UNIX_EPOCH, |t| t.0),
+        restarts,
+    })
+}
+
+/// The pod's containers that are waiting in CrashLoopBackOff.
+pub fn crash_loops(pod: &Pod) -> Vec<CrashLoop> {
+    let Some(status) = &pod.status else {
+        return vec![];
+    };
+    status
+        .container_statuses
+        .iter()
+        .flatten()
+        .filter(|c| {
+            c.state
+                .as_ref()
+                .and_then(|s| s.waiting.as_ref())
+                .and_then(|w| w.reason.as_deref())
+                == Some("CrashLoopBackOff")
+        })
+        .map(|c| CrashLoop {
+            pod: pod.name_any(),
+            container: c.name.clone(),
+            restarts: c.restart_count,
+            last_exit: c
+                .last_state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .map(|t| {
+                    format!(
+                        "{}, exit code {}",
+                        t.reason.as_deref().unwrap_or("Terminated"),
+                        t.exit_code
+                    )
+                }),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn app() -> App {
+        serde_json::from_value(json!({
+            "apiVersion": "drover.dev/v1alpha1", "kind": "App",
+            "metadata": {"name": "web", "namespace": "ns", "uid": "app-uid"},
+            "spec": {"replicas": 2, "template": {
+                "metadata": {"labels": {"tier": "front"}, "annotations": {"a": "b"}},
+                "spec": {"containers": [{"name": "c", "image": "i"}]},
+            }},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn pods_carry_the_template_drover_labels_and_an_owner() {
+        let pod = build(
+            &app(),
+            &Create {
+                name: "web-3".into(),
+                slot: 3,
+            },
+        )
+        .unwrap();
+        let labels = pod.metadata.labels.unwrap();
+        assert_eq!(labels["tier"], "front");
+        assert_eq!(labels["drover.dev/app"], "web");
+        assert_eq!(labels["drover.dev/slot"], "3");
+        assert_eq!(pod.metadata.annotations.unwrap()["a"], "b");
+        assert_eq!(pod.metadata.name.as_deref(), Some("web-3"));
+        assert_eq!(pod.metadata.namespace.as_deref(), Some("ns"));
+        let owner = &pod.metadata.owner_references.unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("App", "app-uid", Some(true))
+        );
+        assert_eq!(pod.spec.unwrap().containers[0].image.as_deref(), Some("i"));
+    }
+
+    #[test]
+    fn reads_pod_state_and_crash_loops() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-2", "uid": "u", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"nodeName": "n1", "containers": []},
+            "status": {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T00:01:00Z"}],
+                "containerStatuses": [{
+                    "name": "app", "ready": false, "restartCount": 4, "image": "i", "imageID": "",
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+                }],
+            },
+        }))
+        .unwrap();
+        let s = state("web", &pod).unwrap();
+        assert_eq!(
+            (s.slot, s.phase, s.ready, s.restarts),
+            (2, Phase::Running, false, 4)
+        );
+        assert_eq!(s.node.as_deref(), Some("n1"));
+        assert_eq!(s.ready_since, None);
+        let loops = crash_loops(&pod);
+        assert_eq!(loops.len(), 1);
+        assert_eq!(loops[0].last_exit.as_deref(), Some("Error, exit code 1"));
+        assert!(state("api", &pod).is_none(), "not a slot of another app");
+    }
+}

@@ -1,0 +1,494 @@
+//! One pass over an App: observe (reflector stores only) → plan (pure) → act (creates,
+//! deletes, the Service) → report (status and Events).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_crds::names::{condition, field_manager};
+use drover_crds::{App, AppStatus};
+use futures::future::join_all;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use super::error::{Error, WriteOutcome, classify};
+use super::plan::{self, Create, Delete, Input, NodeHealth, Phase, PodState, Removal};
+use super::status::{self, CrashLoop, Observation};
+use super::{CONTROLLER, Context, pod, service};
+
+/// Without anything happening, look again this often (drift check).
+const RESYNC: Duration = Duration::from_secs(300);
+
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<App>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    ctx.synced().await;
+    ctx.queue.done(&ObjectRef::from_obj(guard.as_ref()));
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let app = match &guard.0 {
+        Ok(app) => app,
+        Err(invalid) => {
+            return Err(Error::InvalidApp {
+                name: invalid.metadata.name.clone().unwrap_or_default(),
+                reason: invalid.error.clone(),
+            });
+        }
+    };
+    let name = app.name_any();
+    let uid = app
+        .uid()
+        .ok_or_else(|| Error::MissingUid { name: name.clone() })?;
+    if app.metadata.deletion_timestamp.is_some() {
+        // Pods and the Service go with the App through their owner references.
+        ctx.ledger.forget(&uid);
+        return Ok(Action::await_change());
+    }
+    let namespace = app.namespace().unwrap_or_default();
+    let now = Timestamp::now();
+
+    // Observe.
+    let owned: Vec<Arc<Pod>> = ctx
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| {
+            p.namespace().as_deref() == Some(namespace.as_str()) && pod::is_owned_by(p, &uid)
+        })
+        .collect();
+    let mut pods: Vec<PodState> = owned.iter().filter_map(|p| pod::state(&name, p)).collect();
+    let observed_count = pods.len();
+    let observed_names: HashSet<String> = pods.iter().map(|p| p.name.clone()).collect();
+    for (pod_name, slot) in ctx.ledger.in_flight(&uid, &observed_names) {
+        pods.push(PodState {
+            name: pod_name,
+            uid: String::new(),
+            slot,
+            phase: Phase::Pending,
+            terminating: false,
+            node: None,
+            ready: false,
+            ready_since: None,
+            created: now,
+            restarts: 0,
+        });
+    }
+    let nodes = node_health(&ctx, &pods);
+    let taken = ctx.ledger.taken(&uid);
+
+    // Plan.
+    let plan = plan::plan(&Input {
+        app: &name,
+        replicas: u32::try_from(app.spec.replicas).unwrap_or(0),
+        pods: &pods,
+        nodes: &nodes,
+        taken: &taken,
+        now,
+        node_lost_grace: ctx.config.node_lost_grace,
+    });
+    if !plan.is_empty() {
+        debug!(app = %name, namespace = %namespace, creates = plan.creates.len(), deletes = plan.deletes.len(), "plan");
+    }
+
+    // Act.
+    let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let delete_error = delete_pods(&ctx, app, &pod_api, &owned, &plan.deletes).await;
+    let create_error = match ctx.ledger.create_backoff(&uid) {
+        Some(_) => None,
+        None => create_pods(&ctx, app, &uid, &pod_api, &plan.creates).await,
+    };
+    reconcile_service(&ctx, app, &namespace, &uid).await?;
+    if let Some(e) = delete_error.or(create_error) {
+        return Err(e);
+    }
+
+    // Report.
+    if plan.creates.is_empty() {
+        ctx.ledger.settle(&uid);
+    }
+    let refusal = ctx.ledger.refusal(&uid);
+    let crash_loops: Vec<CrashLoop> = owned.iter().flat_map(|p| pod::crash_loops(p)).collect();
+    let (status, available_at) = status::compute(
+        &Observation {
+            app: &name,
+            generation: app.metadata.generation,
+            replicas: app.spec.replicas,
+            min_ready: Duration::from_secs(u64::try_from(app.spec.min_ready_seconds).unwrap_or(0)),
+            pods: &pods[..observed_count],
+            crash_loops: &crash_loops,
+            create_failure: refusal.as_deref(),
+            now,
+        },
+        app.status.as_ref(),
+    );
+    report_transitions(&ctx, app, app.status.as_ref(), &status).await;
+    if app.status.as_ref() != Some(&status) {
+        let api: Api<App> = Api::namespaced(ctx.client.clone(), &namespace);
+        let patch =
+            json!({"apiVersion": App::api_version(&()), "kind": App::kind(&()), "status": status});
+        api.patch_status(
+            &name,
+            &PatchParams::apply(field_manager::APP).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| Error::StatusPatch {
+            name: name.clone(),
+            source,
+        })?;
+        ctx.metrics.write(CONTROLLER, "patch_status", "apps");
+    }
+
+    ctx.backoff.reset(&uid);
+    let revisit = [plan.revisit_at, available_at].into_iter().flatten().min();
+    let mut wait = revisit.map_or(RESYNC, |at| until(now, at).min(RESYNC));
+    if let Some(backoff) = ctx.ledger.create_backoff(&uid) {
+        wait = wait.min(backoff);
+    }
+    Ok(Action::requeue(wait))
+}
+
+fn until(now: Timestamp, at: Timestamp) -> Duration {
+    // A second of slack so the state has changed when the App is looked at again.
+    Duration::try_from(at.duration_since(now)).unwrap_or_default() + Duration::from_secs(1)
+}
+
+/// Health of the nodes the pods are bound to, from the node store.
+fn node_health(ctx: &Context, pods: &[PodState]) -> HashMap<String, NodeHealth> {
+    let mut nodes = HashMap::new();
+    for node in pods.iter().filter_map(|p| p.node.as_deref()) {
+        if nodes.contains_key(node) {
+            continue;
+        }
+        if let Some(n) = ctx.nodes.get(&ObjectRef::<Node>::new(node)) {
+            nodes.insert(node.to_string(), health_of(&n));
+        }
+    }
+    nodes
+}
+
+fn health_of(node: &Node) -> NodeHealth {
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+    match ready {
+        Some(c) if c.status == "True" => NodeHealth::Ready,
+        Some(c) => NodeHealth::NotReadySince(
+            c.last_transition_time
+                .as_ref()
+                .map_or(Timestamp::now(), |t| t.0),
+        ),
+        // A node that has never reported is not ready yet; its pods get the grace period.
+        None => NodeHealth::NotReadySince(
+            node.metadata
+                .creation_timestamp
+                .as_ref()
+                .map_or(Timestamp::now(), |t| t.0),
+        ),
+    }
+}
+
+/// Deletes the planned pods, each with its UID as precondition (so a pod re-created
+/// under the same name is never deleted by mistake). Returns the first failure.
+async fn delete_pods(
+    ctx: &Context,
+    app: &App,
+    api: &Api<Pod>,
+    owned: &[Arc<Pod>],
+    deletes: &[Delete],
+) -> Option<Error> {
+    if deletes.is_empty() {
+        return None;
+    }
+    let results = join_all(deletes.iter().map(|d| async move {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(d.uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        (d, api.delete(&d.name, &params).await)
+    }))
+    .await;
+    let mut first_error = None;
+    let mut scaled_down = vec![];
+    for (d, result) in results {
+        match classify(&result) {
+            WriteOutcome::Done | WriteOutcome::Gone => {}
+            _ => {
+                if let Err(source) = result {
+                    first_error.get_or_insert(Error::PodDelete {
+                        pod: d.name.clone(),
+                        source,
+                    });
+                }
+                continue;
+            }
+        }
+        ctx.metrics.write(CONTROLLER, "delete", "pods");
+        match &d.reason {
+            Removal::ScaleDown => scaled_down.push(d.name.as_str()),
+            Removal::Finished => {
+                let why = owned
+                    .iter()
+                    .find(|p| p.name_any() == d.name)
+                    .and_then(|p| p.status.as_ref())
+                    .map(|s| {
+                        let reason = s
+                            .reason
+                            .clone()
+                            .unwrap_or_else(|| s.phase.clone().unwrap_or_default());
+                        match &s.message {
+                            Some(m) => format!("{reason}: {m}"),
+                            None => reason,
+                        }
+                    })
+                    .unwrap_or_default();
+                info!(app = %app.name_any(), pod = %d.name, %why, "replacing a finished pod");
+                ctx.publish(
+                    app,
+                    EventType::Warning,
+                    "PodFailed",
+                    format!("Pod {} ended ({why}); replacing it", d.name),
+                )
+                .await;
+            }
+            Removal::NodeLost { node } => {
+                info!(app = %app.name_any(), pod = %d.name, %node, "replacing a pod of a lost node");
+                let grace = ctx.config.node_lost_grace.as_secs();
+                ctx.publish(
+                    app,
+                    EventType::Warning,
+                    "NodeLost",
+                    format!(
+                        "Node {node} has been NotReady for more than {grace}s; replacing pod {}",
+                        d.name
+                    ),
+                )
+                .await;
+            }
+        }
+    }
+    if !scaled_down.is_empty() {
+        ctx.publish(
+            app,
+            EventType::Normal,
+            "ScalingDown",
+            format!("Deleted pods {}", list(&scaled_down)),
+        )
+        .await;
+    }
+    first_error
+}
+
+/// Creates the planned pods in batches of 1, 2, 4, ... so that a template the apiserver
+/// refuses costs one request, not `replicas`. Returns a transient failure, if any.
+async fn create_pods(
+    ctx: &Context,
+    app: &App,
+    uid: &str,
+    api: &Api<Pod>,
+    creates: &[Create],
+) -> Option<Error> {
+    let mut created = vec![];
+    let mut batch = 1;
+    let mut rest = creates;
+    // A refusal stops creating (the condition and event say why); a transient failure
+    // also fails the reconcile, to be retried with backoff.
+    let mut stop = false;
+    let mut transient = None;
+    while !rest.is_empty() && !stop {
+        let (now, later) = rest.split_at(batch.min(rest.len()));
+        rest = later;
+        batch *= 2;
+        let results = join_all(now.iter().map(|c| async move {
+            let result = match pod::build(app, c) {
+                Some(p) => api.create(&PostParams::default(), &p).await.map(drop),
+                None => Ok(()),
+            };
+            (c, result)
+        }))
+        .await;
+        for (c, result) in results {
+            match classify(&result) {
+                WriteOutcome::Done => {
+                    ctx.ledger.created(uid, &c.name, c.slot);
+                    ctx.metrics.write(CONTROLLER, "create", "pods");
+                    created.push(c.name.as_str());
+                }
+                WriteOutcome::AlreadyExists => ctx.ledger.name_taken(uid, &c.name),
+                WriteOutcome::Refused(message) => {
+                    let count = ctx.ledger.refused(uid, &message);
+                    warn!(app = %app.name_any(), pod = %c.name, %message, "pod create refused");
+                    if count == 1 || count.is_power_of_two() {
+                        ctx.publish(
+                            app,
+                            EventType::Warning,
+                            "FailedCreate",
+                            format!("Creating pod {}: {message}", c.name),
+                        )
+                        .await;
+                    }
+                    stop = true;
+                }
+                // The namespace is going away, and the App with it.
+                WriteOutcome::Gone => stop = true,
+                WriteOutcome::Transient => {
+                    stop = true;
+                    if let Err(source) = result {
+                        transient.get_or_insert(Error::PodCreate {
+                            pod: c.name.clone(),
+                            source,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    if !created.is_empty() {
+        info!(app = %app.name_any(), pods = %list(&created), "created pods");
+        ctx.publish(
+            app,
+            EventType::Normal,
+            "ScalingUp",
+            format!("Created pods {}", list(&created)),
+        )
+        .await;
+    }
+    transient
+}
+
+/// The Service follows `spec.ports`: applied when it differs, deleted when there are no
+/// ports (only if it is the App's own).
+async fn reconcile_service(
+    ctx: &Context,
+    app: &App,
+    namespace: &str,
+    uid: &str,
+) -> Result<(), Error> {
+    let name = app.name_any();
+    let observed = ctx
+        .services
+        .get(&ObjectRef::<Service>::new(&name).within(namespace))
+        .filter(|s| s.owner_references().iter().any(|o| o.uid == uid));
+    let api: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
+    match (service::build(app), observed) {
+        (Some(desired), observed) => {
+            if observed.is_some_and(|o| service::matches(&o, &desired)) {
+                return Ok(());
+            }
+            api.patch(
+                &name,
+                &PatchParams::apply(field_manager::APP).force(),
+                &Patch::Apply(&desired),
+            )
+            .await
+            .map_err(|source| Error::ServiceApply {
+                name: name.clone(),
+                source,
+            })?;
+            ctx.metrics.write(CONTROLLER, "apply", "services");
+        }
+        (None, Some(existing)) => {
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: existing.uid(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            let result = api.delete(&name, &params).await;
+            if !matches!(classify(&result), WriteOutcome::Done | WriteOutcome::Gone)
+                && let Err(source) = result
+            {
+                return Err(Error::ServiceDelete { name, source });
+            }
+            ctx.metrics.write(CONTROLLER, "delete", "services");
+            ctx.publish(
+                app,
+                EventType::Normal,
+                "ServiceDeleted",
+                format!("Deleted Service {name}: the App has no ports"),
+            )
+            .await;
+        }
+        (None, None) => {}
+    }
+    Ok(())
+}
+
+/// Events for conditions that changed: the App became (un)available, or started
+/// crash-looping.
+async fn report_transitions(ctx: &Context, app: &App, old: Option<&AppStatus>, new: &AppStatus) {
+    let get = |s: Option<&AppStatus>, t: &str| {
+        s.and_then(|s| s.conditions.iter().find(|c| c.type_ == t))
+            .map(|c| (c.status.clone(), c.message.clone()))
+    };
+    let was = get(old, condition::AVAILABLE).map(|c| c.0);
+    if let Some((status, message)) = get(Some(new), condition::AVAILABLE)
+        && was.as_deref() != Some(status.as_str())
+        && (was.is_some() || status == "True")
+    {
+        let (kind, reason) = if status == "True" {
+            (EventType::Normal, "Available")
+        } else {
+            (EventType::Warning, "Unavailable")
+        };
+        ctx.publish(app, kind, reason, message).await;
+    }
+    let was_healthy = get(old, condition::HEALTHY).is_none_or(|c| c.0 == "True");
+    if let Some((status, message)) = get(Some(new), condition::HEALTHY)
+        && status == "False"
+        && was_healthy
+    {
+        ctx.publish(app, EventType::Warning, "CrashLoopBackOff", message)
+            .await;
+    }
+}
+
+/// Up to five names, then a count.
+fn list(names: &[&str]) -> String {
+    let mut shown = names.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+    if names.len() > 5 {
+        shown.push_str(&format!(" and {} more", names.len() - 5));
+    }
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_are_short() {
+        assert_eq!(list(&["a", "b"]), "a, b");
+        assert_eq!(
+            list(&["a", "b", "c", "d", "e", "f", "g"]),
+            "a, b, c, d, e and 2 more"
+        );
+    }
+
+    #[test]
+    fn node_health_reads_the_ready_condition() {
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "n"},
+            "status": {"conditions": [{"type": "Ready", "status": "Unknown", "lastTransitionTime": "2026-01-01T00:00:00Z"}]},
+        }))
+        .unwrap();
+        assert_eq!(
+            health_of(&node),
+            NodeHealth::NotReadySince("2026-01-01T00:00:00Z".parse().unwrap())
+        );
+    }
+}

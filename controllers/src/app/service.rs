@@ -1,0 +1,119 @@
+//! The App's Service: named after the App, selecting its pods, for `spec.ports`.
+
+use std::collections::BTreeMap;
+
+use drover_crds::App;
+use drover_crds::names::label;
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+
+/// The Service the App's ports ask for, or `None` when it has no ports.
+pub fn build(app: &App) -> Option<Service> {
+    if app.spec.ports.is_empty() {
+        return None;
+    }
+    let name = app.name_any();
+    let selector = BTreeMap::from([(label::APP.to_string(), name.clone())]);
+    let mut labels = selector.clone();
+    labels.insert(label::MANAGED_BY.into(), label::MANAGED_BY_VALUE.into());
+    Some(Service {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: app.namespace(),
+            labels: Some(labels),
+            owner_references: Some(vec![app.controller_owner_ref(&())?]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceSpec {
+            selector: Some(selector),
+            ports: Some(
+                app.spec
+                    .ports
+                    .iter()
+                    .map(|p| ServicePort {
+                        name: Some(p.name.clone()),
+                        port: p.port,
+                        target_port: Some(
+                            p.target_port.clone().unwrap_or(IntOrString::Int(p.port)),
+                        ),
+                        protocol: Some(p.protocol.as_str().into()),
+                        ..ServicePort::default()
+                    })
+                    .collect(),
+            ),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    })
+}
+
+/// Whether the observed Service already has what `desired` asks for (so no write is
+/// needed). Fields the apiserver fills in (clusterIP, ...) are ignored.
+pub fn matches(observed: &Service, desired: &Service) -> bool {
+    let (Some(o), Some(d)) = (&observed.spec, &desired.spec) else {
+        return false;
+    };
+    // The fields drover sets on each port.
+    let ports = |s: &ServiceSpec| -> Vec<ServicePort> {
+        s.ports
+            .iter()
+            .flatten()
+            .map(|p| ServicePort {
+                name: p.name.clone(),
+                port: p.port,
+                target_port: p.target_port.clone(),
+                protocol: p.protocol.clone(),
+                ..ServicePort::default()
+            })
+            .collect()
+    };
+    o.selector == d.selector
+        && ports(o) == ports(d)
+        && observed.labels() == desired.labels()
+        && observed.owner_references() == desired.owner_references()
+}
+
+#[cfg(test)]
+mod tests {
+    use drover_crds::AppSpec;
+    use serde_json::json;
+
+    use super::*;
+
+    fn app(ports: serde_json::Value) -> App {
+        serde_json::from_value(json!({
+            "apiVersion": "drover.dev/v1alpha1", "kind": "App",
+            "metadata": {"name": "web", "namespace": "ns", "uid": "u"},
+            "spec": {"template": {"spec": {"containers": [{"name": "c"}]}}, "ports": ports},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn no_ports_no_service() {
+        assert!(build(&app(json!([]))).is_none());
+    }
+
+    #[test]
+    fn the_service_selects_the_app_and_maps_ports() {
+        let svc = build(&app(json!([
+            {"name": "http", "port": 80, "targetPort": 8080},
+            {"name": "dns", "port": 53, "protocol": "UDP"},
+        ])))
+        .unwrap();
+        assert_eq!(svc.metadata.name.as_deref(), Some("web"));
+        let spec = svc.spec.clone().unwrap();
+        assert_eq!(spec.selector.unwrap()["drover.dev/app"], "web");
+        let ports = spec.ports.unwrap();
+        assert_eq!(ports[0].target_port, Some(IntOrString::Int(8080)));
+        assert_eq!(ports[1].target_port, Some(IntOrString::Int(53)));
+        assert_eq!(ports[1].protocol.as_deref(), Some("UDP"));
+        assert!(matches(&svc, &svc));
+        let other: AppSpec = app(json!([{"name": "http", "port": 81}])).spec;
+        let mut changed = app(json!([]));
+        changed.spec = other;
+        assert!(!matches(&svc, &build(&changed).unwrap()));
+    }
+}

@@ -1,0 +1,297 @@
+//! An App's status from what was observed. Pure: `now` is an input.
+
+use std::time::Duration;
+
+use drover_crds::AppStatus;
+use drover_crds::names::{condition, label, reason};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use super::plan::{PodState, add, earliest, is_active};
+
+/// A container that keeps crashing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrashLoop {
+    pub pod: String,
+    pub container: String,
+    pub restarts: i32,
+    /// How it last ended, e.g. `Error, exit code 1`.
+    pub last_exit: Option<String>,
+}
+
+impl std::fmt::Display for CrashLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "container {} of pod {} is crash-looping ({} restarts",
+            self.container, self.pod, self.restarts
+        )?;
+        if let Some(exit) = &self.last_exit {
+            write!(f, ", last exit: {exit}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+#[derive(Debug)]
+pub struct Observation<'a> {
+    pub app: &'a str,
+    pub generation: Option<i64>,
+    pub replicas: i32,
+    pub min_ready: Duration,
+    /// Observed pods only (no in-flight creates).
+    pub pods: &'a [PodState],
+    pub crash_loops: &'a [CrashLoop],
+    /// The apiserver's refusal of the last pod create, while it lasts.
+    pub create_failure: Option<&'a str>,
+    pub now: Timestamp,
+}
+
+/// The status, and when it will change with nothing else happening (a pod reaching
+/// `minReadySeconds`).
+pub fn compute(
+    obs: &Observation<'_>,
+    previous: Option<&AppStatus>,
+) -> (AppStatus, Option<Timestamp>) {
+    let active: Vec<&PodState> = obs.pods.iter().filter(|p| is_active(p)).collect();
+    let ready: Vec<&&PodState> = active.iter().filter(|p| p.ready).collect();
+    let mut available = 0;
+    let mut revisit_at = None;
+    for p in &ready {
+        let since = p.ready_since.unwrap_or(obs.now);
+        let at = add(since, obs.min_ready);
+        if at <= obs.now {
+            available += 1;
+        } else {
+            revisit_at = earliest(revisit_at, at);
+        }
+    }
+    let desired = obs.replicas.max(0);
+    let counts = (active.len() as i32, ready.len() as i32, available);
+    let old = previous
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let now = Time(obs.now);
+    let cond = |type_: &str, ok: bool, reason: &str, message: String| {
+        let status = if ok { "True" } else { "False" };
+        // The transition time moves only when the status does.
+        let since = old
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map_or(now.clone(), |c| c.last_transition_time.clone());
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message,
+            last_transition_time: since,
+            observed_generation: obs.generation,
+        }
+    };
+
+    let mut conditions = vec![];
+    let is_available = available >= desired;
+    conditions.push(cond(
+        condition::AVAILABLE,
+        is_available,
+        if is_available {
+            reason::MINIMUM_REPLICAS_AVAILABLE
+        } else {
+            reason::MINIMUM_REPLICAS_UNAVAILABLE
+        },
+        format!("{available} of {desired} pods available"),
+    ));
+    let converged = counts.0 == desired && available == desired;
+    conditions.push(cond(
+        condition::PROGRESSING,
+        true,
+        if converged {
+            reason::COMPLETE
+        } else {
+            reason::SCALING
+        },
+        if converged {
+            format!("{desired} pods running and available")
+        } else {
+            format!(
+                "{} of {desired} pods running, {} ready, {available} available",
+                counts.0, counts.1
+            )
+        },
+    ));
+    if let Some(refusal) = obs.create_failure {
+        conditions.push(cond(
+            condition::REPLICA_FAILURE,
+            true,
+            reason::FAILED_CREATE,
+            refusal.to_string(),
+        ));
+    }
+    let healthy = obs.crash_loops.is_empty();
+    conditions.push(cond(
+        condition::HEALTHY,
+        healthy,
+        if healthy {
+            reason::CONTAINERS_RUNNING
+        } else {
+            reason::CRASH_LOOP
+        },
+        if healthy {
+            "no container is crash-looping".into()
+        } else {
+            let mut shown: Vec<String> = obs
+                .crash_loops
+                .iter()
+                .take(3)
+                .map(ToString::to_string)
+                .collect();
+            if obs.crash_loops.len() > 3 {
+                shown.push(format!("and {} more", obs.crash_loops.len() - 3));
+            }
+            shown.join("; ")
+        },
+    ));
+
+    let status = AppStatus {
+        observed_generation: obs.generation,
+        replicas: counts.0,
+        ready_replicas: counts.1,
+        available_replicas: counts.2,
+        selector: format!("{}={}", label::APP, obs.app),
+        conditions,
+    };
+    (status, revisit_at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::plan::Phase;
+    use super::*;
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    fn pod(slot: u32, ready_since: Option<i64>) -> PodState {
+        PodState {
+            name: format!("web-{slot}"),
+            uid: format!("u{slot}"),
+            slot,
+            phase: Phase::Running,
+            terminating: false,
+            node: Some("n".into()),
+            ready: ready_since.is_some(),
+            ready_since: ready_since.map(t),
+            created: t(0),
+            restarts: 0,
+        }
+    }
+
+    fn obs<'a>(pods: &'a [PodState], crash: &'a [CrashLoop], min_ready: u64) -> Observation<'a> {
+        Observation {
+            app: "web",
+            generation: Some(4),
+            replicas: 3,
+            min_ready: Duration::from_secs(min_ready),
+            pods,
+            crash_loops: crash,
+            create_failure: None,
+            now: t(100),
+        }
+    }
+
+    fn find<'a>(s: &'a AppStatus, type_: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == type_).unwrap()
+    }
+
+    #[test]
+    fn counts_and_availability_honour_min_ready_seconds() {
+        let pods = [pod(0, Some(0)), pod(1, Some(95)), pod(2, None)];
+        let (s, revisit) = compute(&obs(&pods, &[], 10), None);
+        assert_eq!(
+            (s.replicas, s.ready_replicas, s.available_replicas),
+            (3, 2, 1)
+        );
+        assert_eq!(
+            revisit,
+            Some(t(105)),
+            "the second pod becomes available at 95+10"
+        );
+        assert_eq!(s.selector, "drover.dev/app=web");
+        assert_eq!(s.observed_generation, Some(4));
+        assert_eq!(find(&s, "Available").status, "False");
+        assert_eq!(find(&s, "Progressing").reason, "Scaling");
+    }
+
+    #[test]
+    fn available_and_complete_when_all_pods_are_available() {
+        let pods = [pod(0, Some(0)), pod(1, Some(0)), pod(2, Some(0))];
+        let (s, revisit) = compute(&obs(&pods, &[], 0), None);
+        assert_eq!(find(&s, "Available").status, "True");
+        assert_eq!(find(&s, "Progressing").reason, "Complete");
+        assert_eq!(find(&s, "Healthy").status, "True");
+        assert!(s.conditions.iter().all(|c| c.type_ != "ReplicaFailure"));
+        assert_eq!(revisit, None);
+    }
+
+    #[test]
+    fn terminating_pods_do_not_count() {
+        let mut going = pod(2, Some(0));
+        going.terminating = true;
+        let pods = [pod(0, Some(0)), pod(1, Some(0)), going];
+        let (s, _) = compute(&obs(&pods, &[], 0), None);
+        assert_eq!(s.replicas, 2);
+        assert_eq!(find(&s, "Available").status, "False");
+    }
+
+    #[test]
+    fn crash_loops_and_refused_creates_are_reported() {
+        let crash = [CrashLoop {
+            pod: "web-1".into(),
+            container: "app".into(),
+            restarts: 5,
+            last_exit: Some("Error, exit code 1".into()),
+        }];
+        let mut o = obs(&[], &crash, 0);
+        o.create_failure =
+            Some("pods \"web-0\" is forbidden: violates PodSecurity \"restricted:latest\"");
+        let (s, _) = compute(&o, None);
+        let healthy = find(&s, "Healthy");
+        assert_eq!(
+            (healthy.status.as_str(), healthy.reason.as_str()),
+            ("False", "CrashLoopBackOff")
+        );
+        assert_eq!(
+            healthy.message,
+            "container app of pod web-1 is crash-looping (5 restarts, last exit: Error, exit code 1)"
+        );
+        let failure = find(&s, "ReplicaFailure");
+        assert_eq!(
+            (failure.status.as_str(), failure.reason.as_str()),
+            ("True", "FailedCreate")
+        );
+        assert!(failure.message.contains("violates PodSecurity"));
+    }
+
+    #[test]
+    fn transition_times_move_only_with_the_status() {
+        let pods = [pod(0, Some(0)), pod(1, Some(0)), pod(2, Some(0))];
+        let (first, _) = compute(&obs(&pods, &[], 0), None);
+        let mut later = obs(&pods, &[], 0);
+        later.now = t(500);
+        let (second, _) = compute(&later, Some(&first));
+        assert_eq!(
+            find(&second, "Available").last_transition_time,
+            find(&first, "Available").last_transition_time
+        );
+        let (third, _) = compute(
+            &Observation {
+                pods: &pods[..1],
+                ..later
+            },
+            Some(&second),
+        );
+        assert_eq!(find(&third, "Available").status, "False");
+        assert_eq!(find(&third, "Available").last_transition_time, Time(t(500)));
+    }
+}

@@ -1,0 +1,167 @@
+//! drover's controllers. The `drover` binary parses its arguments and calls [`run`].
+
+pub mod app;
+pub mod runtime;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Parser, Subcommand};
+use kube::client::ClientBuilder;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::{Client, Config};
+use tracing::{error, info};
+
+use runtime::admin::{self, Admin};
+use runtime::leader::LeaseLock;
+use runtime::logging::{self, LogFormat};
+use runtime::metrics::Metrics;
+use runtime::ratelimit::RateLimitLayer;
+
+#[derive(Debug, Parser)]
+#[command(name = "drover", version, about = "Kubernetes workload controllers")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log lines as plain text or JSON; RUST_LOG filters them (default: info).
+    #[arg(long, value_enum, default_value = "plain", global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the App controller.
+    Controller(ControllerArgs),
+}
+
+#[derive(Debug, Args)]
+struct ControllerArgs {
+    /// Watch this namespace only (default: all namespaces).
+    #[arg(long, env = "DROVER_WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Seconds a node may be NotReady before its pods are replaced on other nodes.
+    #[arg(long, default_value_t = 30)]
+    node_lost_grace_seconds: u64,
+    /// Apps reconciled at the same time.
+    #[arg(long, default_value_t = 8)]
+    concurrency: u16,
+    /// Serves /metrics, /livez and /readyz (ready once the watches have synced, or while
+    /// standing by for the lease).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    admin_address: SocketAddr,
+    /// Run only while holding a Lease, so several replicas can stand by.
+    #[arg(long)]
+    leader_elect: bool,
+    #[arg(long, env = "POD_NAMESPACE", default_value = "drover-system")]
+    leader_election_namespace: String,
+    #[arg(long, default_value = "drover-controller")]
+    lease_name: String,
+    #[arg(long, default_value_t = 15)]
+    lease_duration_seconds: u64,
+    /// This process's name in the Lease and in Events (default: the host name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Average requests per second to the apiserver.
+    #[arg(long, default_value_t = 50.0)]
+    kube_api_qps: f64,
+    /// Requests allowed in a burst above the average.
+    #[arg(long, default_value_t = 100)]
+    kube_api_burst: u32,
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    logging::init(cli.log_format);
+    match cli.command {
+        Command::Controller(args) => controller(args).await,
+    }
+}
+
+async fn client(qps: f64, burst: u32) -> Result<Client> {
+    let config = Config::infer()
+        .await
+        .context("no cluster configuration (in-cluster or KUBECONFIG)")?;
+    Ok(ClientBuilder::try_from(config)?
+        .with_layer(&RateLimitLayer::new(qps, burst))
+        .build())
+}
+
+async fn controller(args: ControllerArgs) -> Result<()> {
+    let identity = match args.identity {
+        Some(id) => id,
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "drover".into()),
+    };
+    info!(version = env!("CARGO_PKG_VERSION"), %identity, "starting drover controller");
+    let client = client(args.kube_api_qps, args.kube_api_burst).await?;
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let admin_server = tokio::spawn(admin::serve(
+        args.admin_address,
+        Admin {
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+        },
+    ));
+
+    let lease = args.leader_elect.then(|| {
+        LeaseLock::new(
+            client.clone(),
+            &args.leader_election_namespace,
+            &args.lease_name,
+            &identity,
+            Duration::from_secs(args.lease_duration_seconds),
+        )
+    });
+    if let Some(lease) = &lease {
+        // A replica standing by is healthy: ready while it waits, then ready again once
+        // the leader's watches have synced.
+        ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        lease.acquire().await;
+        ready.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "drover.dev/app-controller".into(),
+            instance: Some(identity),
+        },
+    );
+    let config = app::Config {
+        namespace: args.namespace,
+        node_lost_grace: Duration::from_secs(args.node_lost_grace_seconds),
+        concurrency: args.concurrency,
+    };
+    let controllers = app::run(client, config, metrics, ready, recorder);
+    let lost = async {
+        match &lease {
+            Some(lease) => lease.hold().await,
+            None => future_never().await,
+        }
+    };
+    tokio::select! {
+        result = controllers => {
+            result?;
+            if let Some(lease) = &lease {
+                lease.release().await;
+            }
+        }
+        () = lost => {
+            error!("lost the leader lease; stopping so that only the leader acts");
+            std::process::exit(1);
+        }
+        served = admin_server => {
+            served.context("admin server task")?.context("admin server")?;
+        }
+    }
+    info!("stopped");
+    Ok(())
+}
+
+async fn future_never() {
+    std::future::pending::<()>().await;
+}

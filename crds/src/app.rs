@@ -1,0 +1,350 @@
+//! `App`: a stateless workload — N copies of a pod template, kept running, behind a
+//! Service of the same name.
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The longest App name: pods (`<app>-<slot>`) and Services (`<app>`, later
+/// `<app>-canary` and `<app>-preview`) are named after it and must stay valid names.
+pub const MAX_NAME_LENGTH: usize = 50;
+/// At most this many ports per App.
+pub const MAX_PORTS: usize = 32;
+
+/// An App runs `replicas` copies of a pod template, replaces pods that fail, are deleted or
+/// are lost with their node, and exposes them through a Service named after the App.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "drover.dev",
+    version = "v1alpha1",
+    kind = "App",
+    namespaced,
+    cel,
+    status = "AppStatus",
+    shortname = "dapp",
+    category = "drover",
+    doc = "A stateless workload: replicas of a pod template, kept running, behind a Service.",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Desired", type_ = "integer", json_path = ".spec.replicas", description = "Pods asked for"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas", description = "Pods passing their readiness probes"),
+    printcolumn(name = "Available", type_ = "integer", json_path = ".status.availableReplicas", description = "Pods ready for at least minReadySeconds"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 50")
+        .message("metadata.name must be a DNS label of at most 50 characters that starts with a letter (the App's Service and pods are named after it)")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AppSpec {
+    /// How many pods to run. Defaults to 1.
+    #[serde(default = "default_replicas")]
+    #[x_kube(validation = Rule::new("self >= 0").message("spec.replicas must be 0 or more"))]
+    pub replicas: i32,
+
+    /// The pods to run, as in a Deployment. drover adds its own labels (`drover.dev/...`).
+    #[x_kube(
+        validation = Rule::new("has(self.spec) && size(self.spec.containers) > 0")
+            .message("spec.template.spec.containers must list at least one container"),
+        validation = Rule::new("!has(self.spec) || !has(self.spec.restartPolicy) || self.spec.restartPolicy == 'Always'")
+            .message("spec.template.spec.restartPolicy must be Always (or left out): an App keeps its pods running"),
+        validation = Rule::new("!has(self.metadata) || !has(self.metadata.labels) || ['drover.dev/app', 'drover.dev/slot'].all(k, !(k in self.metadata.labels))")
+            .message("spec.template.metadata.labels must not set drover.dev/app or drover.dev/slot: drover sets those itself")
+    )]
+    pub template: PodTemplateSpec,
+
+    /// Ports of the Service named after the App, which sends traffic to its ready pods.
+    /// Without ports there is no Service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(
+        validation = Rule::new("self.all(p, self.exists_one(q, q.name == p.name))")
+            .message("spec.ports: every port needs its own name"),
+        validation = Rule::new("self.all(p, self.exists_one(q, q.port == p.port && q.protocol == p.protocol))")
+            .message("spec.ports: a port number may be used once per protocol")
+    )]
+    pub ports: Vec<AppPort>,
+
+    /// A new pod counts as available once it has been ready for this long. Defaults to 0.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self >= 0").message("spec.minReadySeconds must be 0 or more"))]
+    pub min_ready_seconds: i32,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+/// A port of the App's Service.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AppPort {
+    /// The port's name in the Service: a lowercase DNS label of at most 15 characters
+    /// (for example `http`).
+    #[schemars(length(max = 15))]
+    #[x_kube(
+        validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self) <= 15")
+            .message("spec.ports[].name must be a lowercase DNS label of at most 15 characters, like http")
+    )]
+    pub name: String,
+
+    /// The port the Service listens on.
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 65535").message("spec.ports[].port must be between 1 and 65535"))]
+    pub port: i32,
+
+    /// The containers' port: a number, or the name of a container port. Defaults to `port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_port: Option<IntOrString>,
+
+    /// TCP (the default), UDP or SCTP.
+    #[serde(default)]
+    #[schemars(extend("maxLength" = 4))]
+    pub protocol: Protocol,
+}
+
+/// A transport protocol of a Service port.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protocol {
+    #[default]
+    #[serde(rename = "TCP")]
+    Tcp,
+    #[serde(rename = "UDP")]
+    Udp,
+    #[serde(rename = "SCTP")]
+    Sctp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+        }
+    }
+}
+
+/// What drover observes of an App.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AppStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Pods that exist and are not terminating or finished.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Pods passing their readiness probes.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Pods ready for at least `minReadySeconds`.
+    #[serde(default)]
+    pub available_replicas: i32,
+    /// The label selector of the App's pods, for the scale subresource and autoscalers.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub selector: String,
+    /// Available, Progressing, ReplicaFailure, Healthy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::CustomResourceExt;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn app(spec: Value) -> App {
+        serde_json::from_value(json!({
+            "apiVersion": "drover.dev/v1alpha1",
+            "kind": "App",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn valid_spec() -> Value {
+        json!({
+            "replicas": 3,
+            "template": {"spec": {"containers": [{"name": "web", "image": "registry.local/drover/sample:1"}]}},
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+        })
+    }
+
+    /// The messages of the rules `spec` breaks, as the apiserver would report them.
+    fn broken_rules(spec: Value) -> Vec<String> {
+        match app(spec).validate_cel() {
+            Ok(()) => vec![],
+            Err(errors) => errors.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    /// `spec` with the field at `pointer` set (its parent must exist).
+    fn with(mut spec: Value, pointer: &str, value: Value) -> Value {
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        spec.pointer_mut(parent)
+            .unwrap()
+            .as_object_mut()
+            .unwrap()
+            .insert(key.to_string(), value);
+        spec
+    }
+
+    fn assert_rejected(spec: Value, field: &str) {
+        let broken = broken_rules(spec);
+        assert!(
+            broken.iter().any(|m| m.contains(field)),
+            "expected a message naming {field}, got {broken:?}"
+        );
+    }
+
+    #[test]
+    fn a_plain_app_is_valid() {
+        assert_eq!(broken_rules(valid_spec()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn replicas_default_to_one_and_may_not_be_negative() {
+        let mut spec = valid_spec();
+        spec.as_object_mut().unwrap().remove("replicas");
+        assert_eq!(app(spec).spec.replicas, 1);
+        assert_rejected(with(valid_spec(), "/replicas", json!(-1)), "spec.replicas");
+        assert!(broken_rules(with(valid_spec(), "/replicas", json!(0))).is_empty());
+    }
+
+    #[test]
+    fn a_template_needs_a_container() {
+        assert_rejected(
+            with(valid_spec(), "/template/spec/containers", json!([])),
+            "spec.template.spec.containers",
+        );
+        assert_rejected(
+            with(valid_spec(), "/template", json!({})),
+            "spec.template.spec.containers",
+        );
+    }
+
+    #[test]
+    fn pods_must_restart_always() {
+        assert_rejected(
+            with(valid_spec(), "/template/spec/restartPolicy", json!("Never")),
+            "spec.template.spec.restartPolicy",
+        );
+        assert!(
+            broken_rules(with(
+                valid_spec(),
+                "/template/spec/restartPolicy",
+                json!("Always")
+            ))
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn drover_labels_are_reserved() {
+        let spec = with(
+            valid_spec(),
+            "/template/metadata",
+            json!({"labels": {"drover.dev/app": "other"}}),
+        );
+        assert_rejected(spec, "spec.template.metadata.labels");
+        let spec = with(
+            valid_spec(),
+            "/template/metadata",
+            json!({"labels": {"tier": "web"}}),
+        );
+        assert!(broken_rules(spec).is_empty());
+    }
+
+    #[test]
+    fn port_names_are_unique() {
+        let ports = json!([{"name": "http", "port": 80}, {"name": "http", "port": 81}]);
+        assert_rejected(
+            with(valid_spec(), "/ports", ports),
+            "every port needs its own name",
+        );
+    }
+
+    #[test]
+    fn a_port_number_is_used_once_per_protocol() {
+        let same = json!([{"name": "a", "port": 53}, {"name": "b", "port": 53}]);
+        assert_rejected(with(valid_spec(), "/ports", same), "once per protocol");
+        let tcp_and_udp =
+            json!([{"name": "a", "port": 53}, {"name": "b", "port": 53, "protocol": "UDP"}]);
+        assert!(broken_rules(with(valid_spec(), "/ports", tcp_and_udp)).is_empty());
+    }
+
+    #[test]
+    fn ports_are_checked() {
+        for port in [0, 65536] {
+            let ports = json!([{"name": "http", "port": port}]);
+            assert_rejected(with(valid_spec(), "/ports", ports), "spec.ports[].port");
+        }
+        for name in ["HTTP", "-http", "a-name-longer-than-15"] {
+            let ports = json!([{"name": name, "port": 80}]);
+            assert_rejected(with(valid_spec(), "/ports", ports), "spec.ports[].name");
+        }
+    }
+
+    #[test]
+    fn min_ready_seconds_may_not_be_negative() {
+        assert_rejected(
+            with(valid_spec(), "/minReadySeconds", json!(-5)),
+            "spec.minReadySeconds",
+        );
+    }
+
+    #[test]
+    fn app_names_must_suit_services_and_pods() {
+        for name in ["1web", "web_app", &"a".repeat(MAX_NAME_LENGTH + 1)] {
+            let mut a = app(valid_spec());
+            a.metadata.name = Some(name.to_string());
+            let broken = a
+                .validate_cel()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(broken.contains("metadata.name"), "{name}: {broken}");
+        }
+        let mut a = app(valid_spec());
+        a.metadata.name = Some("a".repeat(MAX_NAME_LENGTH));
+        assert!(a.validate_cel().is_ok());
+    }
+
+    #[test]
+    fn the_crd_has_scale_status_columns_and_a_category() {
+        let crd = serde_json::to_value(App::crd()).unwrap();
+        let version = &crd["spec"]["versions"][0];
+        assert_eq!(
+            version["subresources"]["scale"]["specReplicasPath"],
+            ".spec.replicas"
+        );
+        assert_eq!(
+            version["subresources"]["scale"]["labelSelectorPath"],
+            ".status.selector"
+        );
+        assert!(version["subresources"]["status"].is_object());
+        let columns: Vec<&str> = version["additionalPrinterColumns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(columns, ["Desired", "Ready", "Available", "Age"]);
+        assert_eq!(crd["spec"]["names"]["categories"], json!(["drover"]));
+        assert_eq!(crd["spec"]["names"]["shortNames"], json!(["dapp"]));
+        let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+        assert_eq!(spec["ports"]["maxItems"], json!(MAX_PORTS));
+        let conditions = &version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+            ["conditions"];
+        assert_eq!(conditions["x-kubernetes-list-type"], "map");
+        assert_eq!(conditions["x-kubernetes-list-map-keys"], json!(["type"]));
+    }
+}

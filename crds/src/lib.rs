@@ -1,0 +1,7 @@
+//! drover's API types (`drover.dev/v1alpha1`), their validation rules and the names drover
+//! puts on objects. No client and no runtime: this crate only describes the API.
+
+pub mod app;
+pub mod names;
+
+pub use app::{App, AppPort, AppSpec, AppStatus, Protocol};

@@ -1,0 +1,46 @@
+//! Every name drover puts on objects: API group, labels, annotations, field managers,
+//! condition types and reasons. Nothing else in the project spells these out.
+
+/// The API group of drover's resources.
+pub const GROUP: &str = "drover.dev";
+pub const VERSION: &str = "v1alpha1";
+
+/// Labels drover sets on the objects it creates.
+pub mod label {
+    /// The App a pod belongs to (and the Service's selector).
+    pub const APP: &str = "drover.dev/app";
+    /// The slot a pod fills; its name ends in the same number.
+    pub const SLOT: &str = "drover.dev/slot";
+    /// `app.kubernetes.io/managed-by`, set to [`MANAGED_BY_VALUE`].
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    pub const MANAGED_BY_VALUE: &str = "drover";
+}
+
+/// Server-side-apply field managers, one per writer.
+pub mod field_manager {
+    pub const APP: &str = "drover/app";
+}
+
+/// Condition types of drover's resources.
+pub mod condition {
+    /// Enough pods are available to serve.
+    pub const AVAILABLE: &str = "Available";
+    /// The workload is moving towards its spec, or has reached it.
+    pub const PROGRESSING: &str = "Progressing";
+    /// The apiserver refused to create a pod (quota, Pod Security admission, ...).
+    pub const REPLICA_FAILURE: &str = "ReplicaFailure";
+    /// No container of the workload is crash-looping.
+    pub const HEALTHY: &str = "Healthy";
+}
+
+/// Condition reasons, and the reasons of the Events that accompany them.
+pub mod reason {
+    pub const MINIMUM_REPLICAS_AVAILABLE: &str = "MinimumReplicasAvailable";
+    pub const MINIMUM_REPLICAS_UNAVAILABLE: &str = "MinimumReplicasUnavailable";
+    pub const SCALING: &str = "Scaling";
+    pub const COMPLETE: &str = "Complete";
+    pub const FAILED_CREATE: &str = "FailedCreate";
+    pub const CREATED: &str = "Created";
+    pub const CRASH_LOOP: &str = "CrashLoopBackOff";
+    pub const CONTAINERS_RUNNING: &str = "ContainersRunning";
+}

@@ -1,0 +1,221 @@
+//! An independent observer of an App's pods: its own watches, no shared code with the
+//! controller. It records every moment the App had more active pods (not terminating,
+//! not finished) than it asked for.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use drover_crds::App;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::watcher::{self, Event, watcher};
+use kube::{Client, ResourceExt};
+use tokio::task::JoinHandle;
+
+/// A scale-down lowers `replicas` before the controller's deletes land: for this long
+/// after a change, the previous value still counts as asked for.
+const SCALE_DOWN_SLACK: Duration = Duration::from_secs(10);
+/// The observer's App watch may deliver a scale-up after its pod watch shows the pods
+/// created for it: an excess is a suspect until the App catches up within this long.
+const APP_WATCH_LAG: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Default)]
+struct State {
+    /// Pod name -> active.
+    pods: BTreeMap<String, bool>,
+    /// Recent `spec.replicas` values with the time they were replaced.
+    asked: VecDeque<(i32, Option<Instant>)>,
+    /// Excesses not yet explained by a later `replicas`: (when, active count, description).
+    suspects: Vec<(Instant, usize, String)>,
+    max_active: usize,
+    names_seen: Vec<String>,
+}
+
+impl State {
+    fn allowed(&mut self) -> Option<i32> {
+        let now = Instant::now();
+        self.asked.retain(|(_, replaced)| {
+            replaced.is_none_or(|at| now.duration_since(at) < SCALE_DOWN_SLACK)
+        });
+        self.asked.iter().map(|(r, _)| *r).max()
+    }
+
+    fn check(&mut self) {
+        let active: Vec<String> = self
+            .pods
+            .iter()
+            .filter(|(_, a)| **a)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let count = active.len();
+        self.max_active = self.max_active.max(count);
+        if let Some(allowed) = self.allowed()
+            && count > usize::try_from(allowed).unwrap_or(0)
+        {
+            self.suspects.push((
+                Instant::now(),
+                count,
+                format!(
+                    "{count} active pods while {allowed} were asked for: {}",
+                    active.join(" ")
+                ),
+            ));
+        }
+    }
+
+    /// A new `replicas` explains the excesses seen just before it.
+    fn asked_for(&mut self, replicas: i32) {
+        if self.asked.back().map(|(r, _)| *r) != Some(replicas) {
+            if let Some(last) = self.asked.back_mut() {
+                last.1 = Some(Instant::now());
+            }
+            self.asked.push_back((replicas, None));
+        }
+        let allowed = usize::try_from(replicas).unwrap_or(0);
+        self.suspects
+            .retain(|(at, count, _)| !(*count <= allowed && at.elapsed() < APP_WATCH_LAG));
+        self.check();
+    }
+
+    fn violations(&self) -> Vec<String> {
+        self.suspects.iter().map(|(_, _, d)| d.clone()).collect()
+    }
+}
+
+/// What the observer saw.
+#[derive(Debug)]
+pub struct Report {
+    pub violations: Vec<String>,
+    pub max_active: usize,
+    /// Every pod name seen, in order of first appearance.
+    pub names_seen: Vec<String>,
+}
+
+pub struct ReplicaObserver {
+    state: Arc<Mutex<State>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ReplicaObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaObserver").finish_non_exhaustive()
+    }
+}
+
+fn is_active(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    pod.metadata.deletion_timestamp.is_none()
+        && !matches!(phase, Some("Succeeded") | Some("Failed"))
+}
+
+impl ReplicaObserver {
+    /// Starts watching the App `name` in `namespace` and its pods.
+    pub async fn start(client: &Client, namespace: &str, name: &str) -> Self {
+        let state = Arc::new(Mutex::new(State::default()));
+        let apps: Api<App> = Api::namespaced(client.clone(), namespace);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let app_state = state.clone();
+        let app_config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let app_task = tokio::spawn(async move {
+            let mut events = watcher(apps, app_config).boxed();
+            while let Ok(Some(event)) = events.try_next().await {
+                if let Event::Apply(app) | Event::InitApply(app) = event {
+                    app_state.lock().unwrap().asked_for(app.spec.replicas);
+                }
+            }
+        });
+        let pod_state = state.clone();
+        let pod_config = watcher::Config::default().labels(&format!("drover.dev/app={name}"));
+        let pod_task = tokio::spawn(async move {
+            let mut events = watcher(pods, pod_config).boxed();
+            while let Ok(Some(event)) = events.try_next().await {
+                let mut s = pod_state.lock().unwrap();
+                match event {
+                    Event::Apply(pod) | Event::InitApply(pod) => {
+                        let name = pod.name_any();
+                        if !s.names_seen.contains(&name) {
+                            s.names_seen.push(name.clone());
+                        }
+                        s.pods.insert(name, is_active(&pod));
+                    }
+                    Event::Delete(pod) => {
+                        s.pods.remove(&pod.name_any());
+                    }
+                    Event::Init | Event::InitDone => {}
+                }
+                s.check();
+            }
+        });
+        // Let both watches deliver their initial lists.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Self {
+            state,
+            tasks: vec![app_task, pod_task],
+        }
+    }
+
+    /// Stops watching and returns what was seen (after letting a late App event explain
+    /// a last excess).
+    pub async fn stop(self) -> Report {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for t in &self.tasks {
+            t.abort();
+        }
+        let s = self.state.lock().unwrap();
+        Report {
+            violations: s.violations(),
+            max_active: s.max_active,
+            names_seen: s.names_seen.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_more_active_pods_than_asked() {
+        let mut s = State::default();
+        s.asked_for(2);
+        s.pods.insert("web-0".into(), true);
+        s.pods.insert("web-1".into(), true);
+        s.pods.insert("web-2".into(), false);
+        s.check();
+        assert!(s.violations().is_empty());
+        s.pods.insert("web-3".into(), true);
+        s.check();
+        assert_eq!(s.violations().len(), 1);
+        assert_eq!(s.max_active, 3);
+    }
+
+    #[test]
+    fn a_scale_up_seen_late_explains_the_pods_created_for_it() {
+        let mut s = State::default();
+        s.asked_for(2);
+        for n in ["a", "b", "c"] {
+            s.pods.insert(n.into(), true);
+        }
+        s.check();
+        assert_eq!(s.violations().len(), 1);
+        s.asked_for(3);
+        assert!(s.violations().is_empty());
+    }
+
+    #[test]
+    fn a_recent_scale_down_still_allows_the_old_count() {
+        let mut s = State::default();
+        s.asked.push_back((3, Some(Instant::now())));
+        s.asked.push_back((1, None));
+        for n in ["a", "b", "c"] {
+            s.pods.insert(n.into(), true);
+        }
+        s.check();
+        assert!(s.violations().is_empty(), "deletes have not landed yet");
+        s.asked[0].1 = Some(Instant::now() - SCALE_DOWN_SLACK * 2);
+        s.check();
+        assert_eq!(s.violations().len(), 1);
+    }
+}

@@ -1,0 +1,237 @@
+//! The drover Helm chart on the real cluster: installed, upgraded (to two replicas with
+//! leader election, and back), uninstalled and installed again. One test, in order: it
+//! changes the installation the other suites use, so it runs after them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use drover_e2e::*;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use serde_json::Value;
+
+const NAMESPACE: &str = "drover-system";
+const RELEASE: &str = "drover";
+const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/drover");
+
+fn helm(args: &[&str]) -> String {
+    let out = std::process::Command::new("helm")
+        .args(args)
+        .output()
+        .expect("running helm");
+    assert!(
+        out.status.success(),
+        "helm {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The image tag the running release uses (set by `cargo xtask`).
+fn current_tag() -> String {
+    let values: Value = serde_json::from_str(&helm(&[
+        "get", "values", RELEASE, "-n", NAMESPACE, "-o", "json",
+    ]))
+    .unwrap();
+    values["image"]["tag"]
+        .as_str()
+        .expect("the release sets image.tag")
+        .to_string()
+}
+
+async fn controller_pods(client: &kube::Client) -> Vec<Pod> {
+    Api::<Pod>::namespaced(client.clone(), NAMESPACE)
+        .list(&ListParams::default().labels("app.kubernetes.io/name=drover"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect()
+}
+
+fn running(p: &Pod) -> bool {
+    p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+}
+
+/// An App converges under the installed controller.
+fn apps_are_reconciled(ns: &str, name: &str) {
+    let manifest = app_manifest(name, 2, "1", &Placement::FakeNode);
+    let out = kubectl_stdin(&["-n", ns, "apply"], &manifest.to_string());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    kubectl_ok(&[
+        "-n",
+        ns,
+        "wait",
+        "--for=condition=Available",
+        &format!("app/{name}"),
+        "--timeout=120s",
+    ]);
+}
+
+#[tokio::test]
+async fn the_chart_installs_upgrades_and_uninstalls() {
+    let client = client().await;
+    let node = real_node(&client).await;
+    let tag = current_tag();
+    let ns = TestNamespace::create(&client, "e2e-chart").await;
+
+    // Installed: the controller runs on the real node, as the restricted profile allows.
+    let pods = controller_pods(&client).await;
+    assert_eq!(pods.len(), 1);
+    assert!(running(&pods[0]));
+    assert_eq!(
+        pods[0].spec.as_ref().unwrap().node_name.as_deref(),
+        Some(node.as_str())
+    );
+    // The apiserver warns about every existing pod that a restricted label would refuse.
+    let check = kubectl(&[
+        "label",
+        "--dry-run=server",
+        "--overwrite",
+        "namespace",
+        NAMESPACE,
+        "pod-security.kubernetes.io/enforce=restricted",
+    ]);
+    assert!(check.status.success());
+    let warnings = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        !warnings.contains("violate"),
+        "the controller pod breaks the restricted profile: {warnings}"
+    );
+    apps_are_reconciled(&ns.name, "before");
+
+    // The admin port: Prometheus metrics, liveness, readiness.
+    let ip: std::net::IpAddr = pods[0]
+        .status
+        .as_ref()
+        .unwrap()
+        .pod_ip
+        .as_ref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (code, metrics) = http_get(ip, 8080, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    for family in [
+        "drover_reconciles_total{controller=\"app\"}",
+        "drover_reconcile_duration_seconds_bucket",
+        "drover_queue_depth{controller=\"app\"}",
+        "drover_api_writes_total{controller=\"app\",verb=\"create\",resource=\"pods\"}",
+    ] {
+        assert!(metrics.contains(family), "/metrics has no {family}");
+    }
+    assert_eq!(http_get(ip, 8080, "/livez").unwrap().0, 200);
+    assert_eq!(http_get(ip, 8080, "/readyz").unwrap().0, 200);
+
+    // Upgrade to two replicas with leader election: one leads, the other stands by, and
+    // the standby takes over when the leader goes.
+    helm(&[
+        "upgrade",
+        RELEASE,
+        CHART,
+        "-n",
+        NAMESPACE,
+        "--wait",
+        "--timeout",
+        "180s",
+        "--set",
+        &format!("image.tag={tag}"),
+        "--set",
+        "replicas=2",
+    ]);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
+    let leader = wait_for("a leader", Duration::from_secs(60), || async {
+        let lease = leases.get("drover-controller").await.ok()?;
+        let holder = lease.spec?.holder_identity?;
+        let pods = controller_pods(&client).await;
+        (pods.len() == 2 && pods.iter().all(running) && pods.iter().any(|p| p.name_any() == holder))
+            .then_some(holder)
+    })
+    .await;
+    apps_are_reconciled(&ns.name, "led");
+    kubectl_ok(&[
+        "-n",
+        NAMESPACE,
+        "delete",
+        "pod",
+        &leader,
+        "--grace-period=0",
+        "--force",
+    ]);
+    let next = wait_for(
+        "another pod to take the lease",
+        Duration::from_secs(90),
+        || async {
+            let holder = leases
+                .get("drover-controller")
+                .await
+                .ok()?
+                .spec?
+                .holder_identity?;
+            (holder != leader).then_some(holder)
+        },
+    )
+    .await;
+    println!("leadership moved from {leader} to {next}");
+    apps_are_reconciled(&ns.name, "after-failover");
+
+    // Back to the defaults.
+    helm(&[
+        "upgrade",
+        RELEASE,
+        CHART,
+        "-n",
+        NAMESPACE,
+        "--wait",
+        "--timeout",
+        "180s",
+        "--set",
+        &format!("image.tag={tag}"),
+    ]);
+    wait_for("one controller pod", Duration::from_secs(90), || async {
+        let pods = controller_pods(&client).await;
+        (pods.len() == 1 && running(&pods[0])).then_some(())
+    })
+    .await;
+
+    // Uninstall: the controller goes, the CRD (and so every App) stays.
+    helm(&["uninstall", RELEASE, "-n", NAMESPACE, "--wait"]);
+    wait_for("the controller to go", Duration::from_secs(90), || async {
+        controller_pods(&client).await.is_empty().then_some(())
+    })
+    .await;
+    kubectl_ok(&["get", "crd", "apps.drover.dev"]);
+    kubectl_ok(&["-n", &ns.name, "get", "app/before"]);
+
+    // And installed again, it takes the existing Apps back.
+    helm(&[
+        "install",
+        RELEASE,
+        CHART,
+        "-n",
+        NAMESPACE,
+        "--wait",
+        "--timeout",
+        "180s",
+        "--set",
+        &format!("image.tag={tag}"),
+    ]);
+    kubectl_ok(&["-n", &ns.name, "scale", "app/before", "--replicas=3"]);
+    kubectl_ok(&[
+        "-n",
+        &ns.name,
+        "wait",
+        "--for=jsonpath={.status.availableReplicas}=3",
+        "app/before",
+        "--timeout=120s",
+    ]);
+}

@@ -1,0 +1,82 @@
+//! Installing drover on the local cluster: the image, the Helm release, the sample App.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use crate::cluster;
+use crate::cmd::cmd;
+use crate::image;
+use crate::kubectl::Kubectl;
+use crate::layout::Layout;
+
+pub const NAMESPACE: &str = "drover-system";
+pub const RELEASE: &str = "drover";
+
+/// Builds the drover image, imports it and installs (or upgrades) the chart with it.
+/// Returns the image reference.
+pub fn install_drover(layout: &Layout) -> Result<String> {
+    let (reference, archive) = image::build_drover(layout)?;
+    image::import(layout, &[archive])?;
+    let (_, tag) = reference
+        .rsplit_once(':')
+        .context("image reference has no tag")?;
+    cmd(layout.bin("helm")?)
+        .arg("--kubeconfig")
+        .arg(layout.admin_kubeconfig())
+        .args(["upgrade", "--install", RELEASE])
+        .arg(layout.repo.join("charts/drover"))
+        .args([
+            "--namespace",
+            NAMESPACE,
+            "--create-namespace",
+            "--wait",
+            "--timeout",
+            "180s",
+        ])
+        .arg("--set")
+        .arg(format!("image.tag={tag}"))
+        .run()
+        .context("installing the drover chart")?;
+    println!("drover {tag} installed in {NAMESPACE}");
+    Ok(reference)
+}
+
+/// `cargo xtask up`: the cluster, drover, and the sample App, ready to use.
+pub fn up(fake_nodes: usize) -> Result<()> {
+    let started = Instant::now();
+    cluster::up(fake_nodes)?;
+    let layout = Layout::detect()?;
+    install_drover(&layout)?;
+    let kubectl = Kubectl::new(&layout)?;
+    kubectl
+        .cmd()
+        .args(["apply", "-n", "default", "-f"])
+        .arg(layout.repo.join("examples/web.yaml"))
+        .run()?;
+    kubectl
+        .cmd()
+        .args([
+            "wait",
+            "-n",
+            "default",
+            "--for=condition=Available",
+            "app.drover.dev/web",
+            "--timeout=180s",
+        ])
+        .run()
+        .context("waiting for the sample App")?;
+    println!(
+        "\nready in {}s: the cluster, drover, and the sample App `web` (3 pods behind Service web).\n\n\
+         export KUBECONFIG={} PATH={}:$PATH\n\
+         kubectl get apps.drover.dev                     # Desired, Ready, Available\n\
+         kubectl get pods -l drover.dev/app=web -o wide\n\
+         kubectl scale app.drover.dev/web --replicas=5\n\
+         kubectl describe app.drover.dev/web             # conditions and events\n\
+         curl http://$(kubectl get svc web -o jsonpath='{{.spec.clusterIP}}')/",
+        started.elapsed().as_secs(),
+        layout.admin_kubeconfig().display(),
+        layout.client_bin_dir().display(),
+    );
+    Ok(())
+}
