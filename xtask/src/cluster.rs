@@ -84,6 +84,14 @@ pub fn up(fake_nodes: usize) -> Result<()> {
         return print_status(&layout);
     }
 
+    let dead = process::forget_dead(&layout);
+    if !dead.is_empty() {
+        let names: Vec<&str> = dead.iter().map(|c| c.name()).collect();
+        println!(
+            "not running since the last `up` (crash or restart): {}; starting them again",
+            names.join(", ")
+        );
+    }
     host::ensure_packages()?;
     build::build_all(&layout)?;
     let archives = image::build_cluster_images(&layout)?;

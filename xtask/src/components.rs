@@ -129,6 +129,10 @@ impl Component {
                 format!("--proxy-client-key-file={}", pki("front-proxy-client.key")),
                 // Reach aggregated APIs at their pod IPs rather than through a ClusterIP.
                 "--enable-aggregator-routing=true".into(),
+                format!("--audit-policy-file={}", config("audit-policy.yaml")),
+                format!("--audit-log-path={}", layout.audit_log().display()),
+                "--audit-log-maxsize=200".into(),
+                "--audit-log-maxbackup=1".into(),
                 "--v=1".into(),
             ],
             Component::KubeControllerManager => vec![

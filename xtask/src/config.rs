@@ -24,8 +24,20 @@ pub fn write_all(layout: &Layout, node: &Node) -> Result<()> {
     write(layout, "kube-scheduler.yaml", &kube_scheduler(layout))?;
     write(layout, "pod-resolv.conf", POD_RESOLV_CONF)?;
     write(layout, "kwok.yaml", &kwok_stages(layout)?)?;
+    write(layout, "audit-policy.yaml", AUDIT_POLICY)?;
     Ok(())
 }
+
+/// The apiserver records who wrote what (metadata only, no bodies, no reads): benchmarks
+/// count each controller's writes from it.
+const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    verbs: [create, update, patch, delete, deletecollection]
+  - level: None
+"#;
 
 fn write(layout: &Layout, name: &str, content: &str) -> Result<()> {
     write_if_changed(&layout.config(name), content)

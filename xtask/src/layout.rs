@@ -111,6 +111,11 @@ impl Layout {
         self.logs.join(format!("{component}.log"))
     }
 
+    /// The apiserver's audit log (writes only).
+    pub fn audit_log(&self) -> PathBuf {
+        self.logs.join("audit.log")
+    }
+
     pub fn etcd_data(&self) -> PathBuf {
         self.state.join("etcd")
     }

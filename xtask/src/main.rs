@@ -2,6 +2,7 @@
 //! sources, OCI images without Docker, and the test suite CI runs.
 
 mod addons;
+mod bench;
 mod build;
 mod cluster;
 mod cmd;
@@ -45,6 +46,8 @@ enum Task {
         #[command(subcommand)]
         action: ClusterAction,
     },
+    /// Benchmarks: drover side by side with the stock component doing the same job.
+    Bench(bench::BenchArgs),
     /// Generate the chart's CRD YAML from the Rust types (`--check`: fail if stale).
     Crd(crd::CrdArgs),
     /// Build OCI images without Docker and import them into the cluster's containerd.
@@ -99,6 +102,7 @@ fn main() -> Result<()> {
             } => cluster::logs(&component, follow, tail),
             ClusterAction::FakeNodes { count } => cluster::set_fake_nodes(count),
         },
+        Task::Bench(args) => bench::run(args),
         Task::Crd(args) => crd::run(args),
         Task::Image(args) => image::run(args),
         Task::Test(args) => test::run(args),

@@ -45,6 +45,19 @@ fn is_zombie(pid: i32) -> bool {
         .unwrap_or(true)
 }
 
+/// Removes PID files whose process is gone (a crash, or a machine restart), so that
+/// `up` starts those components again instead of taking them for ones that just died.
+/// Returns the components whose files were removed.
+pub fn forget_dead(layout: &Layout) -> Vec<Component> {
+    Component::ALL
+        .into_iter()
+        .filter(|c| layout.pid_file(c.name()).exists() && running_pid(layout, *c).is_none())
+        .inspect(|c| {
+            let _ = fs::remove_file(layout.pid_file(c.name()));
+        })
+        .collect()
+}
+
 /// Starts a component in a session of its own, logging to its log file.
 pub fn start(layout: &Layout, c: Component, node: &Node) -> Result<i32> {
     let binary = c.binary(layout)?;
@@ -52,6 +65,7 @@ pub fn start(layout: &Layout, c: Component, node: &Node) -> Result<i32> {
     fs::create_dir_all(&layout.logs)?;
     fs::create_dir_all(layout.pid_file("").parent().context("pid dir")?)?;
     let log_path = layout.log(c.name());
+    rotate_if_large(&log_path)?;
     let mut log = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -91,6 +105,19 @@ pub fn start(layout: &Layout, c: Component, node: &Node) -> Result<i32> {
     }
     fs::write(layout.pid_file(c.name()), pid.to_string())?;
     Ok(pid)
+}
+
+/// Logs are appended across restarts; past this size the old one moves to `<log>.1`
+/// (replacing an older one) so a long-lived cluster does not fill the disk.
+const LOG_ROTATE_BYTES: u64 = 64 << 20;
+
+fn rotate_if_large(log: &Path) -> Result<()> {
+    if fs::metadata(log).is_ok_and(|m| m.len() > LOG_ROTATE_BYTES) {
+        let mut old = log.as_os_str().to_owned();
+        old.push(".1");
+        fs::rename(log, &old).with_context(|| format!("rotating {}", log.display()))?;
+    }
+    Ok(())
 }
 
 /// Stops a component by its PID file: SIGTERM, then SIGKILL after a grace period.
