@@ -1,6 +1,7 @@
 //! drover's controllers. The `drover` binary parses its arguments and calls [`run`].
 
 pub mod app;
+pub mod rollout;
 pub mod runtime;
 
 use std::net::SocketAddr;

@@ -8,6 +8,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::rollout::Strategy;
+
 /// The longest App name: pods (`<app>-<slot>`) and Services (`<app>`, later
 /// `<app>-canary` and `<app>-preview`) are named after it and must stay valid names.
 pub const MAX_NAME_LENGTH: usize = 50;
@@ -34,7 +36,9 @@ pub const MAX_PORTS: usize = 32;
     ),
     printcolumn(name = "Desired", type_ = "integer", json_path = ".spec.replicas", description = "Pods asked for"),
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas", description = "Pods passing their readiness probes"),
+    printcolumn(name = "Up-to-date", type_ = "integer", json_path = ".status.updatedReplicas", description = "Pods of the current template"),
     printcolumn(name = "Available", type_ = "integer", json_path = ".status.availableReplicas", description = "Pods ready for at least minReadySeconds"),
+    printcolumn(name = "Revision", type_ = "integer", json_path = ".status.revision", description = "Number of the revision pods are moving to"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 50")
         .message("metadata.name must be a DNS label of at most 50 characters that starts with a letter (the App's Service and pods are named after it)")
@@ -52,8 +56,8 @@ pub struct AppSpec {
             .message("spec.template.spec.containers must list at least one container"),
         validation = Rule::new("!has(self.spec) || !has(self.spec.restartPolicy) || self.spec.restartPolicy == 'Always'")
             .message("spec.template.spec.restartPolicy must be Always (or left out): an App keeps its pods running"),
-        validation = Rule::new("!has(self.metadata) || !has(self.metadata.labels) || ['drover.dev/app', 'drover.dev/slot'].all(k, !(k in self.metadata.labels))")
-            .message("spec.template.metadata.labels must not set drover.dev/app or drover.dev/slot: drover sets those itself")
+        validation = Rule::new("!has(self.metadata) || !has(self.metadata.labels) || self.metadata.labels.all(k, !k.startsWith('drover.dev/'))")
+            .message("spec.template.metadata.labels must not set drover.dev/ labels (app, slot, revision): drover sets those itself")
     )]
     pub template: PodTemplateSpec,
 
@@ -73,6 +77,19 @@ pub struct AppSpec {
     #[serde(default)]
     #[x_kube(validation = Rule::new("self >= 0").message("spec.minReadySeconds must be 0 or more"))]
     pub min_ready_seconds: i32,
+
+    /// How a new template replaces running pods: RollingUpdate (the default) or Recreate.
+    #[serde(default)]
+    pub strategy: Strategy,
+
+    /// Old revisions kept (as ControllerRevisions) to roll back to. Defaults to 10.
+    #[serde(default = "default_revision_history_limit")]
+    #[x_kube(validation = Rule::new("self >= 0").message("spec.revisionHistoryLimit must be 0 or more"))]
+    pub revision_history_limit: i32,
+}
+
+fn default_revision_history_limit() -> i32 {
+    10
 }
 
 fn default_replicas() -> i32 {
@@ -144,6 +161,18 @@ pub struct AppStatus {
     /// Pods ready for at least `minReadySeconds`.
     #[serde(default)]
     pub available_replicas: i32,
+    /// Pods of the update revision (the current template).
+    #[serde(default)]
+    pub updated_replicas: i32,
+    /// The ControllerRevision every pod ran when the last rollout completed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub current_revision: String,
+    /// The ControllerRevision of the current template, which pods are moving to.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub update_revision: String,
+    /// The number of the update revision (`revision` of its ControllerRevision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
     /// The label selector of the App's pods, for the scale subresource and autoscalers.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub selector: String,
@@ -159,6 +188,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::rollout::{RollingUpdate, StrategyType};
 
     fn app(spec: Value) -> App {
         serde_json::from_value(json!({
@@ -258,6 +288,12 @@ mod tests {
         let spec = with(
             valid_spec(),
             "/template/metadata",
+            json!({"labels": {"drover.dev/revision": "x"}}),
+        );
+        assert_rejected(spec, "spec.template.metadata.labels");
+        let spec = with(
+            valid_spec(),
+            "/template/metadata",
             json!({"labels": {"tier": "web"}}),
         );
         assert!(broken_rules(spec).is_empty());
@@ -319,6 +355,50 @@ mod tests {
     }
 
     #[test]
+    fn strategy_defaults_to_a_rolling_update() {
+        let a = app(valid_spec());
+        assert_eq!(a.spec.strategy.type_, StrategyType::RollingUpdate);
+        assert_eq!(a.spec.revision_history_limit, 10);
+        let bounds = RollingUpdate::default();
+        assert_eq!(bounds.max_surge(), IntOrString::String("25%".into()));
+        assert_eq!(bounds.max_unavailable(), IntOrString::Int(0));
+    }
+
+    #[test]
+    fn rolling_update_bounds_are_checked() {
+        let strategy = |bounds: Value| json!({"type": "RollingUpdate", "rollingUpdate": bounds});
+        for good in [
+            json!({"maxSurge": 1, "maxUnavailable": 0}),
+            json!({"maxSurge": "0%", "maxUnavailable": "25%"}),
+            json!({"maxSurge": "100%"}),
+            json!({}),
+        ] {
+            let spec = with(valid_spec(), "/strategy", strategy(good.clone()));
+            assert_eq!(broken_rules(spec), Vec::<String>::new(), "{good}");
+        }
+        for (bad, field) in [
+            (json!({"maxSurge": -1}), "maxSurge"),
+            (json!({"maxSurge": "lots"}), "maxSurge"),
+            (json!({"maxUnavailable": "5 pods"}), "maxUnavailable"),
+            (
+                json!({"maxSurge": 0, "maxUnavailable": "0%"}),
+                "may not both be 0",
+            ),
+        ] {
+            assert_rejected(with(valid_spec(), "/strategy", strategy(bad)), field);
+        }
+        let recreate = json!({"type": "Recreate", "rollingUpdate": {"maxSurge": 1}});
+        assert_rejected(
+            with(valid_spec(), "/strategy", recreate),
+            "spec.strategy.rollingUpdate applies only to type RollingUpdate",
+        );
+        assert_rejected(
+            with(valid_spec(), "/revisionHistoryLimit", json!(-1)),
+            "spec.revisionHistoryLimit",
+        );
+    }
+
+    #[test]
     fn the_crd_has_scale_status_columns_and_a_category() {
         let crd = serde_json::to_value(App::crd()).unwrap();
         let version = &crd["spec"]["versions"][0];
@@ -337,7 +417,17 @@ mod tests {
             .iter()
             .map(|c| c["name"].as_str().unwrap())
             .collect();
-        assert_eq!(columns, ["Desired", "Ready", "Available", "Age"]);
+        assert_eq!(
+            columns,
+            [
+                "Desired",
+                "Ready",
+                "Up-to-date",
+                "Available",
+                "Revision",
+                "Age"
+            ]
+        );
         assert_eq!(crd["spec"]["names"]["categories"], json!(["drover"]));
         assert_eq!(crd["spec"]["names"]["shortNames"], json!(["dapp"]));
         let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];

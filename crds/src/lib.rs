@@ -3,5 +3,7 @@
 
 pub mod app;
 pub mod names;
+pub mod rollout;
 
 pub use app::{App, AppPort, AppSpec, AppStatus, Protocol};
+pub use rollout::{RollingUpdate, Strategy, StrategyType};

@@ -11,6 +11,8 @@ pub mod label {
     pub const APP: &str = "drover.dev/app";
     /// The slot a pod fills; its name ends in the same number.
     pub const SLOT: &str = "drover.dev/slot";
+    /// The revision (ControllerRevision name) a pod runs.
+    pub const REVISION: &str = "drover.dev/revision";
     /// `app.kubernetes.io/managed-by`, set to [`MANAGED_BY_VALUE`].
     pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
     pub const MANAGED_BY_VALUE: &str = "drover";
@@ -38,6 +40,8 @@ pub mod reason {
     pub const MINIMUM_REPLICAS_AVAILABLE: &str = "MinimumReplicasAvailable";
     pub const MINIMUM_REPLICAS_UNAVAILABLE: &str = "MinimumReplicasUnavailable";
     pub const SCALING: &str = "Scaling";
+    pub const ROLLING_OUT: &str = "RollingOut";
+    pub const REVISION_CREATED: &str = "RevisionCreated";
     pub const COMPLETE: &str = "Complete";
     pub const FAILED_CREATE: &str = "FailedCreate";
     pub const CREATED: &str = "Created";

@@ -1,6 +1,7 @@
 //! An independent observer of an App's pods: its own watches, no shared code with the
 //! controller. It records every moment the App had more active pods (not terminating,
-//! not finished) than it asked for.
+//! not finished) than it allowed (`replicas` plus the rolling update's `maxSurge`), and,
+//! once asked to, every moment fewer pods were ready than a floor.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -25,8 +26,14 @@ const APP_WATCH_LAG: Duration = Duration::from_secs(5);
 struct State {
     /// Pod name -> active.
     pods: BTreeMap<String, bool>,
-    /// Recent `spec.replicas` values with the time they were replaced.
+    /// Recent ceilings (`replicas` + surge) with the time they were replaced.
     asked: VecDeque<(i32, Option<Instant>)>,
+    /// Pod name -> ready (and active).
+    ready: BTreeMap<String, bool>,
+    /// Fewest ready pods allowed, once set.
+    floor: Option<usize>,
+    /// Ready counts below the floor: (ready count, description).
+    shortfalls: Vec<String>,
     /// Excesses not yet explained by a later `replicas`: (when, active count, description).
     suspects: Vec<(Instant, usize, String)>,
     max_active: usize,
@@ -51,6 +58,15 @@ impl State {
             .collect();
         let count = active.len();
         self.max_active = self.max_active.max(count);
+        let ready = self.ready.values().filter(|r| **r).count();
+        if let Some(floor) = self.floor
+            && ready < floor
+        {
+            self.shortfalls.push(format!(
+                "{ready} ready pods while at least {floor} must be: {}",
+                active.join(" ")
+            ));
+        }
         if let Some(allowed) = self.allowed()
             && count > usize::try_from(allowed).unwrap_or(0)
         {
@@ -80,7 +96,11 @@ impl State {
     }
 
     fn violations(&self) -> Vec<String> {
-        self.suspects.iter().map(|(_, _, d)| d.clone()).collect()
+        self.suspects
+            .iter()
+            .map(|(_, _, d)| d.clone())
+            .chain(self.shortfalls.iter().cloned())
+            .collect()
     }
 }
 
@@ -110,6 +130,36 @@ fn is_active(pod: &Pod) -> bool {
         && !matches!(phase, Some("Succeeded") | Some("Failed"))
 }
 
+fn is_ready(pod: &Pod) -> bool {
+    is_active(pod)
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The most pods an App allows: `replicas`, plus the rolling update's surge (a count, or a
+/// percentage of replicas rounded up; 25% when unset), computed here independently of
+/// the controller.
+fn ceiling(app: &App) -> i32 {
+    let replicas = app.spec.replicas;
+    let spec = serde_json::to_value(&app.spec.strategy).unwrap_or_default();
+    if spec["type"] == "Recreate" {
+        return replicas;
+    }
+    let surge = match &spec["rollingUpdate"]["maxSurge"] {
+        serde_json::Value::Number(n) => n.as_i64().unwrap_or(0) as i32,
+        serde_json::Value::String(s) if s.ends_with('%') => {
+            let percent: i32 = s.trim_end_matches('%').parse().unwrap_or(0);
+            (replicas * percent + 99) / 100
+        }
+        serde_json::Value::String(s) => s.parse().unwrap_or(0),
+        _ => (replicas * 25 + 99) / 100,
+    };
+    replicas + surge
+}
+
 impl ReplicaObserver {
     /// Starts watching the App `name` in `namespace` and its pods.
     pub async fn start(client: &Client, namespace: &str, name: &str) -> Self {
@@ -122,7 +172,7 @@ impl ReplicaObserver {
             let mut events = watcher(apps, app_config).boxed();
             while let Ok(Some(event)) = events.try_next().await {
                 if let Event::Apply(app) | Event::InitApply(app) = event {
-                    app_state.lock().unwrap().asked_for(app.spec.replicas);
+                    app_state.lock().unwrap().asked_for(ceiling(&app));
                 }
             }
         });
@@ -138,10 +188,12 @@ impl ReplicaObserver {
                         if !s.names_seen.contains(&name) {
                             s.names_seen.push(name.clone());
                         }
+                        s.ready.insert(name.clone(), is_ready(&pod));
                         s.pods.insert(name, is_active(&pod));
                     }
                     Event::Delete(pod) => {
                         s.pods.remove(&pod.name_any());
+                        s.ready.remove(&pod.name_any());
                     }
                     Event::Init | Event::InitDone => {}
                 }
@@ -154,6 +206,13 @@ impl ReplicaObserver {
             state,
             tasks: vec![app_task, pod_task],
         }
+    }
+
+    /// From now on, fewer than `floor` ready pods is a violation.
+    pub fn require_ready(&self, floor: usize) {
+        let mut s = self.state.lock().unwrap();
+        s.floor = Some(floor);
+        s.check();
     }
 
     /// Stops watching and returns what was seen (after letting a late App event explain
@@ -175,6 +234,43 @@ impl ReplicaObserver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flags_too_few_ready_pods_once_a_floor_is_set() {
+        let mut s = State::default();
+        s.asked_for(3);
+        s.ready.insert("web-0".into(), true);
+        s.ready.insert("web-1".into(), false);
+        s.check();
+        assert!(s.violations().is_empty(), "no floor yet");
+        s.floor = Some(2);
+        s.check();
+        assert_eq!(s.violations().len(), 1);
+    }
+
+    #[test]
+    fn the_ceiling_adds_the_surge() {
+        let app = |strategy: serde_json::Value| -> App {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "drover.dev/v1alpha1", "kind": "App",
+                "metadata": {"name": "web"},
+                "spec": {"replicas": 10, "template": {}, "strategy": strategy},
+            }))
+            .unwrap()
+        };
+        assert_eq!(ceiling(&app(serde_json::json!({}))), 13);
+        assert_eq!(
+            ceiling(&app(serde_json::json!({"rollingUpdate": {"maxSurge": 0}}))),
+            10
+        );
+        assert_eq!(
+            ceiling(&app(
+                serde_json::json!({"rollingUpdate": {"maxSurge": "10%"}})
+            )),
+            11
+        );
+        assert_eq!(ceiling(&app(serde_json::json!({"type": "Recreate"}))), 10);
+    }
 
     #[test]
     fn flags_more_active_pods_than_asked() {

@@ -118,11 +118,19 @@ async fn an_app_runs_its_replicas_behind_a_service_and_scales_with_kubectl() {
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "DESIRED", "READY", "AVAILABLE", "AGE"],
+        [
+            "NAME",
+            "DESIRED",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "REVISION",
+            "AGE"
+        ],
         "{table}"
     );
     let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
-    assert_eq!(&row[..4], ["web", "3", "3", "3"], "{table}");
+    assert_eq!(&row[..6], ["web", "3", "3", "3", "3", "1"], "{table}");
 
     kubectl_ok(&["-n", &ns.name, "scale", "app/web", "--replicas=5"]);
     wait_converged(&client, &ns.name, "web", 5).await;
@@ -386,7 +394,17 @@ async fn invalid_apps_are_rejected_with_the_field_named() {
         (
             "reserved labels",
             json!({"spec": {"template": {"metadata": {"labels": {"drover.dev/app": "x"}}}}}),
-            "spec.template.metadata.labels must not set drover.dev/app",
+            "spec.template.metadata.labels must not set drover.dev/ labels",
+        ),
+        (
+            "rolling update bounds that cannot move",
+            json!({"spec": {"strategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}}}}),
+            "maxSurge and maxUnavailable may not both be 0",
+        ),
+        (
+            "a malformed surge",
+            json!({"spec": {"strategy": {"rollingUpdate": {"maxSurge": "lots"}}}}),
+            "spec.strategy.rollingUpdate.maxSurge must be a number of pods",
         ),
         (
             "a name starting with a digit",

@@ -22,7 +22,7 @@ pub struct TestArgs {
 }
 
 /// The end-to-end suites of `tests/`, in the order they run.
-const E2E_SUITES: [&str; 4] = ["cluster", "app", "chart", "lifecycle"];
+const E2E_SUITES: [&str; 5] = ["cluster", "app", "rollout", "chart", "lifecycle"];
 
 pub fn run(args: TestArgs) -> Result<()> {
     let started = Instant::now();
@@ -59,6 +59,9 @@ pub fn run(args: TestArgs) -> Result<()> {
 
     step("cluster up");
     cluster::up(args.fake_nodes)?;
+    // A cluster that was already up may have another number of simulated nodes (a
+    // benchmark, a user): the suites expect the one asked for.
+    cluster::set_fake_nodes(args.fake_nodes)?;
     step("install drover");
     install::install_drover(&layout)?;
 

@@ -31,6 +31,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("writing ControllerRevision {name}: {source}")]
+    RevisionWrite {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("writing the status of App {name}: {source}")]
     StatusPatch {
         name: String,
@@ -49,6 +55,7 @@ impl Error {
             Error::PodDelete { .. } => "PodDeleteFailed",
             Error::ServiceApply { .. } => "ServiceApplyFailed",
             Error::ServiceDelete { .. } => "ServiceDeleteFailed",
+            Error::RevisionWrite { .. } => "RevisionWriteFailed",
             Error::StatusPatch { .. } => "StatusUpdateFailed",
         }
     }

@@ -19,8 +19,8 @@ pub struct Ledger {
 
 #[derive(Debug, Default)]
 struct AppLedger {
-    /// Pod name -> (slot, when the create was accepted).
-    creating: HashMap<String, (u32, Instant)>,
+    /// Pod name -> (slot, revision, when the create was accepted).
+    creating: HashMap<String, (u32, String, Instant)>,
     /// Names the apiserver said exist but that the App's pods do not have.
     taken: HashSet<String>,
     /// The apiserver's refusal of the last create, until a create succeeds.
@@ -45,16 +45,20 @@ impl Ledger {
         f(apps.entry(app_uid.to_string()).or_default())
     }
 
-    /// Creates still in flight, as `(name, slot)`; those the watch now shows (or that
-    /// expired) are forgotten.
-    pub fn in_flight(&self, app_uid: &str, observed: &HashSet<String>) -> Vec<(String, u32)> {
+    /// Creates still in flight, as `(name, slot, revision)`; those the watch now shows
+    /// (or that expired) are forgotten.
+    pub fn in_flight(
+        &self,
+        app_uid: &str,
+        observed: &HashSet<String>,
+    ) -> Vec<(String, u32, String)> {
         self.with(app_uid, |l| {
             l.creating
-                .retain(|name, (_, at)| !observed.contains(name) && at.elapsed() < CREATE_TTL);
+                .retain(|name, (_, _, at)| !observed.contains(name) && at.elapsed() < CREATE_TTL);
             l.taken.retain(|name| !observed.contains(name));
             l.creating
                 .iter()
-                .map(|(n, (s, _))| (n.clone(), *s))
+                .map(|(n, (s, r, _))| (n.clone(), *s, r.clone()))
                 .collect()
         })
     }
@@ -63,9 +67,12 @@ impl Ledger {
         self.with(app_uid, |l| l.taken.clone())
     }
 
-    pub fn created(&self, app_uid: &str, name: &str, slot: u32) {
+    pub fn created(&self, app_uid: &str, name: &str, slot: u32, revision: &str) {
         self.with(app_uid, |l| {
-            l.creating.insert(name.to_string(), (slot, Instant::now()));
+            l.creating.insert(
+                name.to_string(),
+                (slot, revision.to_string(), Instant::now()),
+            );
             l.refusal = None;
             l.refusals = 0;
             l.refused_at = None;
@@ -128,13 +135,22 @@ mod tests {
     #[test]
     fn creates_stay_in_flight_until_observed() {
         let l = Ledger::default();
-        l.created("a", "web-0", 0);
-        l.created("a", "web-1", 1);
+        l.created("a", "web-0", 0, "r");
+        l.created("a", "web-1", 1, "r");
         let mut seen = l.in_flight("a", &HashSet::new());
         seen.sort();
-        assert_eq!(seen, [("web-0".to_string(), 0), ("web-1".to_string(), 1)]);
+        assert_eq!(
+            seen,
+            [
+                ("web-0".to_string(), 0, "r".to_string()),
+                ("web-1".to_string(), 1, "r".to_string())
+            ]
+        );
         let observed = HashSet::from(["web-0".to_string()]);
-        assert_eq!(l.in_flight("a", &observed), [("web-1".to_string(), 1)]);
+        assert_eq!(
+            l.in_flight("a", &observed),
+            [("web-1".to_string(), 1, "r".to_string())]
+        );
         assert!(l.in_flight("b", &HashSet::new()).is_empty(), "per App");
     }
 
@@ -144,7 +160,7 @@ mod tests {
         assert_eq!(l.refused("a", "forbidden"), 1);
         assert_eq!(l.refused("a", "forbidden"), 2);
         assert_eq!(l.refusal("a").as_deref(), Some("forbidden"));
-        l.created("a", "web-0", 0);
+        l.created("a", "web-0", 0, "r");
         assert_eq!(l.refusal("a"), None);
         assert_eq!(l.refused("a", "quota"), 1);
     }

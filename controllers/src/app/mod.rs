@@ -6,6 +6,7 @@ mod ledger;
 pub mod plan;
 mod pod;
 mod reconcile;
+mod revisions;
 mod service;
 pub mod status;
 
@@ -18,6 +19,7 @@ use anyhow::Result;
 use drover_crds::App;
 use drover_crds::names::label;
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Service};
 use kube::api::Api;
 use kube::core::DeserializeGuard;
@@ -56,6 +58,7 @@ pub struct Context {
     pub pods: Store<Pod>,
     pub nodes: Store<Node>,
     pub services: Store<Service>,
+    pub revisions: Store<ControllerRevision>,
     ledger: Ledger,
     queue: QueueDepth,
     backoff: Backoff,
@@ -76,9 +79,10 @@ impl Synced {
     const PODS: u8 = 2;
     const SERVICES: u8 = 4;
     const NODES: u8 = 8;
-    const ALL: u8 = 15;
+    const REVISIONS: u8 = 16;
+    const ALL: u8 = 31;
     /// What a reconcile reads besides the App itself.
-    const SECONDARY: u8 = Self::PODS | Self::SERVICES | Self::NODES;
+    const SECONDARY: u8 = Self::PODS | Self::SERVICES | Self::NODES | Self::REVISIONS;
 
     fn mark(&self, watch: u8) {
         self.watches.send_modify(|m| *m |= watch);
@@ -114,7 +118,8 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    /// Waits until the pod, Service and node watches have delivered their initial lists:
+    /// Waits until the pod, Service, node and revision watches have delivered their
+    /// initial lists:
     /// no decision is taken on a partial view.
     async fn synced(&self) {
         self.synced.secondary().await;
@@ -222,19 +227,25 @@ pub async fn run(
     ready: Arc<AtomicBool>,
     recorder: Recorder,
 ) -> Result<()> {
-    let (apps_api, pods_api, services_api): (Api<DeserializeGuard<App>>, Api<Pod>, Api<Service>) =
-        match &config.namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-            ),
-        };
+    let (apps_api, pods_api, services_api, revisions_api): (
+        Api<DeserializeGuard<App>>,
+        Api<Pod>,
+        Api<Service>,
+        Api<ControllerRevision>,
+    ) = match &config.namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
+    };
     let nodes_api: Api<Node> = Api::all(client.clone());
     let ours = watcher::Config::default().labels(label::APP);
 
@@ -249,6 +260,7 @@ pub async fn run(
     let (pods, pods_writer) = reflector::store();
     let (services, services_writer) = reflector::store();
     let (nodes, nodes_writer) = reflector::store();
+    let (revisions, revisions_writer) = reflector::store();
     let app_events = watcher(apps_api, watcher::Config::default())
         .default_backoff()
         .inspect_ok(synced.on_init_done(Synced::APPS))
@@ -260,10 +272,16 @@ pub async fn run(
         .modify(strip_pod)
         .reflect(pods_writer)
         .touched_objects();
-    let service_events = watcher(services_api, ours)
+    let service_events = watcher(services_api, ours.clone())
         .default_backoff()
         .inspect_ok(synced.on_init_done(Synced::SERVICES))
         .reflect(services_writer)
+        .touched_objects();
+    let revision_events = watcher(revisions_api, ours)
+        .default_backoff()
+        .inspect_ok(synced.on_init_done(Synced::REVISIONS))
+        .modify(|r: &mut ControllerRevision| r.metadata.managed_fields = None)
+        .reflect(revisions_writer)
         .touched_objects();
     let node_events = watcher(nodes_api, watcher::Config::default())
         .default_backoff()
@@ -280,6 +298,7 @@ pub async fn run(
         pods: pods.clone(),
         nodes,
         services,
+        revisions,
         ledger: Ledger::default(),
         queue: QueueDepth {
             waiting: Mutex::default(),
@@ -323,6 +342,7 @@ pub async fn run(
     Controller::for_stream(app_triggers, apps)
         .owns_stream(pod_triggers)
         .owns_stream(service_events)
+        .owns_stream(revision_events)
         .watches_stream(node_events, node_to_apps)
         .with_config(controller::Config::default().concurrency(config.concurrency))
         .shutdown_on_signal()

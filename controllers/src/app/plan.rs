@@ -5,11 +5,16 @@
 //! Pods are named `<app>-<slot>`. A new pod takes the lowest slot no pod (of any state)
 //! and no in-flight create holds, so a controller that plans again from a view that misses
 //! its own recent creates picks the same names and the apiserver refuses the duplicates.
+//!
+//! Healing (finished pods, pods of lost nodes) is decided here; how many pods start and
+//! which go — scaling and moving to a new revision alike — is the rollout engine's step.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
+
+use crate::rollout::{self, Member, Method, Why};
 
 /// What the plan needs to know of one pod.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +23,8 @@ pub struct PodState {
     /// Empty for a pod this controller created but has not observed yet.
     pub uid: String,
     pub slot: u32,
+    /// The revision it runs (its `drover.dev/revision` label; empty if it has none).
+    pub revision: String,
     pub phase: Phase,
     /// Being deleted (has a deletion timestamp).
     pub terminating: bool,
@@ -60,6 +67,11 @@ pub struct Input<'a> {
     /// The App's name: pods are `<app>-<slot>`.
     pub app: &'a str,
     pub replicas: u32,
+    /// The revision of the current template: new pods run it, others are replaced.
+    pub update_revision: &'a str,
+    pub method: Method,
+    /// How long a pod must be ready to count as available.
+    pub min_ready: Duration,
     pub pods: &'a [PodState],
     /// Health of the nodes pods are bound to. A node missing here is gone — or not yet
     /// seen by the node watch — and counts as NotReady since the pod was created.
@@ -80,6 +92,8 @@ pub enum Removal {
     NodeLost { node: String },
     /// More pods run than asked for.
     ScaleDown,
+    /// It runs an old revision; a pod of the new one takes its place.
+    Outdated,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +139,12 @@ pub fn is_active(p: &PodState) -> bool {
     !p.terminating && !matches!(p.phase, Phase::Succeeded | Phase::Failed)
 }
 
+/// When a ready pod becomes available (ready for `min_ready`); `None` if it is not ready.
+pub fn available_at(p: &PodState, min_ready: Duration, now: Timestamp) -> Option<Timestamp> {
+    p.ready
+        .then(|| add(p.ready_since.unwrap_or(now), min_ready))
+}
+
 pub fn plan(input: &Input<'_>) -> Plan {
     let mut plan = Plan::default();
     let mut active: Vec<&PodState> = vec![];
@@ -166,19 +186,32 @@ pub fn plan(input: &Input<'_>) -> Plan {
         active.push(pod);
     }
 
-    let want = input.replicas as usize;
-    if active.len() > want {
-        // The least useful pods go first (see `victim_order`). Pods not observed yet would
-        // be the first victims but cannot be deleted by UID: they wait for the next pass
-        // rather than running pods going in their place.
-        let (assumed, mut candidates): (Vec<&PodState>, Vec<&PodState>) =
-            active.iter().partition(|p| p.is_assumed());
-        candidates.sort_by(|a, b| victim_order(a).cmp(&victim_order(b)));
-        let surplus = (active.len() - want).saturating_sub(assumed.len());
-        for victim in candidates.into_iter().take(surplus) {
-            plan.deletes.push(delete(victim, Removal::ScaleDown));
-        }
-    } else if active.len() < want {
+    // The least useful pods go first (see `victim_order`). Pods not observed yet sort
+    // first but cannot be deleted by UID: they use up the removals they would take, so
+    // no running pod goes in their place, and go in a later pass if still surplus.
+    active.sort_by_key(|p| victim_order(p));
+    let members: Vec<Member> = active
+        .iter()
+        .map(|p| Member {
+            updated: p.revision == input.update_revision,
+            available: available_at(p, input.min_ready, input.now)
+                .is_some_and(|at| at <= input.now),
+            removable: !p.is_assumed(),
+        })
+        .collect();
+    let old_terminating = input
+        .pods
+        .iter()
+        .any(|p| p.terminating && p.revision != input.update_revision);
+    let step = rollout::step(input.replicas, input.method, &members, old_terminating);
+    for (i, why) in step.remove {
+        let reason = match why {
+            Why::Surplus => Removal::ScaleDown,
+            Why::Outdated => Removal::Outdated,
+        };
+        plan.deletes.push(delete(active[i], reason));
+    }
+    if step.create > 0 {
         let occupied: BTreeSet<u32> = input
             .pods
             .iter()
@@ -186,7 +219,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
             .chain(input.taken.iter().filter_map(|n| slot_of(input.app, n)))
             .collect();
         let free = (0u32..).filter(|s| !occupied.contains(s));
-        for slot in free.take(want - active.len()) {
+        for slot in free.take(step.create as usize) {
             plan.creates.push(Create {
                 name: pod_name(input.app, slot),
                 slot,
@@ -246,6 +279,7 @@ mod tests {
             name: pod_name("web", slot),
             uid: format!("uid-{slot}"),
             slot,
+            revision: "web-r1".into(),
             phase: Phase::Running,
             terminating: false,
             node: Some("n1".into()),
@@ -263,10 +297,18 @@ mod tests {
         ])
     }
 
+    const ROLLING: Method = Method::Rolling(rollout::Bounds {
+        max_surge: 1,
+        max_unavailable: 0,
+    });
+
     fn run(replicas: u32, pods: &[PodState], nodes: &HashMap<String, NodeHealth>) -> Plan {
         plan(&Input {
             app: "web",
             replicas,
+            update_revision: "web-r1",
+            method: ROLLING,
+            min_ready: Duration::ZERO,
             pods,
             nodes,
             taken: &HashSet::new(),
@@ -388,6 +430,9 @@ mod tests {
         let p = plan(&Input {
             app: "web",
             replicas: 1,
+            update_revision: "web-r1",
+            method: ROLLING,
+            min_ready: Duration::ZERO,
             pods: &[],
             nodes: &nodes(),
             taken: &taken,
@@ -395,6 +440,24 @@ mod tests {
             node_lost_grace: Duration::from_secs(30),
         });
         assert_eq!(names(&p.creates), ["web-1"]);
+    }
+
+    #[test]
+    fn old_revisions_are_replaced_through_the_rollout_step() {
+        let mut old = [pod(0), pod(1)];
+        for p in &mut old {
+            p.revision = "web-r0".into();
+        }
+        // One pod may surge: a new one starts first.
+        let p = run(2, &old, &nodes());
+        assert_eq!(names(&p.creates), ["web-2"]);
+        assert!(p.deletes.is_empty());
+        // Once it is available, an old pod goes for it.
+        let pods = [old[0].clone(), old[1].clone(), pod(2)];
+        let p = run(2, &pods, &nodes());
+        assert_eq!(p.deletes.len(), 1);
+        assert_eq!(p.deletes[0].reason, Removal::Outdated);
+        assert_eq!(names(&p.creates), ["web-3"]);
     }
 
     #[test]
@@ -434,6 +497,7 @@ mod tests {
                         format!("uid-{slot}")
                     },
                     slot,
+                    revision: "web-r1".into(),
                     phase,
                     terminating,
                     node: node.map(str::to_string),
@@ -480,6 +544,7 @@ mod tests {
                 name: c.name.clone(),
                 uid: format!("new-{}", c.slot),
                 slot: c.slot,
+                revision: "web-r1".into(),
                 phase: Phase::Pending,
                 terminating: false,
                 node: None,

@@ -12,15 +12,16 @@ use kube::{Resource, ResourceExt};
 use super::plan::{Create, Phase, PodState, slot_of};
 use super::status::CrashLoop;
 
-/// The pod for a slot: the App's template, named and labelled by drover and owned by the
-/// App (so deleting the App deletes it).
-pub fn build(app: &App, create: &Create) -> Option<Pod> {
+/// The pod for a slot: the App's template, named and labelled by drover (with the
+/// template's revision) and owned by the App (so deleting the App deletes it).
+pub fn build(app: &App, create: &Create, revision: &str) -> Option<Pod> {
     let name = app.name_any();
     let template = &app.spec.template;
     let meta = template.metadata.clone().unwrap_or_default();
     let mut labels: BTreeMap<String, String> = meta.labels.unwrap_or_default();
     labels.insert(label::APP.into(), name.clone());
     labels.insert(label::SLOT.into(), create.slot.to_string());
+    labels.insert(label::REVISION.into(), revision.into());
     labels.insert(label::MANAGED_BY.into(), label::MANAGED_BY_VALUE.into());
     Some(Pod {
         metadata: ObjectMeta {
@@ -73,6 +74,11 @@ pub fn state(app: &str, pod: &Pod) -> Option<PodState> {
         name,
         uid: pod.uid().unwrap_or_default(),
         slot,
+        revision: pod
+            .labels()
+            .get(label::REVISION)
+            .cloned()
+            .unwrap_or_default(),
         phase,
         terminating: pod.metadata.deletion_timestamp.is_some(),
         node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
@@ -151,12 +157,14 @@ mod tests {
                 name: "web-3".into(),
                 slot: 3,
             },
+            "web-abc",
         )
         .unwrap();
         let labels = pod.metadata.labels.unwrap();
         assert_eq!(labels["tier"], "front");
         assert_eq!(labels["drover.dev/app"], "web");
         assert_eq!(labels["drover.dev/slot"], "3");
+        assert_eq!(labels["drover.dev/revision"], "web-abc");
         assert_eq!(pod.metadata.annotations.unwrap()["a"], "b");
         assert_eq!(pod.metadata.name.as_deref(), Some("web-3"));
         assert_eq!(pod.metadata.namespace.as_deref(), Some("ns"));
@@ -171,7 +179,7 @@ mod tests {
     #[test]
     fn reads_pod_state_and_crash_loops() {
         let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "web-2", "uid": "u", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "metadata": {"name": "web-2", "uid": "u", "creationTimestamp": "2026-01-01T00:00:00Z", "labels": {"drover.dev/revision": "web-abc"}},
             "spec": {"nodeName": "n1", "containers": []},
             "status": {
                 "phase": "Running",
@@ -190,6 +198,7 @@ mod tests {
             (2, Phase::Running, false, 4)
         );
         assert_eq!(s.node.as_deref(), Some("n1"));
+        assert_eq!(s.revision, "web-abc");
         assert_eq!(s.ready_since, None);
         let loops = crash_loops(&pod);
         assert_eq!(loops.len(), 1);

@@ -22,7 +22,8 @@ use tracing::{debug, info, warn};
 use super::error::{Error, WriteOutcome, classify};
 use super::plan::{self, Create, Delete, Input, NodeHealth, Phase, PodState, Removal};
 use super::status::{self, CrashLoop, Observation};
-use super::{CONTROLLER, Context, pod, service};
+use super::{CONTROLLER, Context, pod, revisions, service};
+use crate::rollout;
 
 /// Without anything happening, look again this often (drift check).
 const RESYNC: Duration = Duration::from_secs(300);
@@ -67,11 +68,14 @@ pub async fn reconcile(
     let mut pods: Vec<PodState> = owned.iter().filter_map(|p| pod::state(&name, p)).collect();
     let observed_count = pods.len();
     let observed_names: HashSet<String> = pods.iter().map(|p| p.name.clone()).collect();
-    for (pod_name, slot) in ctx.ledger.in_flight(&uid, &observed_names) {
+    let in_use: HashSet<String> = pods.iter().map(|p| p.revision.clone()).collect();
+    let update = revisions::sync(&ctx, app, &uid, &in_use).await?;
+    for (pod_name, slot, revision) in ctx.ledger.in_flight(&uid, &observed_names) {
         pods.push(PodState {
             name: pod_name,
             uid: String::new(),
             slot,
+            revision,
             phase: Phase::Pending,
             terminating: false,
             node: None,
@@ -85,9 +89,14 @@ pub async fn reconcile(
     let taken = ctx.ledger.taken(&uid);
 
     // Plan.
+    let replicas = u32::try_from(app.spec.replicas).unwrap_or(0);
+    let min_ready = Duration::from_secs(u64::try_from(app.spec.min_ready_seconds).unwrap_or(0));
     let plan = plan::plan(&Input {
         app: &name,
-        replicas: u32::try_from(app.spec.replicas).unwrap_or(0),
+        replicas,
+        update_revision: &update.name,
+        method: rollout::method(&app.spec.strategy, replicas),
+        min_ready,
         pods: &pods,
         nodes: &nodes,
         taken: &taken,
@@ -103,7 +112,7 @@ pub async fn reconcile(
     let delete_error = delete_pods(&ctx, app, &pod_api, &owned, &plan.deletes).await;
     let create_error = match ctx.ledger.create_backoff(&uid) {
         Some(_) => None,
-        None => create_pods(&ctx, app, &uid, &pod_api, &plan.creates).await,
+        None => create_pods(&ctx, app, &uid, &update.name, &pod_api, &plan.creates).await,
     };
     reconcile_service(&ctx, app, &namespace, &uid).await?;
     if let Some(e) = delete_error.or(create_error) {
@@ -121,7 +130,9 @@ pub async fn reconcile(
             app: &name,
             generation: app.metadata.generation,
             replicas: app.spec.replicas,
-            min_ready: Duration::from_secs(u64::try_from(app.spec.min_ready_seconds).unwrap_or(0)),
+            update_revision: &update.name,
+            revision_number: update.number,
+            min_ready,
             pods: &pods[..observed_count],
             crash_loops: &crash_loops,
             create_failure: refusal.as_deref(),
@@ -223,6 +234,7 @@ async fn delete_pods(
     .await;
     let mut first_error = None;
     let mut scaled_down = vec![];
+    let mut outdated = vec![];
     for (d, result) in results {
         match classify(&result) {
             WriteOutcome::Done | WriteOutcome::Gone => {}
@@ -239,6 +251,7 @@ async fn delete_pods(
         ctx.metrics.write(CONTROLLER, "delete", "pods");
         match &d.reason {
             Removal::ScaleDown => scaled_down.push(d.name.as_str()),
+            Removal::Outdated => outdated.push(d.name.as_str()),
             Removal::Finished => {
                 let why = owned
                     .iter()
@@ -289,6 +302,15 @@ async fn delete_pods(
         )
         .await;
     }
+    if !outdated.is_empty() {
+        ctx.publish(
+            app,
+            EventType::Normal,
+            "Replacing",
+            format!("Deleted pods {} of an old revision", list(&outdated)),
+        )
+        .await;
+    }
     first_error
 }
 
@@ -298,6 +320,7 @@ async fn create_pods(
     ctx: &Context,
     app: &App,
     uid: &str,
+    revision: &str,
     api: &Api<Pod>,
     creates: &[Create],
 ) -> Option<Error> {
@@ -313,7 +336,7 @@ async fn create_pods(
         rest = later;
         batch *= 2;
         let results = join_all(now.iter().map(|c| async move {
-            let result = match pod::build(app, c) {
+            let result = match pod::build(app, c, revision) {
                 Some(p) => api.create(&PostParams::default(), &p).await.map(drop),
                 None => Ok(()),
             };
@@ -323,7 +346,7 @@ async fn create_pods(
         for (c, result) in results {
             match classify(&result) {
                 WriteOutcome::Done => {
-                    ctx.ledger.created(uid, &c.name, c.slot);
+                    ctx.ledger.created(uid, &c.name, c.slot, revision);
                     ctx.metrics.write(CONTROLLER, "create", "pods");
                     created.push(c.name.as_str());
                 }

@@ -38,6 +38,9 @@ pub struct Observation<'a> {
     pub app: &'a str,
     pub generation: Option<i64>,
     pub replicas: i32,
+    /// The ControllerRevision of the current template, and its number once stored.
+    pub update_revision: &'a str,
+    pub revision_number: Option<i64>,
     pub min_ready: Duration,
     /// Observed pods only (no in-flight creates).
     pub pods: &'a [PodState],
@@ -101,17 +104,32 @@ pub fn compute(
         },
         format!("{available} of {desired} pods available"),
     ));
-    let converged = counts.0 == desired && available == desired;
+    let updated = active
+        .iter()
+        .filter(|p| p.revision == obs.update_revision)
+        .count() as i32;
+    let converged = counts.0 == desired && available == desired && updated == desired;
+    let rolling = updated < counts.0;
     conditions.push(cond(
         condition::PROGRESSING,
         true,
         if converged {
             reason::COMPLETE
+        } else if rolling {
+            reason::ROLLING_OUT
         } else {
             reason::SCALING
         },
         if converged {
-            format!("{desired} pods running and available")
+            format!(
+                "{desired} pods of revision {} running and available",
+                obs.update_revision
+            )
+        } else if rolling {
+            format!(
+                "{updated} of {desired} pods updated to revision {}, {available} available",
+                obs.update_revision
+            )
         } else {
             format!(
                 "{} of {desired} pods running, {} ready, {available} available",
@@ -152,11 +170,20 @@ pub fn compute(
         },
     ));
 
+    // The current revision is what every pod ran when a rollout last completed.
+    let current_revision = match previous.map(|s| s.current_revision.as_str()) {
+        Some(current) if !current.is_empty() && !converged => current.to_string(),
+        _ => obs.update_revision.to_string(),
+    };
     let status = AppStatus {
         observed_generation: obs.generation,
         replicas: counts.0,
         ready_replicas: counts.1,
         available_replicas: counts.2,
+        updated_replicas: updated,
+        current_revision,
+        update_revision: obs.update_revision.to_string(),
+        revision: obs.revision_number,
         selector: format!("{}={}", label::APP, obs.app),
         conditions,
     };
@@ -177,6 +204,7 @@ mod tests {
             name: format!("web-{slot}"),
             uid: format!("u{slot}"),
             slot,
+            revision: "web-r1".into(),
             phase: Phase::Running,
             terminating: false,
             node: Some("n".into()),
@@ -192,6 +220,8 @@ mod tests {
             app: "web",
             generation: Some(4),
             replicas: 3,
+            update_revision: "web-r1",
+            revision_number: Some(1),
             min_ready: Duration::from_secs(min_ready),
             pods,
             crash_loops: crash,
@@ -232,6 +262,34 @@ mod tests {
         assert_eq!(find(&s, "Healthy").status, "True");
         assert!(s.conditions.iter().all(|c| c.type_ != "ReplicaFailure"));
         assert_eq!(revisit, None);
+    }
+
+    #[test]
+    fn a_rollout_is_reported_and_completes_into_the_current_revision() {
+        let mut old = pod(0, Some(0));
+        old.revision = "web-r0".into();
+        let pods = [old, pod(1, Some(0)), pod(2, Some(0))];
+        let previous = AppStatus {
+            current_revision: "web-r0".into(),
+            ..AppStatus::default()
+        };
+        let (s, _) = compute(&obs(&pods, &[], 0), Some(&previous));
+        assert_eq!(s.updated_replicas, 2);
+        assert_eq!(
+            (s.current_revision.as_str(), s.update_revision.as_str()),
+            ("web-r0", "web-r1")
+        );
+        let progressing = find(&s, "Progressing");
+        assert_eq!(progressing.reason, "RollingOut");
+        assert_eq!(
+            progressing.message,
+            "2 of 3 pods updated to revision web-r1, 3 available"
+        );
+        let pods = [pod(3, Some(0)), pod(1, Some(0)), pod(2, Some(0))];
+        let (s, _) = compute(&obs(&pods, &[], 0), Some(&s));
+        assert_eq!(s.current_revision, "web-r1");
+        assert_eq!(find(&s, "Progressing").reason, "Complete");
+        assert_eq!(s.revision, Some(1));
     }
 
     #[test]

@@ -1,0 +1,23 @@
+//! The rollout engine shared by the workload controllers: revisions of the pod template,
+//! surge and unavailability arithmetic, and the step that moves pods from old revisions to
+//! the new one. Pure logic: no API, no clock.
+
+pub mod bounds;
+pub mod revision;
+pub mod step;
+
+pub use bounds::Bounds;
+pub use step::{Member, Method, Step, Why, step};
+
+use drover_crds::{Strategy, StrategyType};
+
+/// The step method a workload's strategy asks for, at `replicas`.
+pub fn method(strategy: &Strategy, replicas: u32) -> Method {
+    match strategy.type_ {
+        StrategyType::Recreate => Method::Recreate,
+        StrategyType::RollingUpdate => Method::Rolling(Bounds::resolve(
+            &strategy.rolling_update.clone().unwrap_or_default(),
+            replicas,
+        )),
+    }
+}

@@ -1,0 +1,120 @@
+//! Revisions: each distinct pod template is a revision, named by a hash of its content and
+//! stored as a `ControllerRevision` (`kubectl get controllerrevisions` lists the history).
+
+use std::collections::HashSet;
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use sha2::{Digest, Sha256};
+
+/// Hex digits of the content hash in a revision's name.
+const HASH_LENGTH: usize = 10;
+
+/// The revision's name for a workload's template: `<workload>-<hash>`. The same template
+/// always gives the same name, so returning to an old template reuses its revision.
+pub fn name(workload: &str, template: &PodTemplateSpec) -> String {
+    // k8s-openapi serialises fields in a fixed order and maps sorted: the JSON is canonical.
+    let json = serde_json::to_vec(template).unwrap_or_default();
+    let digest = Sha256::digest(&json);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{workload}-{}", &hex[..HASH_LENGTH])
+}
+
+/// A stored revision: its name and number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub name: String,
+    pub number: i64,
+}
+
+/// The number the update revision must carry: one above every other revision's, so the
+/// latest template always has the highest number — also when it returns to an old one.
+/// `None` when the stored revision already has the right number.
+pub fn number_for(update: &str, stored: &[Stored]) -> Option<i64> {
+    let highest_other = stored
+        .iter()
+        .filter(|r| r.name != update)
+        .map(|r| r.number)
+        .max()
+        .unwrap_or(0);
+    match stored.iter().find(|r| r.name == update) {
+        Some(r) if r.number > highest_other => None,
+        _ => Some(highest_other + 1),
+    }
+}
+
+/// Revisions to delete: beyond the `limit` newest old ones, those no pod runs. The update
+/// revision is always kept.
+pub fn to_prune(
+    stored: &[Stored],
+    update: &str,
+    in_use: &HashSet<String>,
+    limit: usize,
+) -> Vec<String> {
+    let mut old: Vec<&Stored> = stored.iter().filter(|r| r.name != update).collect();
+    old.sort_by_key(|r| std::cmp::Reverse(r.number));
+    old.into_iter()
+        .skip(limit)
+        .filter(|r| !in_use.contains(&r.name))
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn template(image: &str) -> PodTemplateSpec {
+        serde_json::from_value(json!({
+            "metadata": {"labels": {"b": "2", "a": "1"}},
+            "spec": {"containers": [{"name": "web", "image": image}]},
+        }))
+        .unwrap()
+    }
+
+    fn stored(pairs: &[(&str, i64)]) -> Vec<Stored> {
+        pairs
+            .iter()
+            .map(|(name, number)| Stored {
+                name: name.to_string(),
+                number: *number,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn names_follow_the_content() {
+        let a = name("web", &template("sample:1"));
+        assert_eq!(a, name("web", &template("sample:1")));
+        assert_ne!(a, name("web", &template("sample:2")));
+        assert!(a.starts_with("web-") && a.len() == "web-".len() + HASH_LENGTH);
+    }
+
+    #[test]
+    fn the_latest_template_has_the_highest_number() {
+        assert_eq!(number_for("web-a", &[]), Some(1));
+        assert_eq!(number_for("web-b", &stored(&[("web-a", 1)])), Some(2));
+        assert_eq!(
+            number_for("web-b", &stored(&[("web-a", 1), ("web-b", 2)])),
+            None
+        );
+        // Back to the first template: its revision moves to the top.
+        assert_eq!(
+            number_for("web-a", &stored(&[("web-a", 1), ("web-b", 2)])),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn prunes_the_oldest_unused_revisions_beyond_the_limit() {
+        let all = stored(&[("a", 1), ("b", 2), ("c", 3), ("d", 4), ("e", 5)]);
+        let in_use = HashSet::from(["a".to_string()]);
+        assert_eq!(to_prune(&all, "e", &in_use, 2), ["b"]);
+        assert_eq!(
+            to_prune(&all, "e", &HashSet::new(), 0),
+            ["d", "c", "b", "a"]
+        );
+        assert!(to_prune(&all, "e", &HashSet::new(), 10).is_empty());
+    }
+}
