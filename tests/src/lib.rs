@@ -334,6 +334,20 @@ pub fn sample_pod(name: &str, version: &str, placement: &Placement) -> Pod {
     .expect("pod manifest")
 }
 
+/// Whether a pod counts toward its workload: not terminating, not finished.
+pub fn is_active_pod(p: &Pod) -> bool {
+    let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+    p.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded") | Some("Failed"))
+}
+
+/// Whether a pod's Ready condition is True.
+pub fn is_pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
 /// Waits until a pod is Running and Ready; returns it.
 pub async fn wait_pod_ready(pods: &Api<Pod>, name: &str, timeout: Duration) -> Pod {
     wait_for(&format!("pod {name} to be Ready"), timeout, || async {

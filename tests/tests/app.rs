@@ -27,18 +27,6 @@ async fn create(client: &Client, ns: &str, manifest: Value) -> App {
         .unwrap()
 }
 
-fn is_active(p: &Pod) -> bool {
-    let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-    p.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded") | Some("Failed"))
-}
-
-fn is_pod_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 async fn active_pods(client: &Client, ns: &str, app: &str) -> Vec<Pod> {
     Api::<Pod>::namespaced(client.clone(), ns)
         .list(&ListParams::default().labels(&format!("drover.dev/app={app}")))
@@ -46,7 +34,7 @@ async fn active_pods(client: &Client, ns: &str, app: &str) -> Vec<Pod> {
         .unwrap()
         .items
         .into_iter()
-        .filter(is_active)
+        .filter(is_active_pod)
         .collect()
 }
 

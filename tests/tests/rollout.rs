@@ -100,18 +100,6 @@ async fn service_ip(client: &Client, ns: &str, name: &str) -> IpAddr {
     svc.spec.unwrap().cluster_ip.unwrap().parse().unwrap()
 }
 
-fn is_active(p: &Pod) -> bool {
-    let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-    p.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded") | Some("Failed"))
-}
-
-fn is_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 fn image_of(p: &Pod) -> String {
     p.spec.as_ref().unwrap().containers[0]
         .image
@@ -142,7 +130,7 @@ async fn wait_rolled_out(client: &Client, ns: &str, name: &str, replicas: i32, i
                 && all.len() == replicas as usize
                 && all
                     .iter()
-                    .all(|p| is_active(p) && is_ready(p) && image_of(p) == image);
+                    .all(|p| is_active_pod(p) && is_pod_ready(p) && image_of(p) == image);
             done.then_some(())
         },
     )
