@@ -16,6 +16,15 @@ pub mod label {
     /// `app.kubernetes.io/managed-by`, set to [`MANAGED_BY_VALUE`].
     pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
     pub const MANAGED_BY_VALUE: &str = "drover";
+    /// On a config snapshot: the ConfigMap or Secret it copies.
+    pub const SNAPSHOT_OF: &str = "drover.dev/snapshot-of";
+}
+
+/// Annotations users set on an App to control its rollout with `kubectl annotate`; the
+/// controller removes each once acted on.
+pub mod annotation {
+    /// Return to an earlier revision, template and config: `previous` or its number.
+    pub const UNDO: &str = "drover.dev/undo";
 }
 
 /// Server-side-apply field managers, one per writer.
@@ -47,4 +56,6 @@ pub mod reason {
     pub const CREATED: &str = "Created";
     pub const CRASH_LOOP: &str = "CrashLoopBackOff";
     pub const CONTAINERS_RUNNING: &str = "ContainersRunning";
+    pub const ROLLED_BACK: &str = "RolledBack";
+    pub const UNDO_FAILED: &str = "UndoFailed";
 }

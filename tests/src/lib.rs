@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use drover_crds::App;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -378,4 +379,56 @@ pub fn http_get(ip: IpAddr, port: u16, path: &str) -> std::io::Result<(u16, Stri
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {head:?}")))?;
     Ok((code, body.to_string()))
+}
+
+/// How long a rollout of the suites may take.
+pub const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// The image of a pod's first container.
+pub fn image_of(p: &Pod) -> String {
+    p.spec.as_ref().unwrap().containers[0]
+        .image
+        .clone()
+        .unwrap_or_default()
+}
+
+/// Waits until the App runs `replicas` ready pods, all of `image` and of its update
+/// revision, with no other pod left (terminating ones included) and a status that says
+/// the rollout is complete. Returns the pods.
+pub async fn wait_rolled_out(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    replicas: i32,
+    image: &str,
+) -> Vec<Pod> {
+    let apps: Api<App> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("App {name} to run {replicas} ready pods of {image}"),
+        ROLLOUT_TIMEOUT,
+        || async {
+            let app = apps.get(name).await.ok()?;
+            let status = app.status.as_ref()?;
+            let all = pods
+                .list(&ListParams::default().labels(&format!("drover.dev/app={name}")))
+                .await
+                .ok()?
+                .items;
+            let done = status.observed_generation == app.metadata.generation
+                && !status.update_revision.is_empty()
+                && status.updated_replicas == replicas
+                && status.available_replicas == replicas
+                && status.current_revision == status.update_revision
+                && all.len() == replicas as usize
+                && all.iter().all(|p| {
+                    is_active_pod(p)
+                        && is_pod_ready(p)
+                        && image_of(p) == image
+                        && p.labels().get("drover.dev/revision") == Some(&status.update_revision)
+                });
+            done.then_some(all)
+        },
+    )
+    .await
 }

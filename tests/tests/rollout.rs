@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use drover_crds::App;
 use drover_e2e::observer::ReplicaObserver;
@@ -20,7 +20,6 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-const ROLLOUT: Duration = Duration::from_secs(240);
 /// Request loops running side by side against the Service.
 const CLIENTS: usize = 4;
 /// Pause between one loop's requests: the load stays heavy (hundreds per second) without
@@ -31,28 +30,53 @@ const REQUEST_GAP: Duration = Duration::from_millis(2);
 /// update relies on such a drain; it is the pod's part of zero downtime.
 const DRAIN: &str = "6s";
 
-/// What the load saw: requests per version, and every failure.
+/// What the load saw: requests per version, and every failure with when it happened
+/// (since the load started).
 #[derive(Debug, Default)]
 struct Traffic {
     by_version: BTreeMap<String, usize>,
-    failures: Vec<String>,
+    failures: Vec<(Duration, String)>,
 }
 
 impl Traffic {
     fn total(&self) -> usize {
         self.by_version.values().sum::<usize>() + self.failures.len()
     }
+
+    /// The failures grouped by message: count and when the first and last happened.
+    fn failure_summary(&self) -> String {
+        let mut kinds: BTreeMap<&str, (usize, Duration, Duration)> = BTreeMap::new();
+        for (at, message) in &self.failures {
+            let k = kinds.entry(message).or_insert((0, *at, *at));
+            k.0 += 1;
+            k.1 = k.1.min(*at);
+            k.2 = k.2.max(*at);
+        }
+        kinds
+            .iter()
+            .map(|(m, (n, first, last))| {
+                format!(
+                    "{n} x {m:?} between {:.1}s and {:.1}s",
+                    first.as_secs_f64(),
+                    last.as_secs_f64()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 /// Sends requests to `ip:80` from `CLIENTS` threads until stopped; a fresh connection
 /// each time, so every request is balanced anew by kube-proxy.
 struct Load {
+    started: Instant,
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<Traffic>>,
 }
 
 impl Load {
     fn start(ip: IpAddr) -> Self {
+        let started = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let threads = (0..CLIENTS)
             .map(|_| {
@@ -66,8 +90,10 @@ impl Load {
                                 let version = v["version"].as_str().unwrap_or("?").to_string();
                                 *t.by_version.entry(version).or_default() += 1;
                             }
-                            Ok((code, body)) => t.failures.push(format!("HTTP {code}: {body}")),
-                            Err(e) => t.failures.push(e.to_string()),
+                            Ok((code, body)) => t
+                                .failures
+                                .push((started.elapsed(), format!("HTTP {code}: {body}"))),
+                            Err(e) => t.failures.push((started.elapsed(), e.to_string())),
                         }
                         std::thread::sleep(REQUEST_GAP);
                     }
@@ -75,7 +101,11 @@ impl Load {
                 })
             })
             .collect();
-        Self { stop, threads }
+        Self {
+            started,
+            stop,
+            threads,
+        }
     }
 
     fn stop(self) -> Traffic {
@@ -88,6 +118,7 @@ impl Load {
             }
             all.failures.extend(t.failures);
         }
+        all.failures.sort();
         all
     }
 }
@@ -98,43 +129,6 @@ async fn service_ip(client: &Client, ns: &str, name: &str) -> IpAddr {
         .await
         .unwrap();
     svc.spec.unwrap().cluster_ip.unwrap().parse().unwrap()
-}
-
-fn image_of(p: &Pod) -> String {
-    p.spec.as_ref().unwrap().containers[0]
-        .image
-        .clone()
-        .unwrap_or_default()
-}
-
-/// Waits until the App runs `replicas` ready pods, all of `image`, with no other pod
-/// left (terminating ones included) and a status that says the rollout is complete.
-async fn wait_rolled_out(client: &Client, ns: &str, name: &str, replicas: i32, image: &str) {
-    let apps: Api<App> = Api::namespaced(client.clone(), ns);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    wait_for(
-        &format!("App {name} to run {replicas} ready pods of {image}"),
-        ROLLOUT,
-        || async {
-            let app = apps.get(name).await.ok()?;
-            let status = app.status.as_ref()?;
-            let all = pods
-                .list(&ListParams::default().labels(&format!("drover.dev/app={name}")))
-                .await
-                .ok()?
-                .items;
-            let done = status.observed_generation == app.metadata.generation
-                && status.updated_replicas == replicas
-                && status.available_replicas == replicas
-                && status.current_revision == status.update_revision
-                && all.len() == replicas as usize
-                && all
-                    .iter()
-                    .all(|p| is_active_pod(p) && is_pod_ready(p) && image_of(p) == image);
-            done.then_some(())
-        },
-    )
-    .await
 }
 
 async fn set_image_and_strategy(
@@ -156,12 +150,65 @@ async fn set_image_and_strategy(
         .unwrap();
 }
 
-fn assert_clean(report: &drover_e2e::observer::Report) {
+/// Rolls the App `web` to `version` with `strategy` while the load runs against its
+/// Service and an observer requires `floor` ready pods throughout; asserts that no
+/// request failed, that the load was heavy enough to tell and saw both versions, and
+/// that the observer's bounds held.
+async fn roll_under_load(
+    client: &Client,
+    ns: &str,
+    ip: IpAddr,
+    from: &str,
+    to: &str,
+    strategy: Value,
+    floor: usize,
+) -> drover_e2e::observer::Report {
+    let observer = ReplicaObserver::start(client, ns, "web").await;
+    observer.require_ready(floor);
+    let load = Load::start(ip);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let update_at = load.started.elapsed();
+    set_image_and_strategy(client, ns, "web", to, strategy).await;
+    wait_rolled_out(client, ns, "web", 10, &format!("{SAMPLE_IMAGE}:{to}")).await;
+    let done_at = load.started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let traffic = load.stop();
+    let report = observer.stop().await;
+    eprintln!(
+        "{from} -> {to}: {:?}, {} failed, at most {} pods; update at {:.1}s, rolled out at {:.1}s",
+        traffic.by_version,
+        traffic.failures.len(),
+        report.max_active,
+        update_at.as_secs_f64(),
+        done_at.as_secs_f64()
+    );
+    assert!(
+        traffic.failures.is_empty(),
+        "{} of {} requests failed during the rollout {from} -> {to} (update at {:.1}s, rolled \
+         out at {:.1}s): {}",
+        traffic.failures.len(),
+        traffic.total(),
+        update_at.as_secs_f64(),
+        done_at.as_secs_f64(),
+        traffic.failure_summary()
+    );
+    assert!(
+        traffic.total() >= 1000,
+        "too little load to tell: {:?}",
+        traffic.by_version
+    );
+    assert!(
+        traffic.by_version.get(from).is_some_and(|n| *n > 0)
+            && traffic.by_version.get(to).is_some_and(|n| *n > 0),
+        "responses did not switch version: {:?}",
+        traffic.by_version
+    );
     assert!(
         report.violations.is_empty(),
         "rollout bounds broken:\n{}",
         report.violations.join("\n")
     );
+    report
 }
 
 #[tokio::test]
@@ -184,38 +231,8 @@ async fn a_rolling_update_under_load_drops_no_request_and_stays_within_bounds() 
     let ip = service_ip(&client, &ns.name, "web").await;
 
     // 1 -> 2 surging 25%, never below 10 ready.
-    let observer = ReplicaObserver::start(&client, &ns.name, "web").await;
-    observer.require_ready(10);
-    let load = Load::start(ip);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    set_image_and_strategy(
-        &client,
-        &ns.name,
-        "web",
-        "2",
-        json!({"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}}),
-    )
-    .await;
-    wait_rolled_out(&client, &ns.name, "web", 10, &format!("{SAMPLE_IMAGE}:2")).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let traffic = load.stop();
-    let report = observer.stop().await;
-    eprintln!("1 -> 2: {traffic:?}, at most {} pods", report.max_active);
-    assert!(
-        traffic.failures.is_empty(),
-        "failed requests during the rollout: {:?}",
-        traffic.failures
-    );
-    assert!(
-        traffic.total() >= 1000,
-        "too little load to tell: {traffic:?}"
-    );
-    assert!(
-        traffic.by_version.get("1").is_some_and(|n| *n > 0)
-            && traffic.by_version.get("2").is_some_and(|n| *n > 0),
-        "responses did not switch version: {traffic:?}"
-    );
-    assert_clean(&report);
+    let surge = json!({"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}});
+    let report = roll_under_load(&client, &ns.name, ip, "1", "2", surge, 10).await;
     assert!(report.max_active <= 13, "surged to {}", report.max_active);
     assert!(
         report.max_active > 10,
@@ -224,38 +241,8 @@ async fn a_rolling_update_under_load_drops_no_request_and_stays_within_bounds() 
 
     // 2 -> 1 with no surge and 25% unavailable: never more than 10 pods, never below 8
     // ready (25% of 10 rounds down to 2).
-    let observer = ReplicaObserver::start(&client, &ns.name, "web").await;
-    observer.require_ready(8);
-    let load = Load::start(ip);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    set_image_and_strategy(
-        &client,
-        &ns.name,
-        "web",
-        "1",
-        json!({"rollingUpdate": {"maxSurge": 0, "maxUnavailable": "25%"}}),
-    )
-    .await;
-    wait_rolled_out(&client, &ns.name, "web", 10, &format!("{SAMPLE_IMAGE}:1")).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let traffic = load.stop();
-    let report = observer.stop().await;
-    eprintln!("2 -> 1: {traffic:?}, at most {} pods", report.max_active);
-    assert!(
-        traffic.failures.is_empty(),
-        "failed requests during the rollout back: {:?}",
-        traffic.failures
-    );
-    assert!(
-        traffic.total() >= 1000,
-        "too little load to tell: {traffic:?}"
-    );
-    assert!(
-        traffic.by_version.get("1").is_some_and(|n| *n > 0)
-            && traffic.by_version.get("2").is_some_and(|n| *n > 0),
-        "responses did not switch version: {traffic:?}"
-    );
-    assert_clean(&report);
+    let unavailable = json!({"rollingUpdate": {"maxSurge": 0, "maxUnavailable": "25%"}});
+    let report = roll_under_load(&client, &ns.name, ip, "2", "1", unavailable, 8).await;
     assert!(
         report.max_active <= 10,
         "surged to {} with maxSurge 0",

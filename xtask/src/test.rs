@@ -22,7 +22,14 @@ pub struct TestArgs {
 }
 
 /// The end-to-end suites of `tests/`, in the order they run.
-const E2E_SUITES: [&str; 5] = ["cluster", "app", "rollout", "chart", "lifecycle"];
+const E2E_SUITES: [&str; 6] = [
+    "cluster",
+    "app",
+    "rollout",
+    "rollback",
+    "chart",
+    "lifecycle",
+];
 
 pub fn run(args: TestArgs) -> Result<()> {
     let started = Instant::now();
@@ -73,17 +80,11 @@ pub fn run(args: TestArgs) -> Result<()> {
     );
     for suite in E2E_SUITES {
         step(&format!("end-to-end: {suite}"));
+        // Output captured: the harness repeats a failed test's output and message at the
+        // end of the log, where they are read first.
         cmd(&cargo)
             .current_dir(&layout.repo)
-            .args([
-                "test",
-                "-p",
-                "drover-e2e",
-                "--test",
-                suite,
-                "--",
-                "--nocapture",
-            ])
+            .args(["test", "-p", "drover-e2e", "--test", suite])
             .env("KUBECONFIG", layout.admin_kubeconfig())
             .env("PATH", &path)
             .env("DROVER_XTASK", &xtask)

@@ -37,6 +37,20 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("{action} {kind} {name}: {source}")]
+    Config {
+        action: &'static str,
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("undoing the rollout of App {name}: {source}")]
+    Undo {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("writing the status of App {name}: {source}")]
     StatusPatch {
         name: String,
@@ -56,6 +70,8 @@ impl Error {
             Error::ServiceApply { .. } => "ServiceApplyFailed",
             Error::ServiceDelete { .. } => "ServiceDeleteFailed",
             Error::RevisionWrite { .. } => "RevisionWriteFailed",
+            Error::Config { .. } => "ConfigSnapshotFailed",
+            Error::Undo { .. } => "UndoFailed",
             Error::StatusPatch { .. } => "StatusUpdateFailed",
         }
     }

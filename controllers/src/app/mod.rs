@@ -1,6 +1,7 @@
 //! The App controller: keeps `spec.replicas` pods of the template running and the App's
 //! Service in step with its ports.
 
+mod config;
 mod error;
 mod ledger;
 pub mod plan;
@@ -9,6 +10,7 @@ mod reconcile;
 mod revisions;
 mod service;
 pub mod status;
+mod undo;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,9 +22,9 @@ use drover_crds::App;
 use drover_crds::names::label;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Pod, Secret, Service};
 use kube::api::Api;
-use kube::core::DeserializeGuard;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -30,9 +32,11 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::warn;
 
+use config::ConfigCache;
 pub use error::Error;
 use ledger::Ledger;
 
+use crate::rollout::config::Kind;
 use crate::runtime::metrics::Metrics;
 
 /// The controller's name in metrics and logs.
@@ -59,6 +63,11 @@ pub struct Context {
     pub nodes: Store<Node>,
     pub services: Store<Service>,
     pub revisions: Store<ControllerRevision>,
+    /// ConfigMaps and Secrets, metadata only: their resourceVersions tell when a
+    /// referenced one changed.
+    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+    config_cache: ConfigCache,
     ledger: Ledger,
     queue: QueueDepth,
     backoff: Backoff,
@@ -80,9 +89,11 @@ impl Synced {
     const SERVICES: u8 = 4;
     const NODES: u8 = 8;
     const REVISIONS: u8 = 16;
-    const ALL: u8 = 31;
+    const CONFIG_MAPS: u8 = 32;
+    const SECRETS: u8 = 64;
+    const ALL: u8 = 127;
     /// What a reconcile reads besides the App itself.
-    const SECONDARY: u8 = Self::PODS | Self::SERVICES | Self::NODES | Self::REVISIONS;
+    const SECONDARY: u8 = Self::ALL & !Self::APPS;
 
     fn mark(&self, watch: u8) {
         self.watches.send_modify(|m| *m |= watch);
@@ -118,9 +129,8 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    /// Waits until the pod, Service, node and revision watches have delivered their
-    /// initial lists:
-    /// no decision is taken on a partial view.
+    /// Waits until every watch but the Apps' has delivered its initial list: no decision
+    /// is taken on a partial view.
     async fn synced(&self) {
         self.synced.secondary().await;
     }
@@ -252,6 +262,8 @@ pub async fn run(
     // Each reflector's own stream triggers reconciles, deletions included (a pod deleted
     // outright must wake its App at once). The controller polls them, so the stores fill
     // while it runs; reconciles wait for the secondary stores (see `Context::synced`).
+    // A watch is marked synced only after its reflector has swapped the initial list into
+    // the store: reconciles run on other threads and would otherwise read an empty store.
     let synced = Synced {
         watches: Arc::new(tokio::sync::watch::channel(0).0),
         ready,
@@ -263,31 +275,56 @@ pub async fn run(
     let (revisions, revisions_writer) = reflector::store();
     let app_events = watcher(apps_api, watcher::Config::default())
         .default_backoff()
-        .inspect_ok(synced.on_init_done(Synced::APPS))
         .reflect(apps_writer)
+        .inspect_ok(synced.on_init_done(Synced::APPS))
         .touched_objects();
     let pod_events = watcher(pods_api, ours.clone())
         .default_backoff()
-        .inspect_ok(synced.on_init_done(Synced::PODS))
         .modify(strip_pod)
         .reflect(pods_writer)
+        .inspect_ok(synced.on_init_done(Synced::PODS))
         .touched_objects();
     let service_events = watcher(services_api, ours.clone())
         .default_backoff()
-        .inspect_ok(synced.on_init_done(Synced::SERVICES))
         .reflect(services_writer)
+        .inspect_ok(synced.on_init_done(Synced::SERVICES))
         .touched_objects();
     let revision_events = watcher(revisions_api, ours)
         .default_backoff()
-        .inspect_ok(synced.on_init_done(Synced::REVISIONS))
         .modify(|r: &mut ControllerRevision| r.metadata.managed_fields = None)
         .reflect(revisions_writer)
+        .inspect_ok(synced.on_init_done(Synced::REVISIONS))
+        .touched_objects();
+    let (config_maps, config_maps_writer) = reflector::store();
+    let (secrets, secrets_writer) = reflector::store();
+    // Metadata only: a PartialObjectMeta Api lists and watches without bodies.
+    let (config_maps_api, secrets_api): (
+        Api<PartialObjectMeta<ConfigMap>>,
+        Api<PartialObjectMeta<Secret>>,
+    ) = match &config.namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let config_map_events = watcher(config_maps_api, watcher::Config::default())
+        .default_backoff()
+        .modify(strip_meta)
+        .reflect(config_maps_writer)
+        .inspect_ok(synced.on_init_done(Synced::CONFIG_MAPS))
+        .touched_objects();
+    let secret_events = watcher(secrets_api, watcher::Config::default())
+        .default_backoff()
+        .modify(strip_meta)
+        .reflect(secrets_writer)
+        .inspect_ok(synced.on_init_done(Synced::SECRETS))
         .touched_objects();
     let node_events = watcher(nodes_api, watcher::Config::default())
         .default_backoff()
-        .inspect_ok(synced.on_init_done(Synced::NODES))
         .modify(strip_node)
         .reflect(nodes_writer)
+        .inspect_ok(synced.on_init_done(Synced::NODES))
         .touched_objects();
 
     let ctx = Arc::new(Context {
@@ -299,6 +336,9 @@ pub async fn run(
         nodes,
         services,
         revisions,
+        config_maps,
+        secrets,
+        config_cache: ConfigCache::default(),
         ledger: Ledger::default(),
         queue: QueueDepth {
             waiting: Mutex::default(),
@@ -339,11 +379,22 @@ pub async fn run(
         apps.into_iter()
     };
 
+    let config_map_users = {
+        let apps = apps.clone();
+        move |object: PartialObjectMeta<ConfigMap>| users(&apps, Kind::ConfigMap, &object.metadata)
+    };
+    let secret_users = {
+        let apps = apps.clone();
+        move |object: PartialObjectMeta<Secret>| users(&apps, Kind::Secret, &object.metadata)
+    };
+
     Controller::for_stream(app_triggers, apps)
         .owns_stream(pod_triggers)
         .owns_stream(service_events)
         .owns_stream(revision_events)
         .watches_stream(node_events, node_to_apps)
+        .watches_stream(config_map_events, config_map_users)
+        .watches_stream(secret_events, secret_users)
         .with_config(controller::Config::default().concurrency(config.concurrency))
         .shutdown_on_signal()
         .run(reconcile::reconcile, error_policy, ctx.clone())
@@ -356,6 +407,39 @@ pub async fn run(
 fn strip_pod(pod: &mut Pod) {
     pod.metadata.managed_fields = None;
     pod.metadata.annotations = None;
+}
+
+fn strip_meta<K>(object: &mut PartialObjectMeta<K>) {
+    object.metadata.managed_fields = None;
+    object.metadata.annotations = None;
+}
+
+/// The Apps whose template references a ConfigMap or Secret (snapshots are no one's).
+fn users(
+    apps: &Store<DeserializeGuard<App>>,
+    kind: Kind,
+    object: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> std::vec::IntoIter<ObjectRef<DeserializeGuard<App>>> {
+    let snapshot = object
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(label::REVISION));
+    let (Some(namespace), Some(name)) = (&object.namespace, &object.name) else {
+        return Vec::new().into_iter();
+    };
+    if snapshot {
+        return Vec::new().into_iter();
+    }
+    apps.state()
+        .iter()
+        .filter(|a| a.namespace().as_ref() == Some(namespace))
+        .filter(|a| {
+            a.0.as_ref()
+                .is_ok_and(|app| config::references(app, kind, name))
+        })
+        .map(|a| ObjectRef::from_obj(a.as_ref()))
+        .collect::<Vec<_>>()
+        .into_iter()
 }
 
 fn strip_node(node: &mut Node) {

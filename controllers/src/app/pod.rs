@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use drover_crds::App;
 use drover_crds::names::label;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
@@ -12,11 +12,15 @@ use kube::{Resource, ResourceExt};
 use super::plan::{Create, Phase, PodState, slot_of};
 use super::status::CrashLoop;
 
-/// The pod for a slot: the App's template, named and labelled by drover (with the
-/// template's revision) and owned by the App (so deleting the App deletes it).
-pub fn build(app: &App, create: &Create, revision: &str) -> Option<Pod> {
+/// The pod for a slot: the revision's template, named and labelled by drover (with the
+/// revision) and owned by the App (so deleting the App deletes it).
+pub fn build(
+    app: &App,
+    template: &PodTemplateSpec,
+    create: &Create,
+    revision: &str,
+) -> Option<Pod> {
     let name = app.name_any();
-    let template = &app.spec.template;
     let meta = template.metadata.clone().unwrap_or_default();
     let mut labels: BTreeMap<String, String> = meta.labels.unwrap_or_default();
     labels.insert(label::APP.into(), name.clone());
@@ -151,8 +155,10 @@ mod tests {
 
     #[test]
     fn pods_carry_the_template_drover_labels_and_an_owner() {
+        let app = app();
         let pod = build(
-            &app(),
+            &app,
+            &app.spec.template,
             &Create {
                 name: "web-3".into(),
                 slot: 3,

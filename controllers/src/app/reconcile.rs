@@ -21,8 +21,9 @@ use tracing::{debug, info, warn};
 
 use super::error::{Error, WriteOutcome, classify};
 use super::plan::{self, Create, Delete, Input, NodeHealth, Phase, PodState, Removal};
+use super::revisions::UpdateRevision;
 use super::status::{self, CrashLoop, Observation};
-use super::{CONTROLLER, Context, pod, revisions, service};
+use super::{CONTROLLER, Context, pod, revisions, service, undo};
 use crate::rollout;
 
 /// Without anything happening, look again this often (drift check).
@@ -51,6 +52,9 @@ pub async fn reconcile(
     if app.metadata.deletion_timestamp.is_some() {
         // Pods and the Service go with the App through their owner references.
         ctx.ledger.forget(&uid);
+        return Ok(Action::await_change());
+    }
+    if undo::apply(&ctx, app, &uid).await? {
         return Ok(Action::await_change());
     }
     let namespace = app.namespace().unwrap_or_default();
@@ -112,7 +116,7 @@ pub async fn reconcile(
     let delete_error = delete_pods(&ctx, app, &pod_api, &owned, &plan.deletes).await;
     let create_error = match ctx.ledger.create_backoff(&uid) {
         Some(_) => None,
-        None => create_pods(&ctx, app, &uid, &update.name, &pod_api, &plan.creates).await,
+        None => create_pods(&ctx, app, &uid, &update, &pod_api, &plan.creates).await,
     };
     reconcile_service(&ctx, app, &namespace, &uid).await?;
     if let Some(e) = delete_error.or(create_error) {
@@ -163,6 +167,9 @@ pub async fn reconcile(
     let mut wait = revisit.map_or(RESYNC, |at| until(now, at).min(RESYNC));
     if let Some(backoff) = ctx.ledger.create_backoff(&uid) {
         wait = wait.min(backoff);
+    }
+    if let Some(settling) = update.settling {
+        wait = wait.min(settling);
     }
     Ok(Action::requeue(wait))
 }
@@ -320,10 +327,12 @@ async fn create_pods(
     ctx: &Context,
     app: &App,
     uid: &str,
-    revision: &str,
+    revision: &UpdateRevision,
     api: &Api<Pod>,
     creates: &[Create],
 ) -> Option<Error> {
+    let template = &revision.template;
+    let revision = revision.name.as_str();
     let mut created = vec![];
     let mut batch = 1;
     let mut rest = creates;
@@ -336,7 +345,7 @@ async fn create_pods(
         rest = later;
         batch *= 2;
         let results = join_all(now.iter().map(|c| async move {
-            let result = match pod::build(app, c, revision) {
+            let result = match pod::build(app, template, c, revision) {
                 Some(p) => api.create(&PostParams::default(), &p).await.map(drop),
                 None => Ok(()),
             };

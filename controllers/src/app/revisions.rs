@@ -2,10 +2,13 @@
 //! highest number, old ones pruned to `revisionHistoryLimit`.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
 
 use drover_crds::App;
 use drover_crds::names::{label, reason};
 use k8s_openapi::api::apps::v1::ControllerRevision;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -15,18 +18,62 @@ use serde_json::json;
 use tracing::info;
 
 use super::error::{Error, WriteOutcome, classify};
-use super::{CONTROLLER, Context};
+use super::{CONTROLLER, Context, config as app_config};
+use crate::rollout::config::{self, Pinned};
 use crate::rollout::revision::{self, Stored};
 
-/// The update revision: its name, and its number once stored.
+/// The update revision: its name, its number once stored, and the template its pods are
+/// built from (config references pointing at the revision's snapshots).
 #[derive(Debug)]
 pub struct UpdateRevision {
     pub name: String,
     pub number: Option<i64>,
+    pub template: PodTemplateSpec,
+    /// Set while a config edit is settling: look again after this long.
+    pub settling: Option<Duration>,
+}
+
+/// How long referenced config must stay unchanged before it makes a new revision: a burst
+/// of edits (several ConfigMaps applied one after the other) makes one rollout.
+pub const CONFIG_SETTLE: Duration = Duration::from_secs(3);
+
+/// What a stored revision holds: its template and the config it pinned.
+pub fn stored_parts(revision: &ControllerRevision) -> Option<(PodTemplateSpec, Vec<Pinned>)> {
+    let data = &revision.data.as_ref()?.0;
+    let template = serde_json::from_value(data.get("template")?.clone()).ok()?;
+    let pinned = data
+        .get("config")
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    Some((template, pinned))
+}
+
+/// The template a revision's pods run: `template` with its config pinned to snapshots.
+fn pinned_template(template: &PodTemplateSpec, pinned: &[Pinned]) -> PodTemplateSpec {
+    let mut t = template.clone();
+    if let Some(spec) = t.spec.as_mut() {
+        config::pin(spec, pinned);
+    }
+    t
+}
+
+/// The App's revisions, from the store.
+pub fn owned(ctx: &Context, namespace: &str, uid: &str) -> Vec<Arc<ControllerRevision>> {
+    ctx.revisions
+        .state()
+        .into_iter()
+        .filter(|r| r.namespace().as_deref() == Some(namespace))
+        .filter(|r| {
+            r.owner_references()
+                .iter()
+                .any(|o| o.controller == Some(true) && o.uid == uid)
+        })
+        .collect()
 }
 
 /// Stores the update revision (or moves it to the top when the template returns to an old
-/// one), then prunes old revisions no pod runs beyond the history limit.
+/// one) with snapshots of its config, then prunes old revisions no pod runs beyond the
+/// history limit.
 pub async fn sync(
     ctx: &Context,
     app: &App,
@@ -34,18 +81,16 @@ pub async fn sync(
     in_use: &HashSet<String>,
 ) -> Result<UpdateRevision, Error> {
     let namespace = app.namespace().unwrap_or_default();
-    let update = revision::name(&app.name_any(), &app.spec.template);
-    let owned: Vec<_> = ctx
-        .revisions
-        .state()
-        .into_iter()
-        .filter(|r| r.namespace().as_deref() == Some(namespace.as_str()))
-        .filter(|r| {
-            r.owner_references()
-                .iter()
-                .any(|o| o.controller == Some(true) && o.uid == uid)
-        })
-        .collect();
+    let sources = app
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .map(config::references)
+        .unwrap_or_default();
+    let observed = app_config::observe(ctx, &namespace, &sources).await?;
+    let update = revision::name(&app.name_any(), &app.spec.template, &observed.contents);
+    let owned = owned(ctx, &namespace, uid);
     let stored: Vec<Stored> = owned
         .iter()
         .map(|r| Stored {
@@ -53,8 +98,35 @@ pub async fn sync(
             number: r.revision,
         })
         .collect();
+
+    // Config edited moments ago: stay on the current update revision until it settles.
+    let settling = observed
+        .last_change
+        .map(|at| CONFIG_SETTLE.saturating_sub(at.elapsed()))
+        .filter(|left| !left.is_zero());
+    let current = app.status.as_ref().map(|s| s.update_revision.as_str());
+    if let Some(left) = settling
+        && current != Some(update.as_str())
+        && let Some(revision) = owned
+            .iter()
+            .find(|r| Some(r.name_any().as_str()) == current)
+        && let Some((template, pinned)) = stored_parts(revision)
+    {
+        return Ok(UpdateRevision {
+            name: revision.name_any(),
+            number: Some(revision.revision),
+            template: pinned_template(&template, &pinned),
+            settling: Some(left),
+        });
+    }
+
+    let pinned = config::pinned(&observed.contents, &update);
     let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &namespace);
     let mut number = stored.iter().find(|r| r.name == update).map(|r| r.number);
+    let mut revision_uid = owned
+        .iter()
+        .find(|r| r.name_any() == update)
+        .and_then(|r| r.uid());
     if let Some(wanted) = revision::number_for(&update, &stored) {
         let result = if number.is_some() {
             let patch = json!({"revision": wanted});
@@ -62,8 +134,11 @@ pub async fn sync(
                 .await
                 .map(drop)
         } else {
-            match build(app, &update, wanted) {
-                Some(object) => api.create(&PostParams::default(), &object).await.map(drop),
+            match build(app, &update, wanted, &pinned) {
+                Some(object) => api
+                    .create(&PostParams::default(), &object)
+                    .await
+                    .map(|created| revision_uid = created.uid()),
                 None => Ok(()),
             }
         };
@@ -93,6 +168,9 @@ pub async fn sync(
             }
         }
     }
+    if let Some(revision_uid) = revision_uid {
+        app_config::ensure_snapshots(ctx, app, &update, &revision_uid, &pinned).await?;
+    }
 
     let limit = usize::try_from(app.spec.revision_history_limit).unwrap_or(0);
     for name in revision::to_prune(&stored, &update, in_use, limit) {
@@ -116,13 +194,16 @@ pub async fn sync(
             .write(CONTROLLER, "delete", "controllerrevisions");
     }
     Ok(UpdateRevision {
+        template: pinned_template(&app.spec.template, &pinned),
         name: update,
         number,
+        settling: None,
     })
 }
 
-/// The stored form of a revision: the template, labelled for the App and owned by it.
-fn build(app: &App, name: &str, number: i64) -> Option<ControllerRevision> {
+/// The stored form of a revision: the template and the config it pinned, labelled for
+/// the App and owned by it.
+fn build(app: &App, name: &str, number: i64, pinned: &[Pinned]) -> Option<ControllerRevision> {
     let labels = BTreeMap::from([
         (label::APP.to_string(), app.name_any()),
         (
@@ -138,7 +219,9 @@ fn build(app: &App, name: &str, number: i64) -> Option<ControllerRevision> {
             owner_references: Some(vec![app.controller_owner_ref(&())?]),
             ..ObjectMeta::default()
         },
-        data: Some(RawExtension(json!({"template": app.spec.template}))),
+        data: Some(RawExtension(
+            json!({"template": app.spec.template, "config": pinned}),
+        )),
         revision: number,
     })
 }

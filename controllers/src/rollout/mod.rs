@@ -3,6 +3,7 @@
 //! the new one. Pure logic: no API, no clock.
 
 pub mod bounds;
+pub mod config;
 pub mod revision;
 pub mod step;
 

@@ -6,16 +6,28 @@ use std::collections::HashSet;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use sha2::{Digest, Sha256};
 
+use super::config::{Contents, Source};
+
 /// Hex digits of the content hash in a revision's name.
 const HASH_LENGTH: usize = 10;
 
-/// The revision's name for a workload's template: `<workload>-<hash>`. The same template
-/// always gives the same name, so returning to an old template reuses its revision.
-pub fn name(workload: &str, template: &PodTemplateSpec) -> String {
+/// The revision's name for a workload's template and the contents of the config it
+/// references: `<workload>-<hash>`. The same template with the same config always gives
+/// the same name, so returning to an old one reuses its revision.
+pub fn name(workload: &str, template: &PodTemplateSpec, config: &Contents) -> String {
     // k8s-openapi serialises fields in a fixed order and maps sorted: the JSON is canonical.
-    let json = serde_json::to_vec(template).unwrap_or_default();
-    let digest = Sha256::digest(&json);
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let mut hasher = Sha256::new();
+    hasher.update(serde_json::to_vec(template).unwrap_or_default());
+    // Templates without config keep the names they had before config was hashed.
+    if !config.is_empty() {
+        let entries: Vec<(&Source, &Option<String>)> = config.iter().collect();
+        hasher.update(serde_json::to_vec(&entries).unwrap_or_default());
+    }
+    let hex: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     format!("{workload}-{}", &hex[..HASH_LENGTH])
 }
 
@@ -64,6 +76,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::rollout::config::Kind;
 
     fn template(image: &str) -> PodTemplateSpec {
         serde_json::from_value(json!({
@@ -85,10 +98,30 @@ mod tests {
 
     #[test]
     fn names_follow_the_content() {
-        let a = name("web", &template("sample:1"));
-        assert_eq!(a, name("web", &template("sample:1")));
-        assert_ne!(a, name("web", &template("sample:2")));
+        let none = Contents::new();
+        let a = name("web", &template("sample:1"), &none);
+        assert_eq!(a, name("web", &template("sample:1"), &none));
+        assert_ne!(a, name("web", &template("sample:2"), &none));
         assert!(a.starts_with("web-") && a.len() == "web-".len() + HASH_LENGTH);
+    }
+
+    #[test]
+    fn names_follow_the_config_contents() {
+        let settings = |digest: Option<&str>| {
+            Contents::from([(
+                Source {
+                    kind: Kind::ConfigMap,
+                    name: "settings".into(),
+                },
+                digest.map(str::to_string),
+            )])
+        };
+        let t = template("sample:1");
+        let one = name("web", &t, &settings(Some("1")));
+        assert_eq!(one, name("web", &t, &settings(Some("1"))));
+        assert_ne!(one, name("web", &t, &settings(Some("2"))));
+        assert_ne!(one, name("web", &t, &settings(None)));
+        assert_ne!(one, name("web", &t, &Contents::new()));
     }
 
     #[test]

@@ -1,0 +1,267 @@
+//! The configuration a pod template references — ConfigMaps and Secrets, through volumes,
+//! projected volumes, `envFrom` and `env[].valueFrom` — belongs to its revision: the
+//! revision's name hashes their contents too, and its pods mount immutable snapshots of
+//! them, so returning to a revision returns to the configuration it ran with.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Longest name of a ConfigMap or Secret.
+const MAX_NAME: usize = 253;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    ConfigMap,
+    Secret,
+}
+
+/// A ConfigMap or Secret a template references, by name (same namespace).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Source {
+    pub kind: Kind,
+    pub name: String,
+}
+
+/// What a revision holds of one source: the digest of its contents when the revision was
+/// made (`None`: it did not exist) and the snapshot its pods mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pinned {
+    pub kind: Kind,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    pub snapshot: String,
+}
+
+/// Source -> digest of its current contents (`None` when it does not exist).
+pub type Contents = BTreeMap<Source, Option<String>>;
+
+/// Calls `f` on every ConfigMap or Secret name the pod spec references, mutably.
+fn visit(spec: &mut PodSpec, f: &mut impl FnMut(Kind, &mut String)) {
+    for volume in spec.volumes.iter_mut().flatten() {
+        if let Some(cm) = volume.config_map.as_mut() {
+            f(Kind::ConfigMap, &mut cm.name);
+        }
+        if let Some(name) = volume.secret.as_mut().and_then(|s| s.secret_name.as_mut()) {
+            f(Kind::Secret, name);
+        }
+        let sources = volume.projected.as_mut().and_then(|p| p.sources.as_mut());
+        for source in sources.into_iter().flatten() {
+            if let Some(cm) = source.config_map.as_mut() {
+                f(Kind::ConfigMap, &mut cm.name);
+            }
+            if let Some(secret) = source.secret.as_mut() {
+                f(Kind::Secret, &mut secret.name);
+            }
+        }
+    }
+    let containers = spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten());
+    for container in containers {
+        visit_container(container, f);
+    }
+}
+
+fn visit_container(container: &mut Container, f: &mut impl FnMut(Kind, &mut String)) {
+    for from in container.env_from.iter_mut().flatten() {
+        if let Some(cm) = from.config_map_ref.as_mut() {
+            f(Kind::ConfigMap, &mut cm.name);
+        }
+        if let Some(secret) = from.secret_ref.as_mut() {
+            f(Kind::Secret, &mut secret.name);
+        }
+    }
+    for var in container.env.iter_mut().flatten() {
+        let Some(from) = var.value_from.as_mut() else {
+            continue;
+        };
+        if let Some(key) = from.config_map_key_ref.as_mut() {
+            f(Kind::ConfigMap, &mut key.name);
+        }
+        if let Some(key) = from.secret_key_ref.as_mut() {
+            f(Kind::Secret, &mut key.name);
+        }
+    }
+}
+
+/// Every ConfigMap and Secret the pod spec references.
+pub fn references(spec: &PodSpec) -> BTreeSet<Source> {
+    let mut found = BTreeSet::new();
+    visit(&mut spec.clone(), &mut |kind, name| {
+        if !name.is_empty() {
+            found.insert(Source {
+                kind,
+                name: name.clone(),
+            });
+        }
+    });
+    found
+}
+
+/// Points every reference of the pod spec at the revision's snapshot of it.
+pub fn pin(spec: &mut PodSpec, pinned: &[Pinned]) {
+    visit(spec, &mut |kind, name| {
+        if let Some(p) = pinned.iter().find(|p| p.kind == kind && p.name == *name) {
+            *name = p.snapshot.clone();
+        }
+    });
+}
+
+/// The snapshot of `source` for a revision: `<source>-<revision hash>`, the source's name
+/// shortened if need be.
+pub fn snapshot_name(source: &str, revision: &str) -> String {
+    let hash = revision.rsplit('-').next().unwrap_or(revision);
+    let keep = MAX_NAME.saturating_sub(hash.len() + 1).min(source.len());
+    let mut end = keep;
+    while !source.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}-{hash}", source[..end].trim_end_matches(['-', '.']))
+}
+
+/// The digest of a ConfigMap's or Secret's contents, given as the JSON of the fields that
+/// reach a pod (`data`, `binaryData`, a Secret's `type`).
+pub fn digest(contents: &serde_json::Value) -> String {
+    let hash = Sha256::digest(contents.to_string().as_bytes());
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a revision pins of `contents`, its snapshots named for `revision`.
+pub fn pinned(contents: &Contents, revision: &str) -> Vec<Pinned> {
+    contents
+        .iter()
+        .map(|(source, digest)| Pinned {
+            kind: source.kind,
+            name: source.name.clone(),
+            digest: digest.clone(),
+            snapshot: snapshot_name(&source.name, revision),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn spec() -> PodSpec {
+        serde_json::from_value(json!({
+            "volumes": [
+                {"name": "a", "configMap": {"name": "settings"}},
+                {"name": "b", "secret": {"secretName": "tls"}},
+                {"name": "c", "projected": {"sources": [
+                    {"configMap": {"name": "extra"}},
+                    {"secret": {"name": "token"}},
+                    {"serviceAccountToken": {"path": "t"}},
+                ]}},
+                {"name": "d", "emptyDir": {}},
+            ],
+            "initContainers": [{"name": "init", "envFrom": [{"secretRef": {"name": "init-env"}}]}],
+            "containers": [{
+                "name": "web",
+                "envFrom": [{"configMapRef": {"name": "env"}}],
+                "env": [
+                    {"name": "A", "value": "1"},
+                    {"name": "B", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "b"}}},
+                    {"name": "C", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+                    {"name": "D", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                ],
+            }],
+        }))
+        .unwrap()
+    }
+
+    fn source(kind: Kind, name: &str) -> Source {
+        Source {
+            kind,
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn finds_every_kind_of_reference_once() {
+        let found: Vec<Source> = references(&spec()).into_iter().collect();
+        assert_eq!(
+            found,
+            [
+                source(Kind::ConfigMap, "env"),
+                source(Kind::ConfigMap, "extra"),
+                source(Kind::ConfigMap, "settings"),
+                source(Kind::Secret, "db"),
+                source(Kind::Secret, "init-env"),
+                source(Kind::Secret, "tls"),
+                source(Kind::Secret, "token"),
+            ]
+        );
+    }
+
+    #[test]
+    fn pinning_points_every_reference_at_its_snapshot() {
+        let contents: Contents = references(&spec())
+            .into_iter()
+            .map(|s| (s, Some("d".to_string())))
+            .collect();
+        let pinned = pinned(&contents, "web-0123456789");
+        let mut pinned_spec = spec();
+        pin(&mut pinned_spec, &pinned);
+        let names: Vec<String> = references(&pinned_spec)
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert!(
+            names.iter().all(|n| n.ends_with("-0123456789")),
+            "{names:?}"
+        );
+        assert_eq!(names.len(), 7);
+        // A Secret and a ConfigMap of the same name stay apart.
+        let mut both = spec();
+        both.volumes.as_mut().unwrap()[1]
+            .secret
+            .as_mut()
+            .unwrap()
+            .secret_name = Some("settings".into());
+        let only_the_config_map = [Pinned {
+            kind: Kind::ConfigMap,
+            name: "settings".into(),
+            digest: None,
+            snapshot: "settings-snap".into(),
+        }];
+        pin(&mut both, &only_the_config_map);
+        let found = references(&both);
+        assert!(found.contains(&source(Kind::Secret, "settings")));
+        assert!(found.contains(&source(Kind::ConfigMap, "settings-snap")));
+        assert!(!found.contains(&source(Kind::ConfigMap, "settings")));
+    }
+
+    #[test]
+    fn snapshot_names_are_valid_and_distinct_per_revision() {
+        assert_eq!(
+            snapshot_name("settings", "web-0123456789"),
+            "settings-0123456789"
+        );
+        assert_ne!(
+            snapshot_name("settings", "web-0123456789"),
+            snapshot_name("settings", "web-9876543210")
+        );
+        let long = "a".repeat(253);
+        let name = snapshot_name(&long, "web-0123456789");
+        assert_eq!(name.len(), 253);
+        assert!(name.ends_with("a-0123456789"));
+        assert_eq!(snapshot_name("x.-", "web-01"), "x-01");
+    }
+
+    #[test]
+    fn digests_follow_the_contents() {
+        let a = digest(&json!({"data": {"k": "v"}}));
+        assert_eq!(a, digest(&json!({"data": {"k": "v"}})));
+        assert_ne!(a, digest(&json!({"data": {"k": "w"}})));
+        assert_eq!(a.len(), 64);
+    }
+}
