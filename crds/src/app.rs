@@ -2,7 +2,7 @@
 //! Service of the same name.
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -86,10 +86,26 @@ pub struct AppSpec {
     #[serde(default = "default_revision_history_limit")]
     #[x_kube(validation = Rule::new("self >= 0").message("spec.revisionHistoryLimit must be 0 or more"))]
     pub revision_history_limit: i32,
+
+    /// Seconds a rollout may go without progress (a pod of the new revision created or
+    /// becoming available, an old one removed) before `Progressing` turns False with
+    /// reason ProgressDeadlineExceeded. Defaults to 600.
+    #[serde(default = "default_progress_deadline_seconds")]
+    #[x_kube(validation = Rule::new("self >= 1").message("spec.progressDeadlineSeconds must be 1 or more"))]
+    pub progress_deadline_seconds: i32,
+
+    /// When the progress deadline passes, go back to the last revision that rolled out
+    /// completely (template and config), as `drover.dev/undo` would. Defaults to false.
+    #[serde(default)]
+    pub auto_rollback: bool,
 }
 
 fn default_revision_history_limit() -> i32 {
     10
+}
+
+fn default_progress_deadline_seconds() -> i32 {
+    600
 }
 
 fn default_replicas() -> i32 {
@@ -173,6 +189,9 @@ pub struct AppStatus {
     /// The number of the update revision (`revision` of its ControllerRevision).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<i64>,
+    /// When the pods last moved towards the spec; the progress deadline counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_progress_time: Option<Time>,
     /// The label selector of the App's pods, for the scale subresource and autoscalers.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub selector: String,

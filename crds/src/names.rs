@@ -57,5 +57,6 @@ pub mod reason {
     pub const CRASH_LOOP: &str = "CrashLoopBackOff";
     pub const CONTAINERS_RUNNING: &str = "ContainersRunning";
     pub const ROLLED_BACK: &str = "RolledBack";
+    pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
     pub const UNDO_FAILED: &str = "UndoFailed";
 }

@@ -2,6 +2,7 @@
 //! App (a burst of edits makes one rollout), each revision's pods read an immutable
 //! snapshot of the config it was made with, and `drover.dev/undo` brings back an earlier
 //! revision's image and its file contents — read over HTTP from `/config/` of every pod.
+//! A rollout that stalls misses its progress deadline and, if asked to, rolls back.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -213,4 +214,106 @@ async fn undo_restores_the_image_and_the_config_and_config_edits_roll_the_app() 
         "{failed}"
     );
     wait_serving(&client, &ns.name, "1", "one").await;
+}
+
+#[tokio::test]
+async fn a_stalled_rollout_misses_its_deadline_and_rolls_back_when_asked_to() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-deadline").await;
+    let node = real_node(&client).await;
+    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
+    // Both miss the deadline; only "web" goes back on its own.
+    for (name, auto_rollback) in [(APP, true), ("stuck", false)] {
+        let mut manifest = app_manifest(name, 3, "1", &Placement::RealNode(node.clone()));
+        manifest["spec"]["progressDeadlineSeconds"] = json!(10);
+        manifest["spec"]["autoRollback"] = json!(auto_rollback);
+        let app: App = serde_json::from_value(manifest).unwrap();
+        apps.create(&PostParams::default(), &app).await.unwrap();
+    }
+    let good = format!("{SAMPLE_IMAGE}:1");
+    for name in [APP, "stuck"] {
+        wait_rolled_out(&client, &ns.name, name, 3, &good).await;
+    }
+    let observer = drover_e2e::observer::ReplicaObserver::start(&client, &ns.name, APP).await;
+    observer.require_ready(3);
+    for name in [APP, "stuck"] {
+        let mut containers = serde_json::to_value(
+            &apps
+                .get(name)
+                .await
+                .unwrap()
+                .spec
+                .template
+                .spec
+                .unwrap()
+                .containers,
+        )
+        .unwrap();
+        containers[0]["image"] = json!(format!("{SAMPLE_IMAGE}:does-not-exist"));
+        apps.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": containers}}}})),
+        )
+        .await
+        .unwrap();
+    }
+
+    // Without autoRollback: Progressing=False, ProgressDeadlineExceeded, and it stays so.
+    let message = wait_for(
+        "the stuck App to report its missed deadline",
+        ROLLOUT_TIMEOUT,
+        || async {
+            let app = apps.get("stuck").await.ok()?;
+            let c = app
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Progressing")?;
+            (c.status == "False" && c.reason == "ProgressDeadlineExceeded").then_some(c.message)
+        },
+    )
+    .await;
+    assert!(
+        message.contains("no progress for 10s"),
+        "the condition says why: {message}"
+    );
+
+    // With autoRollback: back to the last good template, Available throughout.
+    let pods = wait_rolled_out(&client, &ns.name, APP, 3, &good).await;
+    assert!(pods.iter().all(|p| image_of(p) == good));
+    let report = observer.stop().await;
+    assert!(
+        report.violations.is_empty(),
+        "the App was not available throughout:\n{}",
+        report.violations.join("\n")
+    );
+    let app = apps.get(APP).await.unwrap();
+    assert_eq!(
+        app.spec.template.spec.unwrap().containers[0]
+            .image
+            .as_deref(),
+        Some(good.as_str()),
+        "the spec holds the good template again"
+    );
+    let stalled = events(&ns.name, "ProgressDeadlineExceeded");
+    assert!(
+        stalled.contains("Warning")
+            && stalled.contains("revision web-")
+            && stalled.contains("revision stuck-"),
+        "a Warning for each App: {stalled}"
+    );
+    let rolled_back = events(&ns.name, "RolledBack");
+    assert!(
+        rolled_back.contains("automatically") && rolled_back.contains("no progress for 10s"),
+        "{rolled_back}"
+    );
+    let stuck = apps.get("stuck").await.unwrap();
+    assert!(
+        stuck.spec.template.spec.unwrap().containers[0]
+            .image
+            .as_deref()
+            .is_some_and(|i| i.ends_with("does-not-exist")),
+        "without autoRollback the spec is left alone"
+    );
 }

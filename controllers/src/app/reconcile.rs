@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use drover_crds::names::{condition, field_manager};
+use drover_crds::names::{condition, field_manager, reason};
 use drover_crds::{App, AppStatus};
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
@@ -137,6 +137,9 @@ pub async fn reconcile(
             update_revision: &update.name,
             revision_number: update.number,
             min_ready,
+            progress_deadline: Duration::from_secs(
+                u64::try_from(app.spec.progress_deadline_seconds).unwrap_or(1),
+            ),
             pods: &pods[..observed_count],
             crash_loops: &crash_loops,
             create_failure: refusal.as_deref(),
@@ -145,6 +148,18 @@ pub async fn reconcile(
         app.status.as_ref(),
     );
     report_transitions(&ctx, app, app.status.as_ref(), &status).await;
+    if app.spec.auto_rollback
+        && let Some(stalled) = status
+            .conditions
+            .iter()
+            .find(|c| c.reason == reason::PROGRESS_DEADLINE_EXCEEDED)
+        && !status.current_revision.is_empty()
+        && status.current_revision != status.update_revision
+    {
+        let why = format!("automatically, {}", stalled.message);
+        undo::to_revision(&ctx, app, &uid, &status.current_revision, &why).await?;
+        return Ok(Action::await_change());
+    }
     if app.status.as_ref() != Some(&status) {
         let api: Api<App> = Api::namespaced(ctx.client.clone(), &namespace);
         let patch =
@@ -478,6 +493,18 @@ async fn report_transitions(ctx: &Context, app: &App, old: Option<&AppStatus>, n
             (EventType::Warning, "Unavailable")
         };
         ctx.publish(app, kind, reason, message).await;
+    }
+    if let Some((status, message)) = get(Some(new), condition::PROGRESSING)
+        && status == "False"
+        && get(old, condition::PROGRESSING).is_none_or(|c| c.0 == "True")
+    {
+        ctx.publish(
+            app,
+            EventType::Warning,
+            reason::PROGRESS_DEADLINE_EXCEEDED,
+            message,
+        )
+        .await;
     }
     let was_healthy = get(old, condition::HEALTHY).is_none_or(|c| c.0 == "True");
     if let Some((status, message)) = get(Some(new), condition::HEALTHY)

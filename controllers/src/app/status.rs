@@ -42,6 +42,7 @@ pub struct Observation<'a> {
     pub update_revision: &'a str,
     pub revision_number: Option<i64>,
     pub min_ready: Duration,
+    pub progress_deadline: Duration,
     /// Observed pods only (no in-flight creates).
     pub pods: &'a [PodState],
     pub crash_loops: &'a [CrashLoop],
@@ -51,7 +52,7 @@ pub struct Observation<'a> {
 }
 
 /// The status, and when it will change with nothing else happening (a pod reaching
-/// `minReadySeconds`).
+/// `minReadySeconds`, the progress deadline passing).
 pub fn compute(
     obs: &Observation<'_>,
     previous: Option<&AppStatus>,
@@ -110,33 +111,65 @@ pub fn compute(
         .count() as i32;
     let converged = counts.0 == desired && available == desired && updated == desired;
     let rolling = updated < counts.0;
-    conditions.push(cond(
-        condition::PROGRESSING,
-        true,
-        if converged {
-            reason::COMPLETE
-        } else if rolling {
-            reason::ROLLING_OUT
-        } else {
-            reason::SCALING
-        },
-        if converged {
+    // Progress: any count moved, or a new revision; the deadline counts from the last.
+    let moved = previous.is_none_or(|p| {
+        (
+            p.update_revision.as_str(),
+            p.replicas,
+            p.ready_replicas,
+            p.available_replicas,
+            p.updated_replicas,
+        ) != (obs.update_revision, counts.0, counts.1, available, updated)
+    });
+    let last_progress = match previous.and_then(|p| p.last_progress_time.clone()) {
+        Some(at) if !moved => at.0,
+        _ => obs.now,
+    };
+    let deadline = add(last_progress, obs.progress_deadline);
+    let stalled = !converged && deadline <= obs.now;
+    if !converged && !stalled {
+        revisit_at = earliest(revisit_at, deadline);
+    }
+    if stalled {
+        conditions.push(cond(
+            condition::PROGRESSING,
+            false,
+            reason::PROGRESS_DEADLINE_EXCEEDED,
             format!(
-                "{desired} pods of revision {} running and available",
+                "no progress for {}s: {updated} of {desired} pods updated to revision {}, {available} available",
+                obs.progress_deadline.as_secs(),
                 obs.update_revision
-            )
-        } else if rolling {
-            format!(
-                "{updated} of {desired} pods updated to revision {}, {available} available",
-                obs.update_revision
-            )
-        } else {
-            format!(
-                "{} of {desired} pods running, {} ready, {available} available",
-                counts.0, counts.1
-            )
-        },
-    ));
+            ),
+        ));
+    } else {
+        conditions.push(cond(
+            condition::PROGRESSING,
+            true,
+            if converged {
+                reason::COMPLETE
+            } else if rolling {
+                reason::ROLLING_OUT
+            } else {
+                reason::SCALING
+            },
+            if converged {
+                format!(
+                    "{desired} pods of revision {} running and available",
+                    obs.update_revision
+                )
+            } else if rolling {
+                format!(
+                    "{updated} of {desired} pods updated to revision {}, {available} available",
+                    obs.update_revision
+                )
+            } else {
+                format!(
+                    "{} of {desired} pods running, {} ready, {available} available",
+                    counts.0, counts.1
+                )
+            },
+        ));
+    }
     if let Some(refusal) = obs.create_failure {
         conditions.push(cond(
             condition::REPLICA_FAILURE,
@@ -184,6 +217,7 @@ pub fn compute(
         current_revision,
         update_revision: obs.update_revision.to_string(),
         revision: obs.revision_number,
+        last_progress_time: Some(Time(last_progress)),
         selector: format!("{}={}", label::APP, obs.app),
         conditions,
     };
@@ -223,6 +257,7 @@ mod tests {
             update_revision: "web-r1",
             revision_number: Some(1),
             min_ready: Duration::from_secs(min_ready),
+            progress_deadline: Duration::from_secs(600),
             pods,
             crash_loops: crash,
             create_failure: None,
@@ -290,6 +325,58 @@ mod tests {
         assert_eq!(s.current_revision, "web-r1");
         assert_eq!(find(&s, "Progressing").reason, "Complete");
         assert_eq!(s.revision, Some(1));
+    }
+
+    #[test]
+    fn a_rollout_without_progress_for_the_deadline_is_reported() {
+        let mut old = pod(0, Some(0));
+        old.revision = "web-r0".into();
+        let stuck = PodState {
+            ready: false,
+            ready_since: None,
+            ..pod(3, None)
+        };
+        let pods = [old.clone(), pod(1, Some(0)), pod(2, Some(0)), stuck];
+        let mut o = obs(&pods, &[], 0);
+        o.now = t(1000);
+        let (first, revisit) = compute(&o, None);
+        assert_eq!(first.last_progress_time, Some(Time(t(1000))));
+        assert_eq!(find(&first, "Progressing").status, "True");
+        assert_eq!(revisit, Some(t(1600)), "woken when the deadline passes");
+
+        // Nothing moved for 600 s: the deadline has passed.
+        o.now = t(1600);
+        let (late, _) = compute(&o, Some(&first));
+        let progressing = find(&late, "Progressing");
+        assert_eq!(
+            (progressing.status.as_str(), progressing.reason.as_str()),
+            ("False", "ProgressDeadlineExceeded")
+        );
+        assert_eq!(
+            progressing.message,
+            "no progress for 600s: 3 of 3 pods updated to revision web-r1, 3 available"
+        );
+        assert_eq!(late.last_progress_time, Some(Time(t(1000))));
+
+        // A pod moving is progress: the clock starts again.
+        let pods = [old, pod(1, Some(0)), pod(2, Some(0)), pod(3, Some(1650))];
+        let mut o = obs(&pods, &[], 0);
+        o.now = t(1700);
+        let (moved, _) = compute(&o, Some(&late));
+        assert_eq!(find(&moved, "Progressing").status, "True");
+        assert_eq!(moved.last_progress_time, Some(Time(t(1700))));
+    }
+
+    #[test]
+    fn a_complete_app_never_misses_the_deadline() {
+        let pods = [pod(0, Some(0)), pod(1, Some(0)), pod(2, Some(0))];
+        let mut o = obs(&pods, &[], 0);
+        let (first, revisit) = compute(&o, None);
+        assert_eq!(revisit, None);
+        o.now = t(100_000);
+        let (later, _) = compute(&o, Some(&first));
+        assert_eq!(find(&later, "Progressing").reason, "Complete");
+        assert_eq!(later, first, "nothing to write");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use drover_crds::App;
 use drover_crds::names::{annotation, reason};
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
@@ -13,6 +14,7 @@ use tracing::info;
 
 use super::error::Error;
 use super::{CONTROLLER, Context, config, revisions};
+use crate::rollout::config::Pinned;
 
 /// Where to go back to.
 #[derive(Debug, PartialEq, Eq)]
@@ -48,7 +50,6 @@ pub async fn apply(ctx: &Context, app: &App, uid: &str) -> Result<bool, Error> {
     let Some(value) = app.annotations().get(annotation::UNDO).cloned() else {
         return Ok(false);
     };
-    let name = app.name_any();
     let namespace = app.namespace().unwrap_or_default();
     let owned = revisions::owned(ctx, &namespace, uid);
     let stored: Vec<(String, i64)> = owned.iter().map(|r| (r.name_any(), r.revision)).collect();
@@ -77,26 +78,55 @@ pub async fn apply(ctx: &Context, app: &App, uid: &str) -> Result<bool, Error> {
         remove_annotation(ctx, app, None).await?;
         return Ok(true);
     };
-    let restored = config::restore(ctx, &namespace, &pinned).await?;
-    remove_annotation(ctx, app, Some(template)).await?;
-    let config_note = if restored.is_empty() {
-        String::new()
-    } else {
-        format!("; restored {}", restored.join(", "))
-    };
-    info!(app = %name, revision = %revision.name_any(), number = revision.revision, "rolled back");
-    ctx.publish(
-        app,
-        EventType::Normal,
-        reason::ROLLED_BACK,
-        format!(
-            "Rolled back to revision {} ({}): template{config_note}",
-            revision.revision,
-            revision.name_any()
-        ),
-    )
-    .await;
+    roll_back(ctx, app, revision, template, &pinned, "").await?;
     Ok(true)
+}
+
+/// Returns the App to its revision `name` (the progress deadline's automatic rollback).
+pub async fn to_revision(
+    ctx: &Context,
+    app: &App,
+    uid: &str,
+    name: &str,
+    why: &str,
+) -> Result<(), Error> {
+    let owned = revisions::owned(ctx, &app.namespace().unwrap_or_default(), uid);
+    let Some(revision) = owned.iter().find(|r| r.name_any() == name) else {
+        return Ok(());
+    };
+    let Some((template, pinned)) = revisions::stored_parts(revision) else {
+        return Ok(());
+    };
+    roll_back(ctx, app, revision, template, &pinned, why).await
+}
+
+/// Restores the revision's config, puts its template into the spec (dropping the undo
+/// annotation in the same write), and says so in an Event.
+async fn roll_back(
+    ctx: &Context,
+    app: &App,
+    revision: &ControllerRevision,
+    template: PodTemplateSpec,
+    pinned: &[Pinned],
+    why: &str,
+) -> Result<(), Error> {
+    let restored = config::restore(ctx, &app.namespace().unwrap_or_default(), pinned).await?;
+    remove_annotation(ctx, app, Some(template)).await?;
+    let mut note = format!(
+        "Rolled back to revision {} ({}): template",
+        revision.revision,
+        revision.name_any()
+    );
+    if !restored.is_empty() {
+        note.push_str(&format!("; restored {}", restored.join(", ")));
+    }
+    if !why.is_empty() {
+        note.push_str(&format!(" ({why})"));
+    }
+    info!(app = %app.name_any(), revision = %revision.name_any(), number = revision.revision, "rolled back");
+    ctx.publish(app, EventType::Normal, reason::ROLLED_BACK, note)
+        .await;
+    Ok(())
 }
 
 /// Removes the annotation and, with `template`, puts that template into the spec, in one
