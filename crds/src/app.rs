@@ -98,6 +98,11 @@ pub struct AppSpec {
     /// completely (template and config), as `drover.dev/undo` would. Defaults to false.
     #[serde(default)]
     pub auto_rollback: bool,
+
+    /// Holds the rollout: template and config changes wait (no new revision, no pod
+    /// replaced) until it is false again; scaling goes on. Defaults to false.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 fn default_revision_history_limit() -> i32 {

@@ -57,6 +57,7 @@ pub mod reason {
     pub const CRASH_LOOP: &str = "CrashLoopBackOff";
     pub const CONTAINERS_RUNNING: &str = "ContainersRunning";
     pub const ROLLED_BACK: &str = "RolledBack";
+    pub const PAUSED: &str = "Paused";
     pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
     pub const UNDO_FAILED: &str = "UndoFailed";
 }

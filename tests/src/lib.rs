@@ -432,3 +432,41 @@ pub async fn wait_rolled_out(
     )
     .await
 }
+
+/// Kills the drover controller outright (no graceful shutdown), as a crash would.
+pub fn kill_controller() {
+    let controller: Vec<String> = kubectl_ok(&[
+        "-n",
+        "drover-system",
+        "get",
+        "pods",
+        "-l",
+        "app.kubernetes.io/name=drover",
+        "-o",
+        "name",
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect();
+    assert!(!controller.is_empty(), "the drover controller runs");
+    kubectl_ok(&[
+        "-n",
+        "drover-system",
+        "delete",
+        "--grace-period=0",
+        "--force",
+        &controller[0],
+    ]);
+}
+
+/// Waits until the drover controller's Deployment is ready again.
+pub fn wait_controller() {
+    kubectl_ok(&[
+        "-n",
+        "drover-system",
+        "rollout",
+        "status",
+        "deployment/drover",
+        "--timeout=120s",
+    ]);
+}

@@ -651,28 +651,7 @@ async fn never_more_pods_than_asked_across_a_controller_restart_while_scaling() 
         (n >= 10).then_some(n)
     })
     .await;
-    let controller: Vec<String> = kubectl_ok(&[
-        "-n",
-        "drover-system",
-        "get",
-        "pods",
-        "-l",
-        "app.kubernetes.io/name=drover",
-        "-o",
-        "name",
-    ])
-    .lines()
-    .map(str::to_string)
-    .collect();
-    assert!(!controller.is_empty(), "the drover controller runs");
-    kubectl_ok(&[
-        "-n",
-        "drover-system",
-        "delete",
-        "--grace-period=0",
-        "--force",
-        &controller[0],
-    ]);
+    kill_controller();
     let after_kill = active_pods(&client, &ns.name, "burst").await.len();
     println!(
         "controller killed with {at_kill} pods up ({after_kill} once the kill returned), on the way to {TARGET}"
@@ -681,14 +660,7 @@ async fn never_more_pods_than_asked_across_a_controller_restart_while_scaling() 
         after_kill < TARGET as usize,
         "the scale-up finished before the controller was killed"
     );
-    kubectl_ok(&[
-        "-n",
-        "drover-system",
-        "rollout",
-        "status",
-        "deployment/drover",
-        "--timeout=120s",
-    ]);
+    wait_controller();
 
     let pods = wait_converged(&client, &ns.name, "burst", TARGET).await;
     let report = observer.stop().await;

@@ -337,3 +337,146 @@ async fn recreate_removes_every_old_pod_before_starting_new_ones() {
         "old and new pods existed at the same time"
     );
 }
+
+fn progressing(app: &App) -> Option<(String, String)> {
+    app.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+async fn set_paused(apps: &Api<App>, paused: bool) {
+    apps.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"paused": paused}})),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_paused_app_holds_template_changes_but_scales_and_resume_rolls_it() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-pause").await;
+    let pool = FakeNodePool::create(&client, "pause", 2).await;
+    let app: App = serde_json::from_value(app_manifest("web", 4, "1", &pool.placement())).unwrap();
+    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
+    apps.create(&PostParams::default(), &app).await.unwrap();
+    let v1 = format!("{SAMPLE_IMAGE}:1");
+    wait_rolled_out(&client, &ns.name, "web", 4, &v1).await;
+
+    set_paused(&apps, true).await;
+    set_image_and_strategy(&client, &ns.name, "web", "2", json!({})).await;
+    wait_for("the App to report the pause", ROLLOUT_TIMEOUT, || async {
+        let app = apps.get("web").await.ok()?;
+        let seen = app.status.as_ref()?.observed_generation == app.metadata.generation;
+        (seen && progressing(&app) == Some(("Unknown".into(), "Paused".into()))).then_some(())
+    })
+    .await;
+    // Scaling goes on while paused, with the held revision.
+    apps.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 5}})),
+    )
+    .await
+    .unwrap();
+    let pods = wait_for("the paused App to scale to 5", ROLLOUT_TIMEOUT, || async {
+        let pods = Api::<Pod>::namespaced(client.clone(), &ns.name)
+            .list(&ListParams::default().labels("drover.dev/app=web"))
+            .await
+            .ok()?
+            .items;
+        let ready = pods.iter().filter(|p| is_active_pod(p) && is_pod_ready(p));
+        (ready.count() == 5).then_some(pods)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let revisions = Api::<ControllerRevision>::namespaced(client.clone(), &ns.name)
+        .list(&ListParams::default().labels("drover.dev/app=web"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(revisions.len(), 1, "no revision is made while paused");
+    assert!(
+        pods.iter().all(|p| image_of(p) == v1),
+        "no pod was replaced while paused"
+    );
+
+    set_paused(&apps, false).await;
+    wait_rolled_out(&client, &ns.name, "web", 5, &format!("{SAMPLE_IMAGE}:2")).await;
+    let app = apps.get("web").await.unwrap();
+    assert_eq!(progressing(&app), Some(("True".into(), "Complete".into())));
+}
+
+#[tokio::test]
+async fn a_rollout_survives_a_controller_crash_within_its_bounds() {
+    const REPLICAS: i32 = 60;
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-crash-rollout").await;
+    let pool = FakeNodePool::create(&client, "crashroll", 2).await;
+    let mut manifest = app_manifest("web", REPLICAS, "1", &pool.placement());
+    // A pod counts as available a second after it is ready: the rollout takes a while.
+    manifest["spec"]["minReadySeconds"] = json!(1);
+    manifest["spec"]["strategy"] = json!({"rollingUpdate": {"maxSurge": 5, "maxUnavailable": 0}});
+    let app: App = serde_json::from_value(manifest).unwrap();
+    Api::<App>::namespaced(client.clone(), &ns.name)
+        .create(&PostParams::default(), &app)
+        .await
+        .unwrap();
+    wait_rolled_out(
+        &client,
+        &ns.name,
+        "web",
+        REPLICAS,
+        &format!("{SAMPLE_IMAGE}:1"),
+    )
+    .await;
+
+    let observer = ReplicaObserver::start(&client, &ns.name, "web").await;
+    observer.require_ready(REPLICAS as usize);
+    set_image_and_strategy(
+        &client,
+        &ns.name,
+        "web",
+        "2",
+        json!({"rollingUpdate": {"maxSurge": 5, "maxUnavailable": 0}}),
+    )
+    .await;
+    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
+    let updated_at_kill = wait_for("the rollout to be under way", ROLLOUT_TIMEOUT, || async {
+        let app = apps.get("web").await.ok()?;
+        let status = app.status?;
+        let current = status.observed_generation == app.metadata.generation;
+        (current && status.updated_replicas >= 5).then_some(status.updated_replicas)
+    })
+    .await;
+    kill_controller();
+    assert!(
+        updated_at_kill < REPLICAS,
+        "the rollout finished before the controller was killed"
+    );
+    wait_controller();
+    wait_rolled_out(
+        &client,
+        &ns.name,
+        "web",
+        REPLICAS,
+        &format!("{SAMPLE_IMAGE}:2"),
+    )
+    .await;
+    let report = observer.stop().await;
+    eprintln!(
+        "controller killed with {updated_at_kill} of {REPLICAS} pods updated; at most {} pods",
+        report.max_active
+    );
+    assert!(
+        report.violations.is_empty(),
+        "bounds broken across the crash:\n{}",
+        report.violations.join("\n")
+    );
+    assert!(report.max_active <= REPLICAS as usize + 5);
+}

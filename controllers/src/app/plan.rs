@@ -70,6 +70,9 @@ pub struct Input<'a> {
     /// The revision of the current template: new pods run it, others are replaced.
     pub update_revision: &'a str,
     pub method: Method,
+    /// While paused, pods of old revisions stay: only the number of pods is kept (new
+    /// ones run the update revision).
+    pub paused: bool,
     /// How long a pod must be ready to count as available.
     pub min_ready: Duration,
     pub pods: &'a [PodState],
@@ -193,7 +196,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
     let members: Vec<Member> = active
         .iter()
         .map(|p| Member {
-            updated: p.revision == input.update_revision,
+            updated: input.paused || p.revision == input.update_revision,
             available: available_at(p, input.min_ready, input.now)
                 .is_some_and(|at| at <= input.now),
             removable: !p.is_assumed(),
@@ -307,6 +310,7 @@ mod tests {
             app: "web",
             replicas,
             update_revision: "web-r1",
+            paused: false,
             method: ROLLING,
             min_ready: Duration::ZERO,
             pods,
@@ -431,6 +435,7 @@ mod tests {
             app: "web",
             replicas: 1,
             update_revision: "web-r1",
+            paused: false,
             method: ROLLING,
             min_ready: Duration::ZERO,
             pods: &[],
@@ -458,6 +463,36 @@ mod tests {
         assert_eq!(p.deletes.len(), 1);
         assert_eq!(p.deletes[0].reason, Removal::Outdated);
         assert_eq!(names(&p.creates), ["web-3"]);
+    }
+
+    #[test]
+    fn paused_keeps_old_revisions_and_still_scales() {
+        let mut old = [pod(0), pod(1)];
+        for p in &mut old {
+            p.revision = "web-r0".into();
+        }
+        let paused = |replicas, pods: &[PodState]| {
+            plan(&Input {
+                app: "web",
+                replicas,
+                update_revision: "web-r1",
+                paused: true,
+                method: ROLLING,
+                min_ready: Duration::ZERO,
+                pods,
+                nodes: &nodes(),
+                taken: &HashSet::new(),
+                now: t(100),
+                node_lost_grace: Duration::from_secs(30),
+            })
+        };
+        assert!(paused(2, &old).is_empty(), "no pod is replaced");
+        let up = paused(3, &old);
+        assert_eq!(names(&up.creates), ["web-2"]);
+        assert!(up.deletes.is_empty());
+        let down = paused(1, &old);
+        assert_eq!(down.deletes.len(), 1);
+        assert_eq!(down.deletes[0].reason, Removal::ScaleDown);
     }
 
     #[test]

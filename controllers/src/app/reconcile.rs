@@ -100,6 +100,7 @@ pub async fn reconcile(
         replicas,
         update_revision: &update.name,
         method: rollout::method(&app.spec.strategy, replicas),
+        paused: app.spec.paused,
         min_ready,
         pods: &pods,
         nodes: &nodes,
@@ -140,6 +141,7 @@ pub async fn reconcile(
             progress_deadline: Duration::from_secs(
                 u64::try_from(app.spec.progress_deadline_seconds).unwrap_or(1),
             ),
+            paused: app.spec.paused,
             pods: &pods[..observed_count],
             crash_loops: &crash_loops,
             create_failure: refusal.as_deref(),

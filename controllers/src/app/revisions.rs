@@ -99,13 +99,14 @@ pub async fn sync(
         })
         .collect();
 
-    // Config edited moments ago: stay on the current update revision until it settles.
+    // Paused, or config edited moments ago: stay on the current update revision (until
+    // resumed, or the config settles).
     let settling = observed
         .last_change
         .map(|at| CONFIG_SETTLE.saturating_sub(at.elapsed()))
         .filter(|left| !left.is_zero());
     let current = app.status.as_ref().map(|s| s.update_revision.as_str());
-    if let Some(left) = settling
+    if (app.spec.paused || settling.is_some())
         && current != Some(update.as_str())
         && let Some(revision) = owned
             .iter()
@@ -116,7 +117,7 @@ pub async fn sync(
             name: revision.name_any(),
             number: Some(revision.revision),
             template: pinned_template(&template, &pinned),
-            settling: Some(left),
+            settling,
         });
     }
 

@@ -43,6 +43,7 @@ pub struct Observation<'a> {
     pub revision_number: Option<i64>,
     pub min_ready: Duration,
     pub progress_deadline: Duration,
+    pub paused: bool,
     /// Observed pods only (no in-flight creates).
     pub pods: &'a [PodState],
     pub crash_loops: &'a [CrashLoop],
@@ -126,11 +127,24 @@ pub fn compute(
         _ => obs.now,
     };
     let deadline = add(last_progress, obs.progress_deadline);
-    let stalled = !converged && deadline <= obs.now;
-    if !converged && !stalled {
+    let stalled = !converged && !obs.paused && deadline <= obs.now;
+    if !converged && !stalled && !obs.paused {
         revisit_at = earliest(revisit_at, deadline);
     }
-    if stalled {
+    if obs.paused {
+        conditions.push(Condition {
+            status: "Unknown".into(),
+            ..cond(
+                condition::PROGRESSING,
+                true,
+                reason::PAUSED,
+                format!(
+                    "rollout paused: {updated} of {desired} pods on revision {}, {available} available",
+                    obs.update_revision
+                ),
+            )
+        });
+    } else if stalled {
         conditions.push(cond(
             condition::PROGRESSING,
             false,
@@ -258,6 +272,7 @@ mod tests {
             revision_number: Some(1),
             min_ready: Duration::from_secs(min_ready),
             progress_deadline: Duration::from_secs(600),
+            paused: false,
             pods,
             crash_loops: crash,
             create_failure: None,
