@@ -112,14 +112,16 @@ async fn roll_back(
 ) -> Result<(), Error> {
     let restored = config::restore(ctx, &app.namespace().unwrap_or_default(), pinned).await?;
     remove_annotation(ctx, app, Some(template)).await?;
+    let what = if restored.is_empty() {
+        "template".to_string()
+    } else {
+        format!("template, {}", restored.join(", "))
+    };
     let mut note = format!(
-        "Rolled back to revision {} ({}): template",
+        "Rolled back to revision {} ({}): {what} restored",
         revision.revision,
         revision.name_any()
     );
-    if !restored.is_empty() {
-        note.push_str(&format!("; restored {}", restored.join(", ")));
-    }
     if !why.is_empty() {
         note.push_str(&format!(" ({why})"));
     }
