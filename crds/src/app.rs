@@ -8,7 +8,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::rollout::Strategy;
+use crate::rollout::{CanaryStatus, Strategy};
 
 /// The longest App name: pods (`<app>-<slot>`) and Services (`<app>`, later
 /// `<app>-canary` and `<app>-preview`) are named after it and must stay valid names.
@@ -194,6 +194,9 @@ pub struct AppStatus {
     /// The number of the update revision (`revision` of its ControllerRevision).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<i64>,
+    /// Where a canary rollout stands (strategy Canary only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStatus>,
     /// When the pods last moved towards the spec; the progress deadline counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_progress_time: Option<Time>,

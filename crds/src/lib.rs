@@ -6,4 +6,6 @@ pub mod names;
 pub mod rollout;
 
 pub use app::{App, AppPort, AppSpec, AppStatus, Protocol};
-pub use rollout::{RollingUpdate, Strategy, StrategyType};
+pub use rollout::{
+    Canary, CanaryPause, CanaryStatus, CanaryStep, RollingUpdate, Strategy, StrategyType,
+};

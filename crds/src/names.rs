@@ -25,6 +25,10 @@ pub mod label {
 pub mod annotation {
     /// Return to an earlier revision, template and config: `previous` or its number.
     pub const UNDO: &str = "drover.dev/undo";
+    /// Move a canary on: `step` (past the current step) or `full` (to every pod).
+    pub const PROMOTE: &str = "drover.dev/promote";
+    /// Send every pod of a canary back to the stable revision (any value).
+    pub const ABORT: &str = "drover.dev/abort";
 }
 
 /// Server-side-apply field managers, one per writer.
@@ -58,6 +62,9 @@ pub mod reason {
     pub const CONTAINERS_RUNNING: &str = "ContainersRunning";
     pub const ROLLED_BACK: &str = "RolledBack";
     pub const PAUSED: &str = "Paused";
+    pub const CANARY: &str = "Canary";
+    pub const ABORTED: &str = "Aborted";
+    pub const PROMOTED: &str = "Promoted";
     pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
     pub const UNDO_FAILED: &str = "UndoFailed";
 }

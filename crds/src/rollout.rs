@@ -1,6 +1,7 @@
 //! How a workload moves from one revision of its pods to the next: the `strategy` part of
 //! the spec, shared by every workload kind.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::KubeSchema;
 use schemars::JsonSchema;
@@ -10,19 +11,26 @@ use serde::{Deserialize, Serialize};
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("self.type == 'RollingUpdate' || !has(self.rollingUpdate)")
-        .message("spec.strategy.rollingUpdate applies only to type RollingUpdate: remove it, or set spec.strategy.type to RollingUpdate")
+    validation = Rule::new("self.type != 'Recreate' || !has(self.rollingUpdate)")
+        .message("spec.strategy.rollingUpdate applies to types RollingUpdate and Canary: remove it, or change spec.strategy.type"),
+    validation = Rule::new("(self.type == 'Canary') == has(self.canary)")
+        .message("spec.strategy.canary is required with type Canary and allowed only with it"),
 )]
 pub struct Strategy {
     /// `RollingUpdate` (the default): replace pods a few at a time, within `rollingUpdate`'s
-    /// bounds. `Recreate`: remove every old pod, then start the new ones.
+    /// bounds. `Recreate`: remove every old pod, then start the new ones. `Canary`: move
+    /// a share of the pods at a time, following `canary.steps`.
     #[serde(rename = "type", default)]
     #[schemars(extend("maxLength" = 16))]
     pub type_: StrategyType,
 
-    /// Bounds of a rolling update.
+    /// Bounds of a rolling update (and of each canary step's moves).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolling_update: Option<RollingUpdate>,
+
+    /// The steps of a canary rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,6 +38,52 @@ pub enum StrategyType {
     #[default]
     RollingUpdate,
     Recreate,
+    Canary,
+}
+
+/// A canary rollout: the new revision gets a share of the pods step by step; after the
+/// last step (or `drover.dev/promote=full`) it gets all of them.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Canary {
+    /// In order: `setWeight` (percent of `replicas` on the new revision, rounded up) or
+    /// `pause` (for `durationSeconds`, or until `drover.dev/promote`).
+    #[schemars(length(min = 1, max = 32))]
+    pub steps: Vec<CanaryStep>,
+
+    /// Also run a Service `<app>-canary` that selects only pods of the new revision.
+    /// Defaults to true (when the App has ports).
+    #[serde(default = "default_true")]
+    pub service: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One canary step: exactly one of `setWeight` and `pause`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.setWeight) != has(self.pause)")
+        .message("spec.strategy.canary.steps[]: give exactly one of setWeight and pause")
+)]
+pub struct CanaryStep {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 100").message("spec.strategy.canary.steps[].setWeight must be a percentage from 0 to 100"))]
+    pub set_weight: Option<i32>,
+
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<CanaryPause>,
+}
+
+/// A pause: for a while, or (without `durationSeconds`) until promoted.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryPause {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1").message("spec.strategy.canary.steps[].pause.durationSeconds must be 1 or more"))]
+    pub duration_seconds: Option<i32>,
 }
 
 /// How far a rolling update may stray from `replicas`, as a number of pods or a
@@ -51,6 +105,25 @@ pub struct RollingUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(PODS_OR_PERCENT).message("spec.strategy.rollingUpdate.maxUnavailable must be a number of pods (0 or more) or a percentage like 25%"))]
     pub max_unavailable: Option<IntOrString>,
+}
+
+/// Where a canary rollout stands.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStatus {
+    /// The update revision these steps move to.
+    pub revision: String,
+    /// The index of the current step; the number of steps once all are done.
+    pub step: i32,
+    /// When the current step began (a timed pause counts from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<Time>,
+    /// The share of `replicas` the new revision has now, in percent.
+    pub weight: i32,
+    /// Aborted with `drover.dev/abort`: every pod back on the stable revision until
+    /// promoted or the template changes.
+    #[serde(default)]
+    pub aborted: bool,
 }
 
 /// An int-or-string field holding a count of pods (`2`, or `"2"`) or a percentage (`25%`).

@@ -480,3 +480,140 @@ async fn a_rollout_survives_a_controller_crash_within_its_bounds() {
     );
     assert!(report.max_active <= REPLICAS as usize + 5);
 }
+
+/// Waits until the App runs `new` ready pods of `sample:2` and `old` of `sample:1`, and
+/// nothing else; returns the App.
+async fn wait_split(client: &Client, ns: &str, new: usize, old: usize) -> App {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let apps: Api<App> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("a split of {new} new and {old} old pods"),
+        ROLLOUT_TIMEOUT,
+        || async {
+            let all = pods
+                .list(&ListParams::default().labels("drover.dev/app=web"))
+                .await
+                .ok()?
+                .items;
+            let count = |version: &str| {
+                all.iter()
+                    .filter(|p| image_of(p).ends_with(version) && is_pod_ready(p))
+                    .count()
+            };
+            let settled = all.iter().all(is_active_pod) && all.len() == new + old;
+            (settled && count(":2") == new && count(":1") == old).then_some(())?;
+            apps.get("web").await.ok()
+        },
+    )
+    .await
+}
+
+fn annotate(ns: &str, annotation: &str) {
+    kubectl_ok(&[
+        "-n",
+        ns,
+        "annotate",
+        "apps.drover.dev",
+        "web",
+        annotation,
+        "--overwrite",
+    ]);
+}
+
+fn canary_step(app: &App) -> (i32, i32, bool) {
+    let c = app.status.as_ref().and_then(|s| s.canary.clone()).unwrap();
+    (c.step, c.weight, c.aborted)
+}
+
+#[tokio::test]
+async fn a_canary_follows_its_steps_and_obeys_promote_and_abort() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-canary").await;
+    let pool = FakeNodePool::create(&client, "canary", 2).await;
+    let mut manifest = app_manifest("web", 10, "1", &pool.placement());
+    let canary = json!({"type": "Canary", "canary": {"steps": [
+        {"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {}},
+    ]}});
+    manifest["spec"]["strategy"] = canary.clone();
+    let app: App = serde_json::from_value(manifest).unwrap();
+    Api::<App>::namespaced(client.clone(), &ns.name)
+        .create(&PostParams::default(), &app)
+        .await
+        .unwrap();
+    wait_rolled_out(&client, &ns.name, "web", 10, &format!("{SAMPLE_IMAGE}:1")).await;
+
+    let observer = ReplicaObserver::start(&client, &ns.name, "web").await;
+    observer.require_ready(10);
+    set_image_and_strategy(&client, &ns.name, "web", "2", canary).await;
+    // 20%: two new pods, then the open pause holds them there.
+    let app = wait_split(&client, &ns.name, 2, 8).await;
+    let app = if canary_step(&app).0 == 1 {
+        app
+    } else {
+        wait_for("the canary to reach its pause", ROLLOUT_TIMEOUT, || async {
+            let app = Api::<App>::namespaced(client.clone(), &ns.name)
+                .get("web")
+                .await
+                .ok()?;
+            (canary_step(&app).0 == 1).then_some(app)
+        })
+        .await
+    };
+    assert_eq!(canary_step(&app), (1, 20, false));
+    assert_eq!(progressing(&app), Some(("True".into(), "Canary".into())));
+    let update = app.status.as_ref().unwrap().update_revision.clone();
+    let selector = kubectl_ok(&[
+        "-n",
+        &ns.name,
+        "get",
+        "service",
+        "web-canary",
+        "-o",
+        "jsonpath={.spec.selector.drover\\.dev/revision}",
+    ]);
+    assert_eq!(
+        selector, update,
+        "the canary Service selects the new revision"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_split(&client, &ns.name, 2, 8).await;
+
+    // Promote: 50%, held by the second pause.
+    annotate(&ns.name, "drover.dev/promote=step");
+    wait_split(&client, &ns.name, 5, 5).await;
+    // Abort: every pod back on the stable revision, reported.
+    annotate(&ns.name, "drover.dev/abort=true");
+    wait_split(&client, &ns.name, 0, 10).await;
+    let app = wait_for("the abort to be reported", ROLLOUT_TIMEOUT, || async {
+        let app = Api::<App>::namespaced(client.clone(), &ns.name)
+            .get("web")
+            .await
+            .ok()?;
+        (progressing(&app) == Some(("False".into(), "Aborted".into()))).then_some(app)
+    })
+    .await;
+    assert!(canary_step(&app).2);
+    // Promote resumes where it stood; promote=full finishes.
+    annotate(&ns.name, "drover.dev/promote=step");
+    wait_split(&client, &ns.name, 5, 5).await;
+    annotate(&ns.name, "drover.dev/promote=full");
+    wait_rolled_out(&client, &ns.name, "web", 10, &format!("{SAMPLE_IMAGE}:2")).await;
+    let report = observer.stop().await;
+    assert!(
+        report.violations.is_empty(),
+        "canary bounds broken:\n{}",
+        report.violations.join("\n")
+    );
+    let app = Api::<App>::namespaced(client.clone(), &ns.name)
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(progressing(&app), Some(("True".into(), "Complete".into())));
+    assert!(
+        !app.annotations()
+            .keys()
+            .any(|k| k.starts_with("drover.dev/")),
+        "every command annotation is removed once acted on: {:?}",
+        app.annotations()
+    );
+}

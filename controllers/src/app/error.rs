@@ -45,6 +45,13 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("removing annotation {key} from App {name}: {source}")]
+    Annotation {
+        name: String,
+        key: &'static str,
+        #[source]
+        source: kube::Error,
+    },
     #[error("undoing the rollout of App {name}: {source}")]
     Undo {
         name: String,
@@ -72,6 +79,7 @@ impl Error {
             Error::RevisionWrite { .. } => "RevisionWriteFailed",
             Error::Config { .. } => "ConfigSnapshotFailed",
             Error::Undo { .. } => "UndoFailed",
+            Error::Annotation { .. } => "AnnotationUpdateFailed",
             Error::StatusPatch { .. } => "StatusUpdateFailed",
         }
     }

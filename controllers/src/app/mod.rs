@@ -1,6 +1,7 @@
 //! The App controller: keeps `spec.replicas` pods of the template running and the App's
 //! Service in step with its ports.
 
+mod canary;
 mod config;
 mod error;
 mod ledger;
@@ -68,6 +69,9 @@ pub struct Context {
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
     pub secrets: Store<PartialObjectMeta<Secret>>,
     config_cache: ConfigCache,
+    /// Canary annotations acted on whose removal the App store has not shown yet: (App
+    /// UID, annotation). A reconcile in between must not act on them twice.
+    acted: Mutex<HashSet<(String, &'static str)>>,
     ledger: Ledger,
     queue: QueueDepth,
     backoff: Backoff,
@@ -339,6 +343,7 @@ pub async fn run(
         config_maps,
         secrets,
         config_cache: ConfigCache::default(),
+        acted: Mutex::default(),
         ledger: Ledger::default(),
         queue: QueueDepth {
             waiting: Mutex::default(),

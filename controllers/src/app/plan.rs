@@ -110,6 +110,8 @@ pub struct Delete {
 pub struct Create {
     pub name: String,
     pub slot: u32,
+    /// A pod of the stable revision (a canary's rest), not of the update revision.
+    pub stable: bool,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -214,7 +216,8 @@ pub fn plan(input: &Input<'_>) -> Plan {
         };
         plan.deletes.push(delete(active[i], reason));
     }
-    if step.create > 0 {
+    let creates = (step.create + step.create_stable) as usize;
+    if creates > 0 {
         let occupied: BTreeSet<u32> = input
             .pods
             .iter()
@@ -222,10 +225,11 @@ pub fn plan(input: &Input<'_>) -> Plan {
             .chain(input.taken.iter().filter_map(|n| slot_of(input.app, n)))
             .collect();
         let free = (0u32..).filter(|s| !occupied.contains(s));
-        for slot in free.take(step.create as usize) {
+        for (i, slot) in free.take(creates).enumerate() {
             plan.creates.push(Create {
                 name: pod_name(input.app, slot),
                 slot,
+                stable: i >= step.create as usize,
             });
         }
     }

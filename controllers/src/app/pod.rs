@@ -162,6 +162,7 @@ mod tests {
             &Create {
                 name: "web-3".into(),
                 slot: 3,
+                stable: false,
             },
             "web-abc",
         )

@@ -19,9 +19,9 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
+use super::canary::{self, Template};
 use super::error::{Error, WriteOutcome, classify};
 use super::plan::{self, Create, Delete, Input, NodeHealth, Phase, PodState, Removal};
-use super::revisions::UpdateRevision;
 use super::status::{self, CrashLoop, Observation};
 use super::{CONTROLLER, Context, pod, revisions, service, undo};
 use crate::rollout;
@@ -95,11 +95,15 @@ pub async fn reconcile(
     // Plan.
     let replicas = u32::try_from(app.spec.replicas).unwrap_or(0);
     let min_ready = Duration::from_secs(u64::try_from(app.spec.min_ready_seconds).unwrap_or(0));
+    let canary = canary::decide(&ctx, app, &uid, &update, &pods, min_ready, now);
     let plan = plan::plan(&Input {
         app: &name,
         replicas,
         update_revision: &update.name,
-        method: rollout::method(&app.spec.strategy, replicas),
+        method: canary.as_ref().map_or_else(
+            || rollout::method(&app.spec.strategy, replicas),
+            |c| c.method,
+        ),
         paused: app.spec.paused,
         min_ready,
         pods: &pods,
@@ -117,9 +121,16 @@ pub async fn reconcile(
     let delete_error = delete_pods(&ctx, app, &pod_api, &owned, &plan.deletes).await;
     let create_error = match ctx.ledger.create_backoff(&uid) {
         Some(_) => None,
-        None => create_pods(&ctx, app, &uid, &update, &pod_api, &plan.creates).await,
+        None => {
+            let update = Template {
+                name: update.name.clone(),
+                template: update.template.clone(),
+            };
+            let stable = canary.as_ref().and_then(|c| c.stable.as_ref());
+            create_pods(&ctx, app, &uid, (&update, stable), &pod_api, &plan.creates).await
+        }
     };
-    reconcile_service(&ctx, app, &namespace, &uid).await?;
+    reconcile_service(&ctx, app, &namespace, &uid, &update.name).await?;
     if let Some(e) = delete_error.or(create_error) {
         return Err(e);
     }
@@ -142,6 +153,7 @@ pub async fn reconcile(
                 u64::try_from(app.spec.progress_deadline_seconds).unwrap_or(1),
             ),
             paused: app.spec.paused,
+            canary: canary.as_ref().map(|c| (c.status.clone(), c.hold)),
             pods: &pods[..observed_count],
             crash_loops: &crash_loops,
             create_failure: refusal.as_deref(),
@@ -178,6 +190,7 @@ pub async fn reconcile(
         })?;
         ctx.metrics.write(CONTROLLER, "patch_status", "apps");
     }
+    canary::settle_command(&ctx, app, canary.as_ref()).await?;
 
     ctx.backoff.reset(&uid);
     let revisit = [plan.revisit_at, available_at].into_iter().flatten().min();
@@ -187,6 +200,9 @@ pub async fn reconcile(
     }
     if let Some(settling) = update.settling {
         wait = wait.min(settling);
+    }
+    if let Some(at) = canary.as_ref().and_then(|c| c.wake_at) {
+        wait = wait.min(until(now, at));
     }
     Ok(Action::requeue(wait))
 }
@@ -344,12 +360,10 @@ async fn create_pods(
     ctx: &Context,
     app: &App,
     uid: &str,
-    revision: &UpdateRevision,
+    (update, stable): (&Template, Option<&Template>),
     api: &Api<Pod>,
     creates: &[Create],
 ) -> Option<Error> {
-    let template = &revision.template;
-    let revision = revision.name.as_str();
     let mut created = vec![];
     let mut batch = 1;
     let mut rest = creates;
@@ -362,14 +376,19 @@ async fn create_pods(
         rest = later;
         batch *= 2;
         let results = join_all(now.iter().map(|c| async move {
-            let result = match pod::build(app, template, c, revision) {
+            let revision = if c.stable {
+                stable.unwrap_or(update)
+            } else {
+                update
+            };
+            let result = match pod::build(app, &revision.template, c, &revision.name) {
                 Some(p) => api.create(&PostParams::default(), &p).await.map(drop),
                 None => Ok(()),
             };
-            (c, result)
+            (c, revision.name.as_str(), result)
         }))
         .await;
-        for (c, result) in results {
+        for (c, revision, result) in results {
             match classify(&result) {
                 WriteOutcome::Done => {
                     ctx.ledger.created(uid, &c.name, c.slot, revision);
@@ -425,54 +444,56 @@ async fn reconcile_service(
     app: &App,
     namespace: &str,
     uid: &str,
+    update_revision: &str,
 ) -> Result<(), Error> {
-    let name = app.name_any();
-    let observed = ctx
-        .services
-        .get(&ObjectRef::<Service>::new(&name).within(namespace))
-        .filter(|s| s.owner_references().iter().any(|o| o.uid == uid));
-    let api: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
-    match (service::build(app), observed) {
-        (Some(desired), observed) => {
-            if observed.is_some_and(|o| service::matches(&o, &desired)) {
-                return Ok(());
+    for (name, desired) in service::desired(app, update_revision) {
+        let observed = ctx
+            .services
+            .get(&ObjectRef::<Service>::new(&name).within(namespace))
+            .filter(|s| s.owner_references().iter().any(|o| o.uid == uid));
+        let api: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
+        match (desired, observed) {
+            (Some(desired), observed) => {
+                if observed.is_some_and(|o| service::matches(&o, &desired)) {
+                    continue;
+                }
+                api.patch(
+                    &name,
+                    &PatchParams::apply(field_manager::APP).force(),
+                    &Patch::Apply(&desired),
+                )
+                .await
+                .map_err(|source| Error::ServiceApply {
+                    name: name.clone(),
+                    source,
+                })?;
+                ctx.metrics.write(CONTROLLER, "apply", "services");
             }
-            api.patch(
-                &name,
-                &PatchParams::apply(field_manager::APP).force(),
-                &Patch::Apply(&desired),
-            )
-            .await
-            .map_err(|source| Error::ServiceApply {
-                name: name.clone(),
-                source,
-            })?;
-            ctx.metrics.write(CONTROLLER, "apply", "services");
-        }
-        (None, Some(existing)) => {
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: existing.uid(),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            let result = api.delete(&name, &params).await;
-            if !matches!(classify(&result), WriteOutcome::Done | WriteOutcome::Gone)
-                && let Err(source) = result
-            {
-                return Err(Error::ServiceDelete { name, source });
+            (None, Some(existing)) => {
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: existing.uid(),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                let result = api.delete(&name, &params).await;
+                if !matches!(classify(&result), WriteOutcome::Done | WriteOutcome::Gone)
+                    && let Err(source) = result
+                {
+                    return Err(Error::ServiceDelete { name, source });
+                }
+                ctx.metrics.write(CONTROLLER, "delete", "services");
+                ctx.publish(
+                    app,
+                    EventType::Normal,
+                    "ServiceDeleted",
+                    format!("Deleted Service {name}: the App no longer asks for it"),
+                )
+                .await;
             }
-            ctx.metrics.write(CONTROLLER, "delete", "services");
-            ctx.publish(
-                app,
-                EventType::Normal,
-                "ServiceDeleted",
-                format!("Deleted Service {name}: the App has no ports"),
-            )
-            .await;
+            (None, None) => {}
         }
-        (None, None) => {}
     }
     Ok(())
 }

@@ -49,7 +49,7 @@ pub fn stored_parts(revision: &ControllerRevision) -> Option<(PodTemplateSpec, V
 }
 
 /// The template a revision's pods run: `template` with its config pinned to snapshots.
-fn pinned_template(template: &PodTemplateSpec, pinned: &[Pinned]) -> PodTemplateSpec {
+pub fn pinned_template(template: &PodTemplateSpec, pinned: &[Pinned]) -> PodTemplateSpec {
     let mut t = template.clone();
     if let Some(spec) = t.spec.as_mut() {
         config::pin(spec, pinned);

@@ -1,22 +1,47 @@
-//! The App's Service: named after the App, selecting its pods, for `spec.ports`.
+//! The App's Services, for `spec.ports`: one named after the App selecting all its pods,
+//! and for a canary with `service: true` one named `<app>-canary` selecting the pods of
+//! the update revision.
 
 use std::collections::BTreeMap;
 
-use drover_crds::App;
 use drover_crds::names::label;
+use drover_crds::{App, StrategyType};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-/// The Service the App's ports ask for, or `None` when it has no ports.
-pub fn build(app: &App) -> Option<Service> {
+/// Every Service name the App may own, with the Service wanted now (`None`: none).
+pub fn desired(app: &App, update_revision: &str) -> Vec<(String, Option<Service>)> {
+    let name = app.name_any();
+    let canary = app
+        .spec
+        .strategy
+        .canary
+        .as_ref()
+        .is_some_and(|c| c.service && app.spec.strategy.type_ == StrategyType::Canary);
+    let canary_name = format!("{name}-canary");
+    let canary_service = canary
+        .then(|| build(app, &canary_name, Some(update_revision)))
+        .flatten();
+    vec![
+        (name.clone(), build(app, &name, None)),
+        (canary_name, canary_service),
+    ]
+}
+
+/// A Service `name` for the App's ports selecting its pods (of `revision` only, if
+/// given), or `None` when it has no ports.
+fn build(app: &App, name: &str, revision: Option<&str>) -> Option<Service> {
     if app.spec.ports.is_empty() {
         return None;
     }
-    let name = app.name_any();
-    let selector = BTreeMap::from([(label::APP.to_string(), name.clone())]);
+    let mut selector = BTreeMap::from([(label::APP.to_string(), app.name_any())]);
     let mut labels = selector.clone();
+    if let Some(revision) = revision {
+        selector.insert(label::REVISION.into(), revision.into());
+    }
+    let name = name.to_string();
     labels.insert(label::MANAGED_BY.into(), label::MANAGED_BY_VALUE.into());
     Some(Service {
         metadata: ObjectMeta {
@@ -93,15 +118,19 @@ mod tests {
 
     #[test]
     fn no_ports_no_service() {
-        assert!(build(&app(json!([]))).is_none());
+        assert!(build(&app(json!([])), "web", None).is_none());
     }
 
     #[test]
     fn the_service_selects_the_app_and_maps_ports() {
-        let svc = build(&app(json!([
-            {"name": "http", "port": 80, "targetPort": 8080},
-            {"name": "dns", "port": 53, "protocol": "UDP"},
-        ])))
+        let svc = build(
+            &app(json!([
+                {"name": "http", "port": 80, "targetPort": 8080},
+                {"name": "dns", "port": 53, "protocol": "UDP"},
+            ])),
+            "web",
+            None,
+        )
         .unwrap();
         assert_eq!(svc.metadata.name.as_deref(), Some("web"));
         let spec = svc.spec.clone().unwrap();
@@ -114,6 +143,30 @@ mod tests {
         let other: AppSpec = app(json!([{"name": "http", "port": 81}])).spec;
         let mut changed = app(json!([]));
         changed.spec = other;
-        assert!(!matches(&svc, &build(&changed).unwrap()));
+        assert!(!matches(&svc, &build(&changed, "web", None).unwrap()));
+    }
+
+    #[test]
+    fn a_canary_gets_a_service_of_its_own_revision() {
+        let mut canary = app(json!([{"name": "http", "port": 80}]));
+        canary.spec.strategy = serde_json::from_value(json!({
+            "type": "Canary", "canary": {"steps": [{"setWeight": 50}]},
+        }))
+        .unwrap();
+        let services = desired(&canary, "web-r2");
+        assert_eq!(services[1].0, "web-canary");
+        let selector = services[1]
+            .1
+            .as_ref()
+            .unwrap()
+            .spec
+            .as_ref()
+            .unwrap()
+            .selector
+            .clone();
+        assert_eq!(selector.unwrap()["drover.dev/revision"], "web-r2");
+        // Not a canary: the name is listed (to remove a leftover) with no Service.
+        let plain = app(json!([{"name": "http", "port": 80}]));
+        assert!(desired(&plain, "web-r2")[1].1.is_none());
     }
 }

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use drover_crds::AppStatus;
 use drover_crds::names::{condition, label, reason};
+use drover_crds::{AppStatus, CanaryStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
@@ -33,6 +33,16 @@ impl std::fmt::Display for CrashLoop {
     }
 }
 
+/// Whether a canary's steps let it move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CanaryHold {
+    Moving,
+    /// A timed pause.
+    Pausing,
+    /// An open pause: until `drover.dev/promote`.
+    AwaitingPromotion,
+}
+
 #[derive(Debug)]
 pub struct Observation<'a> {
     pub app: &'a str,
@@ -44,6 +54,8 @@ pub struct Observation<'a> {
     pub min_ready: Duration,
     pub progress_deadline: Duration,
     pub paused: bool,
+    /// A canary rollout's state, and whether its steps hold it at a pause.
+    pub canary: Option<(CanaryStatus, CanaryHold)>,
     /// Observed pods only (no in-flight creates).
     pub pods: &'a [PodState],
     pub crash_loops: &'a [CrashLoop],
@@ -127,11 +139,45 @@ pub fn compute(
         _ => obs.now,
     };
     let deadline = add(last_progress, obs.progress_deadline);
-    let stalled = !converged && !obs.paused && deadline <= obs.now;
-    if !converged && !stalled && !obs.paused {
+    // Held on purpose (paused, a canary pause, an abort): no deadline.
+    let canary = obs.canary.as_ref();
+    let held =
+        obs.paused || canary.is_some_and(|(c, hold)| c.aborted || *hold != CanaryHold::Moving);
+    let stalled = !converged && !held && deadline <= obs.now;
+    if !converged && !stalled && !held {
         revisit_at = earliest(revisit_at, deadline);
     }
-    if obs.paused {
+    if let Some((c, hold)) = canary
+        .filter(|(c, hold)| !obs.paused && !converged && (c.aborted || *hold != CanaryHold::Moving))
+    {
+        let (ok, reason, message) = if c.aborted {
+            (
+                false,
+                reason::ABORTED,
+                format!(
+                    "aborted: back on the stable revision, {updated} of {desired} pods on revision {}; drover.dev/promote=step resumes",
+                    obs.update_revision
+                ),
+            )
+        } else {
+            let wait = if *hold == CanaryHold::AwaitingPromotion {
+                "waits for drover.dev/promote"
+            } else {
+                "pauses"
+            };
+            (
+                true,
+                reason::CANARY,
+                format!(
+                    "canary at {}%: step {} {wait}; {updated} of {desired} pods on revision {}, {available} available",
+                    c.weight,
+                    c.step + 1,
+                    obs.update_revision
+                ),
+            )
+        };
+        conditions.push(cond(condition::PROGRESSING, ok, reason, message));
+    } else if obs.paused {
         conditions.push(Condition {
             status: "Unknown".into(),
             ..cond(
@@ -231,6 +277,7 @@ pub fn compute(
         current_revision,
         update_revision: obs.update_revision.to_string(),
         revision: obs.revision_number,
+        canary: obs.canary.as_ref().map(|(c, _)| c.clone()),
         last_progress_time: Some(Time(last_progress)),
         selector: format!("{}={}", label::APP, obs.app),
         conditions,
@@ -273,6 +320,7 @@ mod tests {
             min_ready: Duration::from_secs(min_ready),
             progress_deadline: Duration::from_secs(600),
             paused: false,
+            canary: None,
             pods,
             crash_loops: crash,
             create_failure: None,

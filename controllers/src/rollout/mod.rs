@@ -3,6 +3,7 @@
 //! the new one. Pure logic: no API, no clock.
 
 pub mod bounds;
+pub mod canary;
 pub mod config;
 pub mod revision;
 pub mod step;
@@ -12,11 +13,12 @@ pub use step::{Member, Method, Step, Why, step};
 
 use drover_crds::{Strategy, StrategyType};
 
-/// The step method a workload's strategy asks for, at `replicas`.
+/// The step method a workload's strategy asks for, at `replicas`. A canary moves as a
+/// rolling update between its splits (see [`canary`]).
 pub fn method(strategy: &Strategy, replicas: u32) -> Method {
     match strategy.type_ {
         StrategyType::Recreate => Method::Recreate,
-        StrategyType::RollingUpdate => Method::Rolling(Bounds::resolve(
+        StrategyType::RollingUpdate | StrategyType::Canary => Method::Rolling(Bounds::resolve(
             &strategy.rolling_update.clone().unwrap_or_default(),
             replicas,
         )),

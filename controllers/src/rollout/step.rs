@@ -6,7 +6,8 @@
 //! - never more than `replicas + maxSurge` pods after the step's creates;
 //! - removals never take the available pods below `replicas - maxUnavailable` when they
 //!   were at or above it, unless `replicas` itself went down;
-//! - repeated steps, with pods becoming available, end at `replicas` pods, all updated.
+//! - repeated steps, with pods becoming available, end at `replicas` pods, all updated
+//!   (for a split, the asked number updated and the rest stable).
 
 use super::bounds::Bounds;
 
@@ -25,6 +26,12 @@ pub struct Member {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Rolling(Bounds),
+    /// A canary: `updated` pods of the update revision, the rest of the stable revision,
+    /// moving between splits within the bounds.
+    Split {
+        bounds: Bounds,
+        updated: u32,
+    },
     /// Every old pod goes first; new ones start once none is left, terminating included.
     Recreate,
 }
@@ -32,7 +39,8 @@ pub enum Method {
 /// Why a pod goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Why {
-    /// More pods than `replicas` (plus surge) are live.
+    /// More pods than `replicas` (plus surge) are live, or more of the update revision
+    /// than the split asks for.
     Surplus,
     /// It runs an old revision and a new pod takes its place.
     Outdated,
@@ -42,6 +50,8 @@ pub enum Why {
 pub struct Step {
     /// New pods of the update revision to start.
     pub create: u32,
+    /// New pods of the stable revision to start (a split below its stable share).
+    pub create_stable: u32,
     /// Indexes into the members, with the reason.
     pub remove: Vec<(usize, Why)>,
 }
@@ -71,31 +81,9 @@ pub fn step(replicas: u32, method: Method, members: &[Member], old_terminating: 
                 plan.step.create = to_u32(replicas.saturating_sub(plan.count(|m| m.updated)));
             }
         }
-        Method::Rolling(bounds) => {
-            let max_total = replicas + bounds.max_surge as usize;
-            let min_available = replicas.saturating_sub(bounds.max_unavailable as usize);
-            plan.trim_updated(replicas);
-            // Above the surge ceiling (replicas went down): unavailable pods go first, old
-            // before new, then available old ones, then available new ones.
-            let surplus = plan.count(|_| true).saturating_sub(max_total);
-            let order = [
-                plan.live(|m| !m.available && !m.updated),
-                plan.live(|m| !m.available && m.updated),
-                plan.live(|m| m.available && !m.updated),
-                plan.live(|m| m.available && m.updated),
-            ]
-            .concat();
-            plan.remove_first(order, surplus, Why::Surplus);
-            // Old pods that serve nothing go at once; available ones as far as the
-            // availability floor allows.
-            let unavailable_old = plan.live(|m| !m.updated && !m.available);
-            plan.remove_first(unavailable_old, usize::MAX, Why::Outdated);
-            let spare = plan.count(|m| m.available).saturating_sub(min_available);
-            let old = plan.live(|m| !m.updated);
-            plan.remove_first(old, spare, Why::Outdated);
-            let missing = replicas.saturating_sub(plan.count(|m| m.updated));
-            let room = max_total.saturating_sub(plan.count(|_| true));
-            plan.step.create = to_u32(missing.min(room));
+        Method::Rolling(bounds) => plan.balance(replicas, bounds, replicas),
+        Method::Split { bounds, updated } => {
+            plan.balance(replicas, bounds, (updated as usize).min(replicas));
         }
     }
     plan.step
@@ -133,6 +121,60 @@ impl Planner<'_> {
                 self.remove(i, why);
             }
         }
+    }
+
+    /// Moves towards `updated` pods of the update revision and `replicas - updated` old
+    /// ones within the bounds.
+    fn balance(&mut self, replicas: usize, bounds: Bounds, updated: usize) {
+        let max_total = replicas + bounds.max_surge as usize;
+        let min_available = replicas.saturating_sub(bounds.max_unavailable as usize);
+        let stable = replicas - updated;
+        let excess = |p: &Self, new: bool| {
+            let (count, wanted) = if new {
+                (p.count(|m| m.updated), updated)
+            } else {
+                (p.count(|m| !m.updated), stable)
+            };
+            count.saturating_sub(wanted)
+        };
+        // Above the surge ceiling (replicas went down): unavailable pods go first, old
+        // before new, then available old ones, then available new ones.
+        let surplus = self.count(|_| true).saturating_sub(max_total);
+        let order = [
+            self.live(|m| !m.available && !m.updated),
+            self.live(|m| !m.available && m.updated),
+            self.live(|m| m.available && !m.updated),
+            self.live(|m| m.available && m.updated),
+        ]
+        .concat();
+        self.remove_first(order, surplus, Why::Surplus);
+        // Pods beyond their revision's share that serve nothing go at once; available
+        // ones as far as the availability floor allows, old before new.
+        let n = excess(self, false);
+        let unavailable = self.live(|m| !m.updated && !m.available);
+        self.remove_first(unavailable, n, Why::Outdated);
+        let n = excess(self, true);
+        let unavailable = self.live(|m| m.updated && !m.available);
+        self.remove_first(unavailable, n, Why::Surplus);
+        // (Unavailable pods not observed yet are left for a later step, and count as
+        // going.)
+        let pending =
+            |p: &Self, new: bool| p.count(|m| m.updated == new && !m.available && !m.removable);
+        let spare = self.count(|m| m.available).saturating_sub(min_available);
+        let n = excess(self, false).saturating_sub(pending(self, false));
+        let old = self.live(|m| !m.updated && m.available);
+        self.remove_first(old, n.min(spare), Why::Outdated);
+        let spare = self.count(|m| m.available).saturating_sub(min_available);
+        let n = excess(self, true).saturating_sub(pending(self, true));
+        let new = self.live(|m| m.updated && m.available);
+        self.remove_first(new, n.min(spare), Why::Surplus);
+        // New pods where a revision is short, the update revision first.
+        let mut room = max_total.saturating_sub(self.count(|_| true));
+        let missing = updated.saturating_sub(self.count(|m| m.updated)).min(room);
+        self.step.create = to_u32(missing);
+        room -= missing;
+        let missing = stable.saturating_sub(self.count(|m| !m.updated)).min(room);
+        self.step.create_stable = to_u32(missing);
     }
 
     /// Updated pods beyond `replicas` are never needed: unavailable ones go first.
@@ -192,7 +234,7 @@ mod tests {
             s,
             Step {
                 create: 1,
-                remove: vec![]
+                ..Step::default()
             }
         );
         // The new pod is not available yet: nothing moves.
@@ -252,6 +294,38 @@ mod tests {
     }
 
     #[test]
+    fn a_split_moves_to_its_share_and_back_within_the_bounds() {
+        let split = |updated| Method::Split {
+            bounds: Bounds {
+                max_surge: 1,
+                max_unavailable: 0,
+            },
+            updated,
+        };
+        // 2 of 4 on the update revision: surge one new pod first.
+        let s = step(4, split(2), &[OLD; 4], false);
+        assert_eq!((s.create, s.create_stable, s.remove.len()), (1, 0, 0));
+        let s = step(4, split(2), &[OLD, OLD, OLD, OLD, NEW], false);
+        assert_eq!(s.remove, [(0, Why::Outdated)]);
+        assert_eq!(s.create, 1);
+        // At the split nothing moves.
+        assert_eq!(
+            step(4, split(2), &[OLD, OLD, NEW, NEW], false),
+            Step::default()
+        );
+        // Back to 0 (an abort): a stable pod starts before a new one goes.
+        let s = step(4, split(0), &[OLD, OLD, NEW, NEW], false);
+        assert_eq!((s.create, s.create_stable, s.remove.len()), (0, 1, 0));
+        let stable_ready = Member {
+            updated: false,
+            ..NEW
+        };
+        let s = step(4, split(0), &[OLD, OLD, NEW, NEW, stable_ready], false);
+        assert_eq!(s.remove, [(2, Why::Surplus)]);
+        assert_eq!(s.create_stable, 1);
+    }
+
+    #[test]
     fn recreate_starts_new_pods_once_the_old_are_gone() {
         let s = step(3, Method::Recreate, &[OLD; 3], false);
         assert_eq!(removed(&s), [0, 1, 2]);
@@ -281,12 +355,28 @@ mod tests {
         )
     }
 
+    fn arb_bounds() -> impl Strategy<Value = Bounds> {
+        (0u32..4, 0u32..4).prop_map(|(s, u)| Bounds {
+            max_surge: s,
+            max_unavailable: if s == 0 && u == 0 { 1 } else { u },
+        })
+    }
+
     fn arb_method() -> impl Strategy<Value = Method> {
         prop_oneof![
-            (0u32..4, 0u32..4)
-                .prop_map(|(s, u)| { rolling(s, if s == 0 && u == 0 { 1 } else { u }) }),
+            arb_bounds().prop_map(Method::Rolling),
             Just(Method::Recreate),
+            (arb_bounds(), 0u32..14)
+                .prop_map(|(bounds, updated)| Method::Split { bounds, updated }),
         ]
+    }
+
+    /// How many pods of the update revision a method ends with.
+    fn wanted_updated(method: Method, replicas: u32) -> u32 {
+        match method {
+            Method::Split { updated, .. } => updated.min(replicas),
+            _ => replicas,
+        }
     }
 
     /// The pods after a step: removed ones gone, created ones starting.
@@ -299,6 +389,10 @@ mod tests {
             .map(|(_, m)| *m)
             .collect();
         next.extend((0..s.create).map(|_| STARTING));
+        next.extend((0..s.create_stable).map(|_| Member {
+            updated: false,
+            ..STARTING
+        }));
         next
     }
 
@@ -319,9 +413,10 @@ mod tests {
             let mut seen = s.remove.iter().map(|(i, _)| *i).collect::<Vec<_>>();
             seen.dedup();
             prop_assert_eq!(seen.len(), s.remove.len(), "a pod removed twice");
-            if let Method::Rolling(b) = method {
+            if let Method::Rolling(b) | Method::Split { bounds: b, .. } = method {
                 let max_total = (replicas + b.max_surge) as usize;
-                prop_assert!(s.create == 0 || next.len() <= max_total, "surged past {}", max_total);
+                let created = s.create + s.create_stable;
+                prop_assert!(created == 0 || next.len() <= max_total, "surged past {}", max_total);
                 let min_available = replicas.saturating_sub(b.max_unavailable) as usize;
                 let available = |ms: &[Member]| ms.iter().filter(|m| m.available).count();
                 if members.len() <= max_total && available(&members) >= min_available {
@@ -344,7 +439,7 @@ mod tests {
         }
 
         #[test]
-        fn converges_to_replicas_updated_pods(
+        fn converges_to_the_wanted_split(
             replicas in 0u32..12,
             method in arb_method(),
             members in prop::collection::vec(arb_member(), 0..20),
@@ -362,7 +457,9 @@ mod tests {
                 }
             }
             prop_assert_eq!(pods.len(), replicas as usize);
-            prop_assert!(pods.iter().all(|m| m.updated && m.available));
+            prop_assert!(pods.iter().all(|m| m.available));
+            let updated = pods.iter().filter(|m| m.updated).count();
+            prop_assert_eq!(updated, wanted_updated(method, replicas) as usize);
             prop_assert_eq!(step(replicas, method, &pods, false), Step::default());
         }
     }
