@@ -8,7 +8,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::rollout::{CanaryStatus, Strategy};
+use crate::rollout::{BlueGreenStatus, CanaryStatus, Strategy};
 
 /// The longest App name: pods (`<app>-<slot>`) and Services (`<app>`, later
 /// `<app>-canary` and `<app>-preview`) are named after it and must stay valid names.
@@ -197,6 +197,9 @@ pub struct AppStatus {
     /// Where a canary rollout stands (strategy Canary only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanaryStatus>,
+    /// Where a blue-green rollout stands (strategy BlueGreen only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreenStatus>,
     /// When the pods last moved towards the spec; the progress deadline counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_progress_time: Option<Time>,

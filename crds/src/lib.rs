@@ -7,5 +7,6 @@ pub mod rollout;
 
 pub use app::{App, AppPort, AppSpec, AppStatus, Protocol};
 pub use rollout::{
-    Canary, CanaryPause, CanaryStatus, CanaryStep, RollingUpdate, Strategy, StrategyType,
+    BlueGreen, BlueGreenStatus, Canary, CanaryPause, CanaryStatus, CanaryStep, RollingUpdate,
+    Strategy, StrategyType,
 };

@@ -63,6 +63,7 @@ pub mod reason {
     pub const ROLLED_BACK: &str = "RolledBack";
     pub const PAUSED: &str = "Paused";
     pub const CANARY: &str = "Canary";
+    pub const BLUE_GREEN: &str = "BlueGreen";
     pub const ABORTED: &str = "Aborted";
     pub const PROMOTED: &str = "Promoted";
     pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";

@@ -15,11 +15,16 @@ use serde::{Deserialize, Serialize};
         .message("spec.strategy.rollingUpdate applies to types RollingUpdate and Canary: remove it, or change spec.strategy.type"),
     validation = Rule::new("(self.type == 'Canary') == has(self.canary)")
         .message("spec.strategy.canary is required with type Canary and allowed only with it"),
+    validation = Rule::new("self.type == 'BlueGreen' || !has(self.blueGreen)")
+        .message("spec.strategy.blueGreen applies only to type BlueGreen: remove it, or set spec.strategy.type to BlueGreen"),
+    validation = Rule::new("self.type != 'BlueGreen' || !has(self.rollingUpdate)")
+        .message("spec.strategy.rollingUpdate does not apply to type BlueGreen (the new revision starts beside the old one): remove it"),
 )]
 pub struct Strategy {
     /// `RollingUpdate` (the default): replace pods a few at a time, within `rollingUpdate`'s
     /// bounds. `Recreate`: remove every old pod, then start the new ones. `Canary`: move
-    /// a share of the pods at a time, following `canary.steps`.
+    /// a share of the pods at a time, following `canary.steps`. `BlueGreen`: start a full
+    /// set of new pods beside the old ones, then switch the Service to them at once.
     #[serde(rename = "type", default)]
     #[schemars(extend("maxLength" = 16))]
     pub type_: StrategyType,
@@ -31,6 +36,10 @@ pub struct Strategy {
     /// The steps of a canary rollout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<Canary>,
+
+    /// When a blue-green rollout switches, and how long the old pods stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreen>,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,6 +48,65 @@ pub enum StrategyType {
     RollingUpdate,
     Recreate,
     Canary,
+    BlueGreen,
+}
+
+/// A blue-green rollout: the new revision runs beside the old one, reachable through the
+/// preview Service, until promoted; then the App's Service switches to it at once.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BlueGreen {
+    /// Switch on its own this long after every new pod is available. Without it, the
+    /// switch waits for `drover.dev/promote`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0").message("spec.strategy.blueGreen.autoPromotionSeconds must be 0 or more"))]
+    pub auto_promotion_seconds: Option<i32>,
+
+    /// How long the old pods keep running after the switch, for connections in flight
+    /// and an instant way back. Defaults to 30.
+    #[serde(default = "default_scale_down_delay")]
+    #[x_kube(validation = Rule::new("self >= 0").message("spec.strategy.blueGreen.scaleDownDelaySeconds must be 0 or more"))]
+    pub scale_down_delay_seconds: i32,
+
+    /// Also run a Service `<app>-preview` that selects only the new revision's pods.
+    /// Defaults to true (when the App has ports).
+    #[serde(default = "default_true")]
+    pub preview_service: bool,
+}
+
+fn default_scale_down_delay() -> i32 {
+    30
+}
+
+impl Default for BlueGreen {
+    fn default() -> Self {
+        Self {
+            auto_promotion_seconds: None,
+            scale_down_delay_seconds: default_scale_down_delay(),
+            preview_service: true,
+        }
+    }
+}
+
+/// Where a blue-green rollout stands.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BlueGreenStatus {
+    /// The revision the App's Service selects.
+    pub active: String,
+    /// The revision being previewed (the update revision), while it is not active.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub preview: String,
+    /// When every pod of the preview first was available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_ready_at: Option<Time>,
+    /// When the Service last switched; old pods go `scaleDownDelaySeconds` later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switched_at: Option<Time>,
+    /// Aborted with `drover.dev/abort`: the preview's pods are removed until promoted or
+    /// the template changes.
+    #[serde(default)]
+    pub aborted: bool,
 }
 
 /// A canary rollout: the new revision gets a share of the pods step by step; after the

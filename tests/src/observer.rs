@@ -140,13 +140,17 @@ fn is_ready(pod: &Pod) -> bool {
 }
 
 /// The most pods an App allows: `replicas`, plus the rolling update's surge (a count, or a
-/// percentage of replicas rounded up; 25% when unset), computed here independently of
-/// the controller.
+/// percentage of replicas rounded up; 25% when unset), or twice `replicas` for a
+/// blue-green preview — computed here independently of the controller.
 fn ceiling(app: &App) -> i32 {
     let replicas = app.spec.replicas;
     let spec = serde_json::to_value(&app.spec.strategy).unwrap_or_default();
     if spec["type"] == "Recreate" {
         return replicas;
+    }
+    // A blue-green preview runs a full set beside the active one.
+    if spec["type"] == "BlueGreen" {
+        return replicas * 2;
     }
     let surge = match &spec["rollingUpdate"]["maxSurge"] {
         serde_json::Value::Number(n) => n.as_i64().unwrap_or(0) as i32,

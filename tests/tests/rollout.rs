@@ -269,6 +269,79 @@ async fn a_rolling_update_under_load_drops_no_request_and_stays_within_bounds() 
     assert_eq!(numbers[1].1, status.update_revision, "{numbers:?}");
     assert_eq!((numbers[0].0, numbers[1].0), (2, 3), "{numbers:?}");
     assert_eq!(status.revision, Some(3));
+
+    // Blue-green 1 -> 2: the preview runs beside the active pods and answers on its own
+    // Service; on promote the App's Service switches at once, old pods go 10 s later.
+    let observer = ReplicaObserver::start(&client, &ns.name, "web").await;
+    observer.require_ready(10);
+    let load = Load::start(ip);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let blue_green = json!({"type": "BlueGreen", "rollingUpdate": null,
+        "blueGreen": {"scaleDownDelaySeconds": 10}});
+    set_image_and_strategy(&client, &ns.name, "web", "2", blue_green).await;
+    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
+    wait_for("the preview to be ready", ROLLOUT_TIMEOUT, || async {
+        let app = apps.get("web").await.ok()?;
+        let ready = app
+            .status
+            .as_ref()?
+            .blue_green
+            .as_ref()?
+            .preview_ready_at
+            .is_some();
+        (ready && progressing(&app) == Some(("True".into(), "BlueGreen".into()))).then_some(())
+    })
+    .await;
+    let preview = service_ip(&client, &ns.name, "web-preview").await;
+    for _ in 0..20 {
+        let (code, body) = http_get(preview, 80, "/").unwrap();
+        assert_eq!(code, 200);
+        assert!(
+            body.contains("\"version\":\"2\""),
+            "the preview serves the new version: {body}"
+        );
+    }
+    kubectl_ok(&[
+        "-n",
+        &ns.name,
+        "annotate",
+        "apps.drover.dev",
+        "web",
+        "drover.dev/promote=full",
+    ]);
+    wait_rolled_out(&client, &ns.name, "web", 10, &format!("{SAMPLE_IMAGE}:2")).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let traffic = load.stop();
+    let report = observer.stop().await;
+    eprintln!(
+        "blue-green 1 -> 2: {:?}, {} failed, at most {} pods",
+        traffic.by_version,
+        traffic.failures.len(),
+        report.max_active
+    );
+    assert!(
+        traffic.failures.is_empty(),
+        "{} of {} requests failed during the blue-green switch: {}",
+        traffic.failures.len(),
+        traffic.total(),
+        traffic.failure_summary()
+    );
+    assert!(
+        traffic.by_version.get("1").is_some_and(|n| *n > 0)
+            && traffic.by_version.get("2").is_some_and(|n| *n > 0),
+        "responses did not switch version: {:?}",
+        traffic.by_version
+    );
+    assert!(
+        report.violations.is_empty(),
+        "blue-green bounds broken:\n{}",
+        report.violations.join("\n")
+    );
+    assert_eq!(
+        report.max_active, 20,
+        "the preview ran a full set beside the active one"
+    );
+
     let table = kubectl_ok(&["-n", &ns.name, "get", "apps.drover.dev", "web"]);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(

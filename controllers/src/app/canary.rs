@@ -1,78 +1,35 @@
-//! The App's canary: where its steps stand (kept in `status.canary`), the commands users
-//! give with `kubectl annotate` (`drover.dev/promote=step|full`, `drover.dev/abort`), the
-//! stable revision whose pods make up the rest, and the split to move to now.
+//! The App's canary: where its steps stand (kept in `status.canary`), the promote and
+//! abort commands (see [`super::command`]), the stable revision whose pods make up the
+//! rest, and the split to move to now.
 
 use std::time::Duration;
 
-use drover_crds::names::{annotation, reason};
+use drover_crds::names::reason;
 use drover_crds::{App, CanaryStatus, StrategyType};
-use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::EventType;
-use serde_json::json;
 
-use super::error::Error;
+use super::Context;
+use super::command::{self, Effect};
 use super::plan::{PodState, available_at, is_active};
-use super::revisions::{self, UpdateRevision};
-use super::status::CanaryHold;
-use super::{CONTROLLER, Context};
+use super::revisions::{self, Template, UpdateRevision};
+use super::status::Hold;
 use crate::rollout::canary::{self, Command, Progress, Step};
 use crate::rollout::{Bounds, Method};
-
-/// A revision's name and the template its pods are built from.
-#[derive(Debug, Clone)]
-pub struct Template {
-    pub name: String,
-    pub template: PodTemplateSpec,
-}
 
 /// The canary's decision for this pass.
 #[derive(Debug)]
 pub struct Canary {
     pub status: CanaryStatus,
-    pub hold: CanaryHold,
+    pub hold: Option<Hold>,
     pub method: Method,
     /// The stable revision, while pods of it are wanted beside the new one.
     pub stable: Option<Template>,
     /// The annotation acted on, to remove once the status holds its effect.
     pub command: Option<(Command, &'static str)>,
     pub wake_at: Option<Timestamp>,
-}
-
-/// A command found in the App's annotations.
-enum Found {
-    /// Not acted on yet (or unreadable, reported by [`settle_command`]).
-    New(Result<(Command, &'static str), String>),
-    /// Acted on; its removal may not have reached the store (or failed).
-    Acted(&'static str),
-}
-
-fn find_command(ctx: &Context, app: &App) -> Option<Found> {
-    let annotations = app.annotations();
-    let uid = app.uid().unwrap_or_default();
-    let mut acted = lock(&ctx.acted);
-    acted.retain(|(u, key)| *u != uid || annotations.contains_key(*key));
-    if let Some(key) = [annotation::ABORT, annotation::PROMOTE]
-        .into_iter()
-        .find(|key| acted.contains(&(uid.clone(), *key)))
-    {
-        return Some(Found::Acted(key));
-    }
-    if annotations.contains_key(annotation::ABORT) {
-        return Some(Found::New(Ok((Command::Abort, annotation::ABORT))));
-    }
-    let value = annotations.get(annotation::PROMOTE)?;
-    Some(Found::New(match value.trim() {
-        "" | "step" => Ok((Command::Promote, annotation::PROMOTE)),
-        "full" => Ok((Command::PromoteFull, annotation::PROMOTE)),
-        other => Err(format!(
-            "annotation {}={other:?}: set it to `step` (past the current step) or `full` (every pod)",
-            annotation::PROMOTE
-        )),
-    }))
 }
 
 /// What the canary asks for now; `None` when the App's strategy is not Canary.
@@ -95,10 +52,7 @@ pub fn decide(
         &app.spec.strategy.rolling_update.clone().unwrap_or_default(),
         replicas,
     );
-    let command = match find_command(ctx, app) {
-        Some(Found::New(Ok(command))) => Some(command),
-        _ => None,
-    };
+    let command = command::pending(ctx, app);
     let status = app.status.as_ref();
     let done = |command| Canary {
         status: CanaryStatus {
@@ -108,7 +62,7 @@ pub fn decide(
             weight: 100,
             aborted: false,
         },
-        hold: CanaryHold::Moving,
+        hold: None,
         method: Method::Rolling(bounds),
         stable: None,
         command,
@@ -160,12 +114,27 @@ pub fn decide(
         new.len() == target && available == target
     };
     let decision = canary::advance(&steps, progress, command.map(|c| c.0), reached, now);
-    let hold = if decision.awaiting_promotion {
-        CanaryHold::AwaitingPromotion
-    } else if decision.wake_at.is_some() {
-        CanaryHold::Pausing
+    let at = format!(
+        "canary at {}%, step {}",
+        decision.weight,
+        decision.progress.step + 1
+    );
+    let hold = if decision.progress.aborted {
+        Some(Hold::Aborted {
+            what: format!(
+                "canary aborted: every pod back on revision {stable_name}; drover.dev/promote=step resumes"
+            ),
+        })
+    } else if decision.awaiting_promotion {
+        Some(Hold::Waiting {
+            reason: reason::CANARY,
+            what: format!("{at} waits for drover.dev/promote"),
+        })
     } else {
-        CanaryHold::Moving
+        decision.wake_at.map(|_| Hold::Waiting {
+            reason: reason::CANARY,
+            what: format!("{at} pauses"),
+        })
     };
     Some(Canary {
         status: CanaryStatus {
@@ -186,90 +155,28 @@ pub fn decide(
     })
 }
 
-/// Acts on the canary annotations once the status holds their effect: an Event says what
-/// happened (or why nothing could), and the annotation goes.
-pub async fn settle_command(
-    ctx: &Context,
-    app: &App,
-    canary: Option<&Canary>,
-) -> Result<(), Error> {
-    let key = match find_command(ctx, app) {
-        None => return Ok(()),
-        Some(Found::Acted(key)) => key,
-        Some(Found::New(parsed)) => {
-            let (key, kind, reason, note) = describe(parsed, canary);
-            ctx.publish(app, kind, reason, note).await;
-            lock(&ctx.acted).insert((app.uid().unwrap_or_default(), key));
-            key
-        }
-    };
-    let patch = json!({"metadata": {"annotations": {key: null}}});
-    let api: Api<App> = Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
-    api.patch(
-        &app.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(|source| Error::Annotation {
-        name: app.name_any(),
-        key,
-        source,
-    })?;
-    ctx.metrics.write(CONTROLLER, "patch", "apps");
-    Ok(())
-}
-
-/// The Event for a command: (annotation, type, reason, note).
-fn describe(
-    parsed: Result<(Command, &'static str), String>,
-    canary: Option<&Canary>,
-) -> (&'static str, EventType, &'static str, String) {
-    let (command, key) = match parsed {
-        Ok(found) => found,
-        Err(message) => {
-            return (
-                annotation::PROMOTE,
-                EventType::Warning,
-                reason::PROMOTED,
-                message,
-            );
-        }
-    };
-    let Some(c) = canary.filter(|c| c.command.is_some()) else {
-        return (
-            key,
-            EventType::Warning,
-            reason::PROMOTED,
-            format!("annotation {key}: no canary rollout is in progress; nothing to do"),
-        );
+/// What a command did to the canary, for its Event.
+pub fn effect(canary: &Canary) -> Effect {
+    let Some((command, _)) = canary.command else {
+        return Effect::Nothing;
     };
     match command {
-        Command::Abort => (
-            key,
+        Command::Abort => Effect::Acted(
             EventType::Warning,
             reason::ABORTED,
             format!(
                 "Canary aborted: every pod goes back to revision {}",
-                c.stable.as_ref().map_or("", |s| s.name.as_str())
+                canary.stable.as_ref().map_or("", |s| s.name.as_str())
             ),
         ),
-        Command::Promote | Command::PromoteFull => (
-            key,
+        Command::Promote | Command::PromoteFull => Effect::Acted(
             EventType::Normal,
             reason::PROMOTED,
             format!(
                 "Canary promoted to {}% of the pods (step {})",
-                c.status.weight,
-                c.status.step + 1
+                canary.status.weight,
+                canary.status.step + 1
             ),
         ),
-    }
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
     }
 }

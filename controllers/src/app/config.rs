@@ -17,7 +17,7 @@ use kube::runtime::reflector::ObjectRef;
 use serde_json::{Value, json};
 
 use super::error::{Error, WriteOutcome, classify};
-use super::{CONTROLLER, Context};
+use super::{CONTROLLER, Context, lock};
 use crate::rollout::config::{self, Contents, Kind, Pinned, Source};
 
 /// What the controller last read of one source.
@@ -149,13 +149,6 @@ pub async fn observe(
         contents,
         last_change,
     })
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    }
 }
 
 fn snapshot_meta(app: &App, revision: &str, name: &str, owner: OwnerReference) -> ObjectMeta {

@@ -1,7 +1,9 @@
 //! The App controller: keeps `spec.replicas` pods of the template running and the App's
 //! Service in step with its ports.
 
+mod blue_green;
 mod canary;
+mod command;
 mod config;
 mod error;
 mod ledger;
@@ -151,6 +153,14 @@ impl Context {
         if let Err(e) = self.recorder.publish(&event, &app.object_ref(&())).await {
             warn!(error = %e, reason, "could not publish an event");
         }
+    }
+}
+
+/// A mutex's guard, also after a panic elsewhere poisoned it (the data stays usable).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 

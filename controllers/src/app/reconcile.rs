@@ -19,11 +19,13 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
-use super::canary::{self, Template};
+use super::command::{self, Effect};
 use super::error::{Error, WriteOutcome, classify};
 use super::plan::{self, Create, Delete, Input, NodeHealth, Phase, PodState, Removal};
+use super::revisions::Template;
 use super::status::{self, CrashLoop, Observation};
 use super::{CONTROLLER, Context, pod, revisions, service, undo};
+use super::{blue_green, canary};
 use crate::rollout;
 
 /// Without anything happening, look again this often (drift check).
@@ -96,14 +98,17 @@ pub async fn reconcile(
     let replicas = u32::try_from(app.spec.replicas).unwrap_or(0);
     let min_ready = Duration::from_secs(u64::try_from(app.spec.min_ready_seconds).unwrap_or(0));
     let canary = canary::decide(&ctx, app, &uid, &update, &pods, min_ready, now);
+    let blue_green = blue_green::decide(&ctx, app, &uid, &update, &pods, min_ready, now);
+    let method = match (&canary, &blue_green) {
+        (Some(c), _) => c.method,
+        (_, Some(b)) => b.method,
+        _ => rollout::method(&app.spec.strategy, replicas),
+    };
     let plan = plan::plan(&Input {
         app: &name,
         replicas,
         update_revision: &update.name,
-        method: canary.as_ref().map_or_else(
-            || rollout::method(&app.spec.strategy, replicas),
-            |c| c.method,
-        ),
+        method,
         paused: app.spec.paused,
         min_ready,
         pods: &pods,
@@ -126,11 +131,15 @@ pub async fn reconcile(
                 name: update.name.clone(),
                 template: update.template.clone(),
             };
-            let stable = canary.as_ref().and_then(|c| c.stable.as_ref());
+            let stable = canary
+                .as_ref()
+                .and_then(|c| c.stable.as_ref())
+                .or(blue_green.as_ref().and_then(|b| b.stable.as_ref()));
             create_pods(&ctx, app, &uid, (&update, stable), &pod_api, &plan.creates).await
         }
     };
-    reconcile_service(&ctx, app, &namespace, &uid, &update.name).await?;
+    let active = blue_green.as_ref().map(|b| b.status.active.as_str());
+    reconcile_service(&ctx, app, &namespace, &uid, &update.name, active).await?;
     if let Some(e) = delete_error.or(create_error) {
         return Err(e);
     }
@@ -153,7 +162,12 @@ pub async fn reconcile(
                 u64::try_from(app.spec.progress_deadline_seconds).unwrap_or(1),
             ),
             paused: app.spec.paused,
-            canary: canary.as_ref().map(|c| (c.status.clone(), c.hold)),
+            canary: canary.as_ref().map(|c| c.status.clone()),
+            blue_green: blue_green.as_ref().map(|b| b.status.clone()),
+            hold: canary
+                .as_ref()
+                .and_then(|c| c.hold.clone())
+                .or(blue_green.as_ref().and_then(|b| b.hold.clone())),
             pods: &pods[..observed_count],
             crash_loops: &crash_loops,
             create_failure: refusal.as_deref(),
@@ -190,7 +204,16 @@ pub async fn reconcile(
         })?;
         ctx.metrics.write(CONTROLLER, "patch_status", "apps");
     }
-    canary::settle_command(&ctx, app, canary.as_ref()).await?;
+    let wake_at = canary
+        .as_ref()
+        .and_then(|c| c.wake_at)
+        .or(blue_green.as_ref().and_then(|b| b.wake_at));
+    let effect = match (&canary, blue_green) {
+        (Some(c), _) => canary::effect(c),
+        (_, Some(b)) => b.effect,
+        _ => Effect::Nothing,
+    };
+    command::settle(&ctx, app, effect).await?;
 
     ctx.backoff.reset(&uid);
     let revisit = [plan.revisit_at, available_at].into_iter().flatten().min();
@@ -201,7 +224,7 @@ pub async fn reconcile(
     if let Some(settling) = update.settling {
         wait = wait.min(settling);
     }
-    if let Some(at) = canary.as_ref().and_then(|c| c.wake_at) {
+    if let Some(at) = wake_at {
         wait = wait.min(until(now, at));
     }
     Ok(Action::requeue(wait))
@@ -445,8 +468,9 @@ async fn reconcile_service(
     namespace: &str,
     uid: &str,
     update_revision: &str,
+    active: Option<&str>,
 ) -> Result<(), Error> {
-    for (name, desired) in service::desired(app, update_revision) {
+    for (name, desired) in service::desired(app, update_revision, active) {
         let observed = ctx
             .services
             .get(&ObjectRef::<Service>::new(&name).within(namespace))

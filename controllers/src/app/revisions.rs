@@ -33,6 +33,13 @@ pub struct UpdateRevision {
     pub settling: Option<Duration>,
 }
 
+/// A revision's name and the template its pods are built from.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub name: String,
+    pub template: PodTemplateSpec,
+}
+
 /// How long referenced config must stay unchanged before it makes a new revision: a burst
 /// of edits (several ConfigMaps applied one after the other) makes one rollout.
 pub const CONFIG_SETTLE: Duration = Duration::from_secs(3);

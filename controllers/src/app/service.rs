@@ -12,21 +12,33 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
 /// Every Service name the App may own, with the Service wanted now (`None`: none).
-pub fn desired(app: &App, update_revision: &str) -> Vec<(String, Option<Service>)> {
+/// `active` is the revision a blue-green App's Service selects.
+pub fn desired(
+    app: &App,
+    update_revision: &str,
+    active: Option<&str>,
+) -> Vec<(String, Option<Service>)> {
     let name = app.name_any();
-    let canary = app
-        .spec
-        .strategy
-        .canary
-        .as_ref()
-        .is_some_and(|c| c.service && app.spec.strategy.type_ == StrategyType::Canary);
-    let canary_name = format!("{name}-canary");
-    let canary_service = canary
-        .then(|| build(app, &canary_name, Some(update_revision)))
-        .flatten();
+    let strategy = &app.spec.strategy;
+    let canary = strategy.type_ == StrategyType::Canary
+        && strategy.canary.as_ref().is_some_and(|c| c.service);
+    let preview = strategy.type_ == StrategyType::BlueGreen
+        && strategy
+            .blue_green
+            .clone()
+            .unwrap_or_default()
+            .preview_service;
+    let only_update = |wanted: bool, suffix: &str| {
+        let service_name = format!("{name}-{suffix}");
+        let service = wanted
+            .then(|| build(app, &service_name, Some(update_revision)))
+            .flatten();
+        (service_name, service)
+    };
     vec![
-        (name.clone(), build(app, &name, None)),
-        (canary_name, canary_service),
+        (name.clone(), build(app, &name, active)),
+        only_update(canary, "canary"),
+        only_update(preview, "preview"),
     ]
 }
 
@@ -153,7 +165,7 @@ mod tests {
             "type": "Canary", "canary": {"steps": [{"setWeight": 50}]},
         }))
         .unwrap();
-        let services = desired(&canary, "web-r2");
+        let services = desired(&canary, "web-r2", None);
         assert_eq!(services[1].0, "web-canary");
         let selector = services[1]
             .1
@@ -167,6 +179,29 @@ mod tests {
         assert_eq!(selector.unwrap()["drover.dev/revision"], "web-r2");
         // Not a canary: the name is listed (to remove a leftover) with no Service.
         let plain = app(json!([{"name": "http", "port": 80}]));
-        assert!(desired(&plain, "web-r2")[1].1.is_none());
+        assert!(desired(&plain, "web-r2", None)[1].1.is_none());
+    }
+
+    #[test]
+    fn a_blue_green_app_selects_its_active_revision_and_previews_the_new_one() {
+        let mut app = app(json!([{"name": "http", "port": 80}]));
+        app.spec.strategy = serde_json::from_value(json!({"type": "BlueGreen"})).unwrap();
+        let services = desired(&app, "web-r2", Some("web-r1"));
+        let selector = |i: usize| {
+            services[i]
+                .1
+                .as_ref()
+                .unwrap()
+                .spec
+                .as_ref()
+                .unwrap()
+                .selector
+                .clone()
+                .unwrap()
+        };
+        assert_eq!(selector(0)["drover.dev/revision"], "web-r1");
+        assert_eq!(services[2].0, "web-preview");
+        assert_eq!(selector(2)["drover.dev/revision"], "web-r2");
+        assert!(services[1].1.is_none(), "no canary Service");
     }
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use drover_crds::names::{condition, label, reason};
-use drover_crds::{AppStatus, CanaryStatus};
+use drover_crds::{AppStatus, BlueGreenStatus, CanaryStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
@@ -33,14 +33,14 @@ impl std::fmt::Display for CrashLoop {
     }
 }
 
-/// Whether a canary's steps let it move.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CanaryHold {
-    Moving,
-    /// A timed pause.
-    Pausing,
-    /// An open pause: until `drover.dev/promote`.
-    AwaitingPromotion,
+/// A rollout held on purpose by its strategy: no progress deadline runs meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// At a pause or waiting for a promotion: `Progressing` stays True with this reason,
+    /// the message saying what it waits for.
+    Waiting { reason: &'static str, what: String },
+    /// Aborted: `Progressing` turns False.
+    Aborted { what: String },
 }
 
 #[derive(Debug)]
@@ -54,8 +54,11 @@ pub struct Observation<'a> {
     pub min_ready: Duration,
     pub progress_deadline: Duration,
     pub paused: bool,
-    /// A canary rollout's state, and whether its steps hold it at a pause.
-    pub canary: Option<(CanaryStatus, CanaryHold)>,
+    /// Where a canary or blue-green rollout stands, for the status.
+    pub canary: Option<CanaryStatus>,
+    pub blue_green: Option<BlueGreenStatus>,
+    /// Whether that strategy holds the rollout on purpose.
+    pub hold: Option<Hold>,
     /// Observed pods only (no in-flight creates).
     pub pods: &'a [PodState],
     pub crash_loops: &'a [CrashLoop],
@@ -139,44 +142,27 @@ pub fn compute(
         _ => obs.now,
     };
     let deadline = add(last_progress, obs.progress_deadline);
-    // Held on purpose (paused, a canary pause, an abort): no deadline.
-    let canary = obs.canary.as_ref();
-    let held =
-        obs.paused || canary.is_some_and(|(c, hold)| c.aborted || *hold != CanaryHold::Moving);
+    // Held on purpose (paused, a strategy's pause, an abort): no deadline.
+    let held = obs.paused || obs.hold.is_some();
     let stalled = !converged && !held && deadline <= obs.now;
     if !converged && !stalled && !held {
         revisit_at = earliest(revisit_at, deadline);
     }
-    if let Some((c, hold)) = canary
-        .filter(|(c, hold)| !obs.paused && !converged && (c.aborted || *hold != CanaryHold::Moving))
-    {
-        let (ok, reason, message) = if c.aborted {
-            (
-                false,
-                reason::ABORTED,
-                format!(
-                    "aborted: back on the stable revision, {updated} of {desired} pods on revision {}; drover.dev/promote=step resumes",
-                    obs.update_revision
-                ),
-            )
-        } else {
-            let wait = if *hold == CanaryHold::AwaitingPromotion {
-                "waits for drover.dev/promote"
-            } else {
-                "pauses"
-            };
-            (
-                true,
-                reason::CANARY,
-                format!(
-                    "canary at {}%: step {} {wait}; {updated} of {desired} pods on revision {}, {available} available",
-                    c.weight,
-                    c.step + 1,
-                    obs.update_revision
-                ),
-            )
+    let counts_note = format!(
+        "{updated} of {desired} pods on revision {}, {available} available",
+        obs.update_revision
+    );
+    if let Some(hold) = obs.hold.as_ref().filter(|_| !obs.paused && !converged) {
+        let (ok, reason, what) = match hold {
+            Hold::Waiting { reason, what } => (true, *reason, what),
+            Hold::Aborted { what } => (false, reason::ABORTED, what),
         };
-        conditions.push(cond(condition::PROGRESSING, ok, reason, message));
+        conditions.push(cond(
+            condition::PROGRESSING,
+            ok,
+            reason,
+            format!("{what}; {counts_note}"),
+        ));
     } else if obs.paused {
         conditions.push(Condition {
             status: "Unknown".into(),
@@ -277,7 +263,8 @@ pub fn compute(
         current_revision,
         update_revision: obs.update_revision.to_string(),
         revision: obs.revision_number,
-        canary: obs.canary.as_ref().map(|(c, _)| c.clone()),
+        canary: obs.canary.clone(),
+        blue_green: obs.blue_green.clone(),
         last_progress_time: Some(Time(last_progress)),
         selector: format!("{}={}", label::APP, obs.app),
         conditions,
@@ -321,6 +308,8 @@ mod tests {
             progress_deadline: Duration::from_secs(600),
             paused: false,
             canary: None,
+            blue_green: None,
+            hold: None,
             pods,
             crash_loops: crash,
             create_failure: None,

@@ -18,6 +18,12 @@ use drover_crds::{Strategy, StrategyType};
 pub fn method(strategy: &Strategy, replicas: u32) -> Method {
     match strategy.type_ {
         StrategyType::Recreate => Method::Recreate,
+        // Until a stable revision exists (see the App's blue-green) there is nothing to
+        // run beside.
+        StrategyType::BlueGreen => Method::Parallel {
+            updated: replicas,
+            stable: 0,
+        },
         StrategyType::RollingUpdate | StrategyType::Canary => Method::Rolling(Bounds::resolve(
             &strategy.rolling_update.clone().unwrap_or_default(),
             replicas,

@@ -32,6 +32,13 @@ pub enum Method {
         bounds: Bounds,
         updated: u32,
     },
+    /// Blue-green: `updated` pods of the update revision and `stable` of the stable one
+    /// side by side, each started or removed regardless of the other (the Service
+    /// selects one side at a time).
+    Parallel {
+        updated: u32,
+        stable: u32,
+    },
     /// Every old pod goes first; new ones start once none is left, terminating included.
     Recreate,
 }
@@ -84,6 +91,23 @@ pub fn step(replicas: u32, method: Method, members: &[Member], old_terminating: 
         Method::Rolling(bounds) => plan.balance(replicas, bounds, replicas),
         Method::Split { bounds, updated } => {
             plan.balance(replicas, bounds, (updated as usize).min(replicas));
+        }
+        Method::Parallel { updated, stable } => {
+            let (updated, stable) = (updated as usize, stable as usize);
+            for (new, wanted, why) in [
+                (true, updated, Why::Surplus),
+                (false, stable, Why::Outdated),
+            ] {
+                let extra = plan.count(|m| m.updated == new).saturating_sub(wanted);
+                let order = [
+                    plan.live(|m| m.updated == new && !m.available),
+                    plan.live(|m| m.updated == new && m.available),
+                ]
+                .concat();
+                plan.remove_first(order, extra, why);
+            }
+            plan.step.create = to_u32(updated.saturating_sub(plan.count(|m| m.updated)));
+            plan.step.create_stable = to_u32(stable.saturating_sub(plan.count(|m| !m.updated)));
         }
     }
     plan.step
@@ -368,14 +392,18 @@ mod tests {
             Just(Method::Recreate),
             (arb_bounds(), 0u32..14)
                 .prop_map(|(bounds, updated)| Method::Split { bounds, updated }),
+            (0u32..14, 0u32..14).prop_map(|(updated, stable)| Method::Parallel { updated, stable }),
         ]
     }
 
-    /// How many pods of the update revision a method ends with.
-    fn wanted_updated(method: Method, replicas: u32) -> u32 {
+    /// How many pods of the update revision and of the stable one a method ends with.
+    fn wanted(method: Method, replicas: u32) -> (u32, u32) {
         match method {
-            Method::Split { updated, .. } => updated.min(replicas),
-            _ => replicas,
+            Method::Split { updated, .. } => {
+                (updated.min(replicas), replicas - updated.min(replicas))
+            }
+            Method::Parallel { updated, stable } => (updated, stable),
+            _ => (replicas, 0),
         }
     }
 
@@ -425,17 +453,26 @@ mod tests {
                         "availability fell to {} (floor {})", available(&next), min_available
                     );
                 }
-            } else {
+            } else if method == Method::Recreate {
                 let old_left = next.iter().any(|m| !m.updated);
                 prop_assert!(s.create == 0 || !old_left, "new pods beside old ones");
             }
             // Pods just created that turn out surplus stay until observed; nothing else
-            // keeps the updated pods above replicas.
-            let unseen = members.iter().filter(|m| m.updated && !m.removable).count();
+            // keeps a revision above its share.
+            let (updated, stable) = wanted(method, replicas);
+            let unseen = |new: bool| {
+                members.iter().filter(|m| m.updated == new && !m.removable).count()
+            };
+            let count = |new: bool| next.iter().filter(|m| m.updated == new).count();
+            // (A split moving down keeps new pods while the availability floor needs them.)
+            let most = if matches!(method, Method::Parallel { .. }) { updated } else { replicas };
             prop_assert!(
-                next.iter().filter(|m| m.updated).count() <= replicas as usize + unseen,
-                "more updated pods than replicas"
+                count(true) <= most as usize + unseen(true),
+                "more updated pods than wanted"
             );
+            if let Method::Parallel { .. } = method {
+                prop_assert!(count(false) <= stable as usize + unseen(false), "too many stable pods");
+            }
         }
 
         #[test]
@@ -456,10 +493,10 @@ mod tests {
                     }
                 }
             }
-            prop_assert_eq!(pods.len(), replicas as usize);
+            let (updated, stable) = wanted(method, replicas);
+            prop_assert_eq!(pods.len(), (updated + stable) as usize);
             prop_assert!(pods.iter().all(|m| m.available));
-            let updated = pods.iter().filter(|m| m.updated).count();
-            prop_assert_eq!(updated, wanted_updated(method, replicas) as usize);
+            prop_assert_eq!(pods.iter().filter(|m| m.updated).count(), updated as usize);
             prop_assert_eq!(step(replicas, method, &pods, false), Step::default());
         }
     }
