@@ -420,7 +420,64 @@ mod tests {
         let recreate = json!({"type": "Recreate", "rollingUpdate": {"maxSurge": 1}});
         assert_rejected(
             with(valid_spec(), "/strategy", recreate),
-            "spec.strategy.rollingUpdate applies only to type RollingUpdate",
+            "spec.strategy.rollingUpdate applies to types RollingUpdate and Canary",
+        );
+        assert_rejected(
+            with(valid_spec(), "/progressDeadlineSeconds", json!(0)),
+            "spec.progressDeadlineSeconds",
+        );
+    }
+
+    #[test]
+    fn canary_and_blue_green_settings_are_checked() {
+        let canary = |steps: Value| json!({"type": "Canary", "canary": {"steps": steps}});
+        let good =
+            canary(json!([{"setWeight": 20}, {"pause": {}}, {"pause": {"durationSeconds": 5}}]));
+        assert_eq!(
+            broken_rules(with(valid_spec(), "/strategy", good)),
+            Vec::<String>::new()
+        );
+        for (bad, field) in [
+            (
+                canary(json!([{"setWeight": 120}])),
+                "setWeight must be a percentage",
+            ),
+            (
+                canary(json!([{"setWeight": 20, "pause": {}}])),
+                "exactly one of setWeight and pause",
+            ),
+            (canary(json!([{}])), "exactly one of setWeight and pause"),
+            (
+                canary(json!([{"pause": {"durationSeconds": 0}}])),
+                "durationSeconds must be 1 or more",
+            ),
+            (
+                json!({"type": "Canary"}),
+                "spec.strategy.canary is required with type Canary",
+            ),
+            (
+                json!({"type": "RollingUpdate", "canary": {"steps": [{"setWeight": 5}]}}),
+                "spec.strategy.canary is required with type Canary and allowed only with it",
+            ),
+            (
+                json!({"type": "RollingUpdate", "blueGreen": {}}),
+                "spec.strategy.blueGreen applies only to type BlueGreen",
+            ),
+            (
+                json!({"type": "BlueGreen", "rollingUpdate": {"maxSurge": 1}}),
+                "does not apply to type BlueGreen",
+            ),
+            (
+                json!({"type": "BlueGreen", "blueGreen": {"scaleDownDelaySeconds": -1}}),
+                "scaleDownDelaySeconds must be 0 or more",
+            ),
+        ] {
+            assert_rejected(with(valid_spec(), "/strategy", bad), field);
+        }
+        let blue_green = json!({"type": "BlueGreen", "blueGreen": {"autoPromotionSeconds": 0}});
+        assert_eq!(
+            broken_rules(with(valid_spec(), "/strategy", blue_green)),
+            Vec::<String>::new()
         );
         assert_rejected(
             with(valid_spec(), "/revisionHistoryLimit", json!(-1)),
