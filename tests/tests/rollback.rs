@@ -2,7 +2,8 @@
 //! App (a burst of edits makes one rollout), each revision's pods read an immutable
 //! snapshot of the config it was made with, and `drover.dev/undo` brings back an earlier
 //! revision's image and its file contents — read over HTTP from `/config/` of every pod.
-//! A rollout that stalls misses its progress deadline and, if asked to, rolls back.
+//! A rollout that stalls misses its progress deadline and, if asked to, rolls back. The
+//! `kubectl drover` plugin follows, lists and steers rollouts.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -315,5 +316,80 @@ async fn a_stalled_rollout_misses_its_deadline_and_rolls_back_when_asked_to() {
             .as_deref()
             .is_some_and(|i| i.ends_with("does-not-exist")),
         "without autoRollback the spec is left alone"
+    );
+}
+
+/// Runs `kubectl drover rollout ...` (the plugin, found on PATH by kubectl).
+fn drover(ns: &str, args: &[&str]) -> String {
+    let mut all = vec!["drover", "rollout", "-n", ns];
+    all.extend_from_slice(args);
+    kubectl_ok(&all)
+}
+
+#[tokio::test]
+async fn the_kubectl_plugin_follows_lists_and_steers_rollouts() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-plugin").await;
+    let pool = FakeNodePool::create(&client, "plugin", 2).await;
+    let app: App = serde_json::from_value(app_manifest(APP, 3, "1", &pool.placement())).unwrap();
+    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
+    apps.create(&PostParams::default(), &app).await.unwrap();
+    let status = drover(&ns.name, &["status", APP, "--timeout", "240"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+
+    let mut containers = serde_json::to_value(&app.spec.template.spec.unwrap().containers).unwrap();
+    containers[0]["image"] = json!(format!("{SAMPLE_IMAGE}:2"));
+    apps.patch(
+        APP,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": containers}}}})),
+    )
+    .await
+    .unwrap();
+    let status = drover(&ns.name, &["status", APP, "--timeout", "240"]);
+    assert!(status.ends_with("successfully rolled out\n"), "{status}");
+    let history = drover(&ns.name, &["history", APP]);
+    let rows: Vec<&str> = history.lines().skip(2).collect();
+    assert_eq!(rows.len(), 2, "{history}");
+    assert!(
+        rows[0].starts_with("1 ") && rows[0].contains("sample:1"),
+        "{history}"
+    );
+    assert!(
+        rows[1].starts_with("2 ") && rows[1].contains("current") && rows[1].contains("sample:2"),
+        "{history}"
+    );
+    let one = drover(&ns.name, &["history", APP, "--revision", "1"]);
+    assert!(one.contains("sample:1"), "{one}");
+
+    drover(&ns.name, &["pause", APP]);
+    assert!(apps.get(APP).await.unwrap().spec.paused);
+    drover(&ns.name, &["resume", APP]);
+    assert!(!apps.get(APP).await.unwrap().spec.paused);
+
+    drover(&ns.name, &["undo", APP]);
+    wait_rolled_out(&client, &ns.name, APP, 3, &format!("{SAMPLE_IMAGE}:1")).await;
+    drover(&ns.name, &["restart", APP]);
+    drover(&ns.name, &["status", APP, "--timeout", "240"]);
+    let app = apps.get(APP).await.unwrap();
+    assert!(
+        app.spec
+            .template
+            .metadata
+            .and_then(|m| m.annotations)
+            .is_some_and(|a| a.contains_key("drover.dev/restartedAt")),
+        "restart stamps the template"
+    );
+    assert_eq!(revision_numbers(&client, &ns.name).await, [2, 3, 4]);
+    // A promote with no canary in progress is answered, not ignored.
+    drover(&ns.name, &["promote", APP]);
+    let answer = wait_for("a reply to the promote", ROLLOUT_TIMEOUT, || async {
+        let e = events(&ns.name, "Promoted");
+        (!e.is_empty()).then_some(e)
+    })
+    .await;
+    assert!(
+        answer.contains("no canary or blue-green rollout"),
+        "{answer}"
     );
 }

@@ -278,10 +278,7 @@ fn drover(layout: &Layout) -> Result<ImageSpec> {
         ])
         .run_inherit()
         .context("building the drover binary")?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| layout.repo.join("target"));
-    let binary = target.join("release/drover");
+    let binary = layout.target_dir().join("release/drover");
     let data = fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?;
     let version = cmd(&binary).arg("--version").output()?;
     let version = version

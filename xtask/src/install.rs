@@ -39,7 +39,27 @@ pub fn install_drover(layout: &Layout) -> Result<String> {
         .run()
         .context("installing the drover chart")?;
     println!("drover {tag} installed in {NAMESPACE}");
+    install_plugin(layout)?;
     Ok(reference)
+}
+
+/// Builds the `kubectl drover` plugin and puts it beside the cluster's kubectl, on the
+/// PATH the README's export line sets.
+fn install_plugin(layout: &Layout) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    cmd(&cargo)
+        .current_dir(&layout.repo)
+        .args(["build", "--release", "--locked", "-p", "kubectl-drover"])
+        .run_inherit()
+        .context("building the kubectl-drover plugin")?;
+    let built = layout.target_dir().join("release/kubectl-drover");
+    let dir = layout.client_bin_dir();
+    std::fs::create_dir_all(&dir)?;
+    let installed = dir.join("kubectl-drover");
+    std::fs::copy(&built, &installed)
+        .with_context(|| format!("installing {}", installed.display()))?;
+    println!("kubectl drover plugin installed in {}", dir.display());
+    Ok(())
 }
 
 /// `cargo xtask up`: the cluster, drover, and the sample App, ready to use.

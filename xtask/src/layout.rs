@@ -82,7 +82,15 @@ impl Layout {
         Ok(self.build_bin(component, &pin.version).join(binary))
     }
 
-    /// Symlinks to the cluster's client binaries; the directory users put on PATH.
+    /// Cargo's target directory for this repository.
+    pub fn target_dir(&self) -> PathBuf {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.repo.join("target"))
+    }
+
+    /// Symlinks to the cluster's client binaries, and the kubectl plugin; the directory
+    /// users put on PATH.
     pub fn client_bin_dir(&self) -> PathBuf {
         self.state.join("bin")
     }
