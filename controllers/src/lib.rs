@@ -81,9 +81,13 @@ pub async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn client(qps: f64, burst: u32) -> Result<Client> {
-    let config = Config::infer()
+    let mut config = Config::infer()
         .await
         .context("no cluster configuration (in-cluster or KUBECONFIG)")?;
+    // No blind retries inside the client: a refused eviction (429 from a disruption
+    // budget) must come back at once, and every other failure is retried by the
+    // reconcile with its own backoff, without holding the App's reconcile meanwhile.
+    config.default_retry = false;
     Ok(ClientBuilder::try_from(config)?
         .with_layer(&RateLimitLayer::new(qps, burst))
         .build())

@@ -99,10 +99,26 @@ pub struct AppSpec {
     #[serde(default)]
     pub auto_rollback: bool,
 
+    /// The most pods that may be going away at once for voluntary reasons — drover's own
+    /// rollouts and scale-in, and evictions such as `kubectl drain`, which a
+    /// PodDisruptionBudget `<app>` drover keeps subjects to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disruption: Option<Disruption>,
+
     /// Holds the rollout: template and config changes wait (no new revision, no pod
     /// replaced) until it is false again; scaling goes on. Defaults to false.
     #[serde(default)]
     pub paused: bool,
+}
+
+/// A disruption budget.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Disruption {
+    /// Pods (or a percentage of `replicas`, rounded down but at least 1) that may be
+    /// unavailable or going away at once.
+    #[x_kube(validation = Rule::new("string(self).matches('^[0-9]+%?$') && !(string(self) in ['0', '0%'])").message("spec.disruption.maxUnavailable must be a number of pods (1 or more) or a percentage like 25%"))]
+    pub max_unavailable: IntOrString,
 }
 
 fn default_revision_history_limit() -> i32 {

@@ -66,6 +66,7 @@ pub mod reason {
     pub const BLUE_GREEN: &str = "BlueGreen";
     pub const ABORTED: &str = "Aborted";
     pub const PROMOTED: &str = "Promoted";
+    pub const EVICTION_BLOCKED: &str = "EvictionBlocked";
     pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
     pub const UNDO_FAILED: &str = "UndoFailed";
 }

@@ -690,3 +690,170 @@ async fn a_canary_follows_its_steps_and_obeys_promote_and_abort() {
         app.annotations()
     );
 }
+
+/// Pods of the App `web` right now: (active, terminating).
+async fn pod_counts(pods: &Api<Pod>) -> (usize, usize) {
+    let all = pods
+        .list(&ListParams::default().labels("drover.dev/app=web"))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    let terminating = all
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_some())
+        .count();
+    (all.iter().filter(|p| is_active_pod(p)).count(), terminating)
+}
+
+#[tokio::test]
+async fn a_pod_disruption_budget_holds_a_rollout_until_it_allows_evictions() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-pdb").await;
+    let pool = FakeNodePool::create(&client, "pdb", 2).await;
+    let mut manifest = app_manifest("web", 4, "1", &pool.placement());
+    let surge = json!({"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
+    manifest["spec"]["strategy"] = surge.clone();
+    let app: App = serde_json::from_value(manifest).unwrap();
+    Api::<App>::namespaced(client.clone(), &ns.name)
+        .create(&PostParams::default(), &app)
+        .await
+        .unwrap();
+    wait_rolled_out(&client, &ns.name, "web", 4, &format!("{SAMPLE_IMAGE}:1")).await;
+    // Someone else's budget: every pod of the running revision must stay.
+    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
+    let running = apps
+        .get("web")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .current_revision;
+    let pdb: k8s_openapi::api::policy::v1::PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": {"name": "hold"},
+        "spec": {"minAvailable": 4, "selector": {"matchLabels": {"drover.dev/revision": running}}},
+    }))
+    .unwrap();
+    let pdbs: Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> =
+        Api::namespaced(client.clone(), &ns.name);
+    pdbs.create(&PostParams::default(), &pdb).await.unwrap();
+
+    set_image_and_strategy(&client, &ns.name, "web", "2", surge).await;
+    let blocked = wait_for("an eviction to be refused", ROLLOUT_TIMEOUT, || async {
+        let e = kubectl_ok(&[
+            "-n",
+            &ns.name,
+            "get",
+            "events",
+            "--field-selector",
+            "reason=EvictionBlocked",
+            "-o",
+            "custom-columns=MESSAGE:.message",
+            "--no-headers",
+        ]);
+        (!e.is_empty()).then_some(e)
+    })
+    .await;
+    assert!(blocked.contains("PodDisruptionBudget"), "{blocked}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let all = pods
+        .list(&ListParams::default().labels("drover.dev/app=web"))
+        .await
+        .unwrap()
+        .items;
+    let old = all
+        .iter()
+        .filter(|p| image_of(p).ends_with(":1") && is_active_pod(p))
+        .count();
+    assert_eq!(old, 4, "no old pod went while the budget refused");
+
+    pdbs.delete("hold", &Default::default()).await.unwrap();
+    wait_rolled_out(&client, &ns.name, "web", 4, &format!("{SAMPLE_IMAGE}:2")).await;
+}
+
+#[tokio::test]
+async fn the_disruption_budget_is_kept_for_evictions_and_paces_scale_in() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-budget").await;
+    let node = real_node(&client).await;
+    let mut manifest = app_manifest("web", 4, "1", &Placement::RealNode(node));
+    manifest["spec"]["disruption"] = json!({"maxUnavailable": 1});
+    let app: App = serde_json::from_value(manifest).unwrap();
+    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
+    apps.create(&PostParams::default(), &app).await.unwrap();
+    let running = wait_rolled_out(&client, &ns.name, "web", 4, &format!("{SAMPLE_IMAGE}:1")).await;
+
+    let pdbs: Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> =
+        Api::namespaced(client.clone(), &ns.name);
+    let pdb = wait_for(
+        "the App's PodDisruptionBudget to allow one disruption",
+        ROLLOUT_TIMEOUT,
+        || async {
+            let pdb = pdbs.get("web").await.ok()?;
+            (pdb.status.as_ref()?.disruptions_allowed == 1).then_some(pdb)
+        },
+    )
+    .await;
+    let spec = pdb.spec.unwrap();
+    assert_eq!(
+        spec.max_unavailable,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+    );
+    assert_eq!(
+        spec.selector.unwrap().match_labels.unwrap()["drover.dev/app"],
+        "web"
+    );
+
+    // Two evictions at once (as a drain would), through kubectl, which does not retry a
+    // refusal: the budget lets one through.
+    let evict = |pod: &Pod| {
+        let body = json!({"apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": pod.name_any(), "namespace": ns.name}});
+        let path = std::env::temp_dir().join(format!("eviction-{}.json", pod.name_any()));
+        std::fs::write(&path, body.to_string()).unwrap();
+        let url = format!(
+            "/api/v1/namespaces/{}/pods/{}/eviction",
+            ns.name,
+            pod.name_any()
+        );
+        kubectl(&["create", "--raw", &url, "-f", path.to_str().unwrap()])
+    };
+    let first = evict(&running[0]);
+    assert!(
+        first.status.success(),
+        "the first eviction is allowed: {first:?}"
+    );
+    let second = evict(&running[1]);
+    assert!(
+        !second.status.success()
+            && String::from_utf8_lossy(&second.stderr).contains("disruption budget"),
+        "the second is refused: {second:?}"
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    wait_rolled_out(&client, &ns.name, "web", 4, &format!("{SAMPLE_IMAGE}:1")).await;
+
+    // Scale-in goes one pod at a time: never two going away together.
+    apps.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .unwrap();
+    let most_going = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    wait_for("the scale-in to 1 pod", ROLLOUT_TIMEOUT, || {
+        let pods = pods.clone();
+        let most_going = most_going.clone();
+        async move {
+            let (active, going) = pod_counts(&pods).await;
+            most_going.fetch_max(going, Ordering::Relaxed);
+            (active == 1 && going == 0).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        most_going.load(Ordering::Relaxed),
+        1,
+        "pods went away one at a time"
+    );
+}

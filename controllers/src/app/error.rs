@@ -31,6 +31,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("writing PodDisruptionBudget {name}: {source}")]
+    BudgetWrite {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("writing ControllerRevision {name}: {source}")]
     RevisionWrite {
         name: String,
@@ -77,6 +83,7 @@ impl Error {
             Error::ServiceApply { .. } => "ServiceApplyFailed",
             Error::ServiceDelete { .. } => "ServiceDeleteFailed",
             Error::RevisionWrite { .. } => "RevisionWriteFailed",
+            Error::BudgetWrite { .. } => "DisruptionBudgetWriteFailed",
             Error::Config { .. } => "ConfigSnapshotFailed",
             Error::Undo { .. } => "UndoFailed",
             Error::Annotation { .. } => "AnnotationUpdateFailed",

@@ -5,6 +5,7 @@ mod blue_green;
 mod canary;
 mod command;
 mod config;
+mod disruption;
 mod error;
 mod ledger;
 pub mod plan;
@@ -26,8 +27,9 @@ use drover_crds::names::label;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Pod, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
-use kube::core::{DeserializeGuard, PartialObjectMeta};
+use kube::core::{DeserializeGuard, NamespaceResourceScope, PartialObjectMeta};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -65,6 +67,7 @@ pub struct Context {
     pub pods: Store<Pod>,
     pub nodes: Store<Node>,
     pub services: Store<Service>,
+    pub budgets: Store<PodDisruptionBudget>,
     pub revisions: Store<ControllerRevision>,
     /// ConfigMaps and Secrets, metadata only: their resourceVersions tell when a
     /// referenced one changed.
@@ -97,7 +100,8 @@ impl Synced {
     const REVISIONS: u8 = 16;
     const CONFIG_MAPS: u8 = 32;
     const SECRETS: u8 = 64;
-    const ALL: u8 = 127;
+    const BUDGETS: u8 = 128;
+    const ALL: u8 = 255;
     /// What a reconcile reads besides the App itself.
     const SECONDARY: u8 = Self::ALL & !Self::APPS;
 
@@ -251,25 +255,15 @@ pub async fn run(
     ready: Arc<AtomicBool>,
     recorder: Recorder,
 ) -> Result<()> {
-    let (apps_api, pods_api, services_api, revisions_api): (
-        Api<DeserializeGuard<App>>,
-        Api<Pod>,
-        Api<Service>,
-        Api<ControllerRevision>,
-    ) = match &config.namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-        ),
-    };
+    let namespace = config.namespace.as_deref();
+    let apps_api: Api<DeserializeGuard<App>> = scoped(&client, namespace);
+    let pods_api: Api<Pod> = scoped(&client, namespace);
+    let services_api: Api<Service> = scoped(&client, namespace);
+    let revisions_api: Api<ControllerRevision> = scoped(&client, namespace);
+    let budgets_api: Api<PodDisruptionBudget> = scoped(&client, namespace);
+    // Metadata only: a PartialObjectMeta Api lists and watches without bodies.
+    let config_maps_api: Api<PartialObjectMeta<ConfigMap>> = scoped(&client, namespace);
+    let secrets_api: Api<PartialObjectMeta<Secret>> = scoped(&client, namespace);
     let nodes_api: Api<Node> = Api::all(client.clone());
     let ours = watcher::Config::default().labels(label::APP);
 
@@ -285,6 +279,7 @@ pub async fn run(
     let (apps, apps_writer) = reflector::store();
     let (pods, pods_writer) = reflector::store();
     let (services, services_writer) = reflector::store();
+    let (budgets, budgets_writer) = reflector::store();
     let (nodes, nodes_writer) = reflector::store();
     let (revisions, revisions_writer) = reflector::store();
     let app_events = watcher(apps_api, watcher::Config::default())
@@ -303,6 +298,12 @@ pub async fn run(
         .reflect(services_writer)
         .inspect_ok(synced.on_init_done(Synced::SERVICES))
         .touched_objects();
+    let budget_events = watcher(budgets_api, ours.clone())
+        .default_backoff()
+        .modify(|b: &mut PodDisruptionBudget| b.metadata.managed_fields = None)
+        .reflect(budgets_writer)
+        .inspect_ok(synced.on_init_done(Synced::BUDGETS))
+        .touched_objects();
     let revision_events = watcher(revisions_api, ours)
         .default_backoff()
         .modify(|r: &mut ControllerRevision| r.metadata.managed_fields = None)
@@ -311,17 +312,6 @@ pub async fn run(
         .touched_objects();
     let (config_maps, config_maps_writer) = reflector::store();
     let (secrets, secrets_writer) = reflector::store();
-    // Metadata only: a PartialObjectMeta Api lists and watches without bodies.
-    let (config_maps_api, secrets_api): (
-        Api<PartialObjectMeta<ConfigMap>>,
-        Api<PartialObjectMeta<Secret>>,
-    ) = match &config.namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
     let config_map_events = watcher(config_maps_api, watcher::Config::default())
         .default_backoff()
         .modify(strip_meta)
@@ -349,6 +339,7 @@ pub async fn run(
         pods: pods.clone(),
         nodes,
         services,
+        budgets,
         revisions,
         config_maps,
         secrets,
@@ -407,6 +398,7 @@ pub async fn run(
         .owns_stream(pod_triggers)
         .owns_stream(service_events)
         .owns_stream(revision_events)
+        .owns_stream(budget_events)
         .watches_stream(node_events, node_to_apps)
         .watches_stream(config_map_events, config_map_users)
         .watches_stream(secret_events, secret_users)
@@ -416,6 +408,18 @@ pub async fn run(
         .for_each(|result| report(ctx.clone(), result))
         .await;
     Ok(())
+}
+
+/// An Api over the controller's scope: one namespace, or all of them.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }
 
 /// Pods and nodes are kept in memory by the thousand: drop what no decision reads.

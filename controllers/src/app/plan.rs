@@ -73,6 +73,9 @@ pub struct Input<'a> {
     /// While paused, pods of old revisions stay: only the number of pods is kept (new
     /// ones run the update revision).
     pub paused: bool,
+    /// Pods that may be going away at once for voluntary reasons (rollout, scale-in),
+    /// terminating ones included; `None`: no budget.
+    pub disruption_budget: Option<u32>,
     /// How long a pod must be ready to count as available.
     pub min_ready: Duration,
     pub pods: &'a [PodState],
@@ -208,7 +211,17 @@ pub fn plan(input: &Input<'_>) -> Plan {
         .pods
         .iter()
         .any(|p| p.terminating && p.revision != input.update_revision);
-    let step = rollout::step(input.replicas, input.method, &members, old_terminating);
+    let going = input.pods.iter().filter(|p| p.terminating).count();
+    let max_removals = input
+        .disruption_budget
+        .map_or(usize::MAX, |b| (b as usize).saturating_sub(going));
+    let step = rollout::step_within(
+        input.replicas,
+        input.method,
+        &members,
+        old_terminating,
+        max_removals,
+    );
     for (i, why) in step.remove {
         let reason = match why {
             Why::Surplus => Removal::ScaleDown,
@@ -315,6 +328,7 @@ mod tests {
             replicas,
             update_revision: "web-r1",
             paused: false,
+            disruption_budget: None,
             method: ROLLING,
             min_ready: Duration::ZERO,
             pods,
@@ -440,6 +454,7 @@ mod tests {
             replicas: 1,
             update_revision: "web-r1",
             paused: false,
+            disruption_budget: None,
             method: ROLLING,
             min_ready: Duration::ZERO,
             pods: &[],
@@ -481,6 +496,7 @@ mod tests {
                 replicas,
                 update_revision: "web-r1",
                 paused: true,
+                disruption_budget: None,
                 method: ROLLING,
                 min_ready: Duration::ZERO,
                 pods,
@@ -497,6 +513,34 @@ mod tests {
         let down = paused(1, &old);
         assert_eq!(down.deletes.len(), 1);
         assert_eq!(down.deletes[0].reason, Removal::ScaleDown);
+    }
+
+    #[test]
+    fn a_disruption_budget_paces_scale_in() {
+        let within = |budget, pods: &[PodState]| {
+            plan(&Input {
+                app: "web",
+                replicas: 1,
+                update_revision: "web-r1",
+                paused: false,
+                disruption_budget: Some(budget),
+                method: ROLLING,
+                min_ready: Duration::ZERO,
+                pods,
+                nodes: &nodes(),
+                taken: &HashSet::new(),
+                now: t(100),
+                node_lost_grace: Duration::from_secs(30),
+            })
+        };
+        let pods = [pod(0), pod(1), pod(2), pod(3)];
+        assert_eq!(within(1, &pods).deletes.len(), 1);
+        assert_eq!(within(2, &pods).deletes.len(), 2);
+        // One still going: the budget is spent until it is gone.
+        let mut going = pod(4);
+        going.terminating = true;
+        let pods = [pod(0), pod(1), pod(2), going];
+        assert!(within(1, &pods).deletes.is_empty());
     }
 
     #[test]

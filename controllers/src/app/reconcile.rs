@@ -9,8 +9,9 @@ use drover_crds::names::{condition, field_manager, reason};
 use drover_crds::{App, AppStatus};
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, EvictParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -24,12 +25,14 @@ use super::error::{Error, WriteOutcome, classify};
 use super::plan::{self, Create, Delete, Input, NodeHealth, Phase, PodState, Removal};
 use super::revisions::Template;
 use super::status::{self, CrashLoop, Observation};
-use super::{CONTROLLER, Context, pod, revisions, service, undo};
+use super::{CONTROLLER, Context, disruption, pod, revisions, service, undo};
 use super::{blue_green, canary};
 use crate::rollout;
 
 /// Without anything happening, look again this often (drift check).
 const RESYNC: Duration = Duration::from_secs(300);
+/// An eviction a disruption budget refused is tried again this soon.
+const EVICTION_RETRY: Duration = Duration::from_secs(5);
 
 pub async fn reconcile(
     guard: Arc<DeserializeGuard<App>>,
@@ -110,6 +113,11 @@ pub async fn reconcile(
         update_revision: &update.name,
         method,
         paused: app.spec.paused,
+        disruption_budget: app
+            .spec
+            .disruption
+            .as_ref()
+            .map(|d| rollout::disruption_budget(&d.max_unavailable, replicas)),
         min_ready,
         pods: &pods,
         nodes: &nodes,
@@ -123,7 +131,8 @@ pub async fn reconcile(
 
     // Act.
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let delete_error = delete_pods(&ctx, app, &pod_api, &owned, &plan.deletes).await;
+    let (delete_error, evictions_blocked) =
+        delete_pods(&ctx, app, &pod_api, &owned, &plan.deletes).await;
     let create_error = match ctx.ledger.create_backoff(&uid) {
         Some(_) => None,
         None => {
@@ -140,6 +149,7 @@ pub async fn reconcile(
     };
     let active = blue_green.as_ref().map(|b| b.status.active.as_str());
     reconcile_service(&ctx, app, &namespace, &uid, &update.name, active).await?;
+    reconcile_budget(&ctx, app, &namespace, &uid).await?;
     if let Some(e) = delete_error.or(create_error) {
         return Err(e);
     }
@@ -224,6 +234,9 @@ pub async fn reconcile(
     if let Some(settling) = update.settling {
         wait = wait.min(settling);
     }
+    if evictions_blocked {
+        wait = wait.min(EVICTION_RETRY);
+    }
     if let Some(at) = wake_at {
         wait = wait.min(until(now, at));
     }
@@ -272,17 +285,20 @@ fn health_of(node: &Node) -> NodeHealth {
     }
 }
 
-/// Deletes the planned pods, each with its UID as precondition (so a pod re-created
-/// under the same name is never deleted by mistake). Returns the first failure.
+/// Removes the planned pods, each with its UID as precondition (so a pod re-created
+/// under the same name is never removed by mistake). Voluntary removals (scale-in, a
+/// rollout) go through the Eviction API, so PodDisruptionBudgets apply; finished pods and
+/// pods of lost nodes are deleted. Returns the first failure, and whether a budget
+/// blocked an eviction.
 async fn delete_pods(
     ctx: &Context,
     app: &App,
     api: &Api<Pod>,
     owned: &[Arc<Pod>],
     deletes: &[Delete],
-) -> Option<Error> {
+) -> (Option<Error>, bool) {
     if deletes.is_empty() {
-        return None;
+        return (None, false);
     }
     let results = join_all(deletes.iter().map(|d| async move {
         let params = DeleteParams {
@@ -292,15 +308,33 @@ async fn delete_pods(
             }),
             ..DeleteParams::default()
         };
-        (d, api.delete(&d.name, &params).await)
+        let result = match d.reason {
+            Removal::ScaleDown | Removal::Outdated => {
+                let evict = EvictParams {
+                    delete_options: Some(params),
+                    post_options: PostParams::default(),
+                };
+                api.evict(&d.name, &evict).await.map(drop)
+            }
+            Removal::Finished | Removal::NodeLost { .. } => {
+                api.delete(&d.name, &params).await.map(drop)
+            }
+        };
+        (d, result)
     }))
     .await;
     let mut first_error = None;
+    let mut blocked = vec![];
     let mut scaled_down = vec![];
     let mut outdated = vec![];
     for (d, result) in results {
         match classify(&result) {
             WriteOutcome::Done | WriteOutcome::Gone => {}
+            // 429 to an eviction: a disruption budget allows no more just now.
+            _ if matches!(&result, Err(kube::Error::Api(s)) if s.code == 429) => {
+                blocked.push(d.name.as_str());
+                continue;
+            }
             _ => {
                 if let Err(source) = result {
                     first_error.get_or_insert(Error::PodDelete {
@@ -374,7 +408,19 @@ async fn delete_pods(
         )
         .await;
     }
-    first_error
+    if !blocked.is_empty() {
+        ctx.publish(
+            app,
+            EventType::Warning,
+            reason::EVICTION_BLOCKED,
+            format!(
+                "Cannot evict {} yet: a PodDisruptionBudget allows no more disruptions; retrying",
+                list(&blocked)
+            ),
+        )
+        .await;
+    }
+    (first_error, !blocked.is_empty())
 }
 
 /// Creates the planned pods in batches of 1, 2, 4, ... so that a template the apiserver
@@ -470,54 +516,114 @@ async fn reconcile_service(
     update_revision: &str,
     active: Option<&str>,
 ) -> Result<(), Error> {
+    let api: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
     for (name, desired) in service::desired(app, update_revision, active) {
         let observed = ctx
             .services
             .get(&ObjectRef::<Service>::new(&name).within(namespace))
             .filter(|s| s.owner_references().iter().any(|o| o.uid == uid));
-        let api: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
-        match (desired, observed) {
-            (Some(desired), observed) => {
-                if observed.is_some_and(|o| service::matches(&o, &desired)) {
-                    continue;
-                }
-                api.patch(
-                    &name,
-                    &PatchParams::apply(field_manager::APP).force(),
-                    &Patch::Apply(&desired),
-                )
-                .await
-                .map_err(|source| Error::ServiceApply {
-                    name: name.clone(),
-                    source,
-                })?;
-                ctx.metrics.write(CONTROLLER, "apply", "services");
+        converge(
+            ctx,
+            app,
+            &api,
+            &name,
+            (desired, observed),
+            service::matches,
+            "services",
+        )
+        .await
+        .map_err(|(deleting, source)| match deleting {
+            false => Error::ServiceApply { name, source },
+            true => Error::ServiceDelete { name, source },
+        })?;
+    }
+    Ok(())
+}
+
+/// The App's PodDisruptionBudget, kept as `spec.disruption` asks.
+async fn reconcile_budget(
+    ctx: &Context,
+    app: &App,
+    namespace: &str,
+    uid: &str,
+) -> Result<(), Error> {
+    let name = app.name_any();
+    let api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), namespace);
+    let observed = ctx
+        .budgets
+        .get(&ObjectRef::<PodDisruptionBudget>::new(&name).within(namespace))
+        .filter(|b| b.owner_references().iter().any(|o| o.uid == uid));
+    converge(
+        ctx,
+        app,
+        &api,
+        &name,
+        (disruption::build(app), observed),
+        disruption::matches,
+        "poddisruptionbudgets",
+    )
+    .await
+    .map_err(|(_, source)| Error::BudgetWrite { name, source })
+}
+
+/// Brings an object the App owns in line: applied (server-side) when missing or
+/// different from `desired`, deleted when no longer wanted. The error says whether it
+/// was deleting.
+async fn converge<K>(
+    ctx: &Context,
+    app: &App,
+    api: &Api<K>,
+    name: &str,
+    (desired, observed): (Option<K>, Option<Arc<K>>),
+    same: impl Fn(&K, &K) -> bool,
+    resource: &'static str,
+) -> Result<(), (bool, kube::Error)>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let kind = K::kind(&());
+    match (desired, observed) {
+        (Some(desired), observed) => {
+            if observed.is_some_and(|o| same(&o, &desired)) {
+                return Ok(());
             }
-            (None, Some(existing)) => {
-                let params = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: existing.uid(),
-                        resource_version: None,
-                    }),
-                    ..DeleteParams::default()
-                };
-                let result = api.delete(&name, &params).await;
-                if !matches!(classify(&result), WriteOutcome::Done | WriteOutcome::Gone)
-                    && let Err(source) = result
-                {
-                    return Err(Error::ServiceDelete { name, source });
-                }
-                ctx.metrics.write(CONTROLLER, "delete", "services");
-                ctx.publish(
-                    app,
-                    EventType::Normal,
-                    "ServiceDeleted",
-                    format!("Deleted Service {name}: the App no longer asks for it"),
-                )
-                .await;
-            }
-            (None, None) => {}
+            api.patch(
+                name,
+                &PatchParams::apply(field_manager::APP).force(),
+                &Patch::Apply(&desired),
+            )
+            .await
+            .map_err(|e| (false, e))?;
+            ctx.metrics.write(CONTROLLER, "apply", resource);
         }
+        (None, Some(existing)) => {
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: existing.uid(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            let result = api.delete(name, &params).await;
+            if !matches!(classify(&result), WriteOutcome::Done | WriteOutcome::Gone)
+                && let Err(source) = result
+            {
+                return Err((true, source));
+            }
+            ctx.metrics.write(CONTROLLER, "delete", resource);
+            ctx.publish(
+                app,
+                EventType::Normal,
+                &format!("{kind}Deleted"),
+                format!("Deleted {kind} {name}: the App no longer asks for it"),
+            )
+            .await;
+        }
+        (None, None) => {}
     }
     Ok(())
 }

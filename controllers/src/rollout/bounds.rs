@@ -29,6 +29,12 @@ impl Bounds {
     }
 }
 
+/// How many pods a disruption budget lets go at once: its count, or its percentage of
+/// `replicas` rounded down — never less than one, so pods can always be replaced.
+pub fn disruption_budget(max_unavailable: &IntOrString, replicas: u32) -> u32 {
+    pods(max_unavailable, replicas, false).max(1)
+}
+
 /// A count or a percentage of `replicas` as pods. CEL in the CRD admits only `N`, `"N"`
 /// and `"N%"`; anything else (an object stored before the rule existed) counts as 0.
 fn pods(value: &IntOrString, replicas: u32, round_up: bool) -> u32 {
@@ -53,6 +59,14 @@ fn pods(value: &IntOrString, replicas: u32, round_up: bool) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_disruption_budget_is_at_least_one_pod() {
+        assert_eq!(disruption_budget(&IntOrString::Int(2), 10), 2);
+        assert_eq!(disruption_budget(&IntOrString::String("25%".into()), 10), 2);
+        assert_eq!(disruption_budget(&IntOrString::String("25%".into()), 3), 1);
+        assert_eq!(disruption_budget(&IntOrString::String("10%".into()), 0), 1);
+    }
 
     fn bounds(surge: IntOrString, unavailable: IntOrString, replicas: u32) -> Bounds {
         Bounds::resolve(

@@ -8,8 +8,8 @@ pub mod config;
 pub mod revision;
 pub mod step;
 
-pub use bounds::Bounds;
-pub use step::{Member, Method, Step, Why, step};
+pub use bounds::{Bounds, disruption_budget};
+pub use step::{Member, Method, Step, Why, step, step_within};
 
 use drover_crds::{Strategy, StrategyType};
 

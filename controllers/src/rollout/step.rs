@@ -67,9 +67,22 @@ pub struct Step {
 /// equals: unscheduled, not ready, newest, ...); `old_terminating` tells whether pods of
 /// old revisions are still shutting down.
 pub fn step(replicas: u32, method: Method, members: &[Member], old_terminating: bool) -> Step {
+    step_within(replicas, method, members, old_terminating, usize::MAX)
+}
+
+/// A step that removes at most `max_removals` pods (what a disruption budget leaves);
+/// new pods start only where the pods actually removed make room.
+pub fn step_within(
+    replicas: u32,
+    method: Method,
+    members: &[Member],
+    old_terminating: bool,
+    max_removals: usize,
+) -> Step {
     let mut plan = Planner {
         members,
         removed: vec![false; members.len()],
+        removals_left: max_removals,
         step: Step::default(),
     };
     let replicas = replicas as usize;
@@ -116,6 +129,7 @@ pub fn step(replicas: u32, method: Method, members: &[Member], old_terminating: 
 struct Planner<'a> {
     members: &'a [Member],
     removed: Vec<bool>,
+    removals_left: usize,
     step: Step,
 }
 
@@ -132,6 +146,10 @@ impl Planner<'_> {
     }
 
     fn remove(&mut self, i: usize, why: Why) {
+        if self.removals_left == 0 {
+            return;
+        }
+        self.removals_left -= 1;
         self.removed[i] = true;
         self.step.remove.push((i, why));
     }
@@ -472,6 +490,23 @@ mod tests {
             );
             if let Method::Parallel { .. } = method {
                 prop_assert!(count(false) <= stable as usize + unseen(false), "too many stable pods");
+            }
+        }
+
+        #[test]
+        fn a_removal_cap_holds_and_keeps_the_bounds(
+            replicas in 0u32..12,
+            method in arb_method(),
+            members in prop::collection::vec(arb_member(), 0..20),
+            cap in 0usize..4,
+        ) {
+            let s = step_within(replicas, method, &members, false, cap);
+            prop_assert!(s.remove.len() <= cap);
+            if let Method::Rolling(b) | Method::Split { bounds: b, .. } = method {
+                let next = after(&members, &s);
+                let max_total = (replicas + b.max_surge) as usize;
+                let created = s.create + s.create_stable;
+                prop_assert!(created == 0 || next.len() <= max_total, "surged past {}", max_total);
             }
         }
 
