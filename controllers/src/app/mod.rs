@@ -1,5 +1,6 @@
-//! The App controller: keeps `spec.replicas` pods of the template running and the App's
-//! Service in step with its ports.
+//! The App controller: keeps `spec.replicas` pods of the template running, moves them
+//! between revisions by the App's strategy, and keeps the App's Services and disruption
+//! budget in step with its spec.
 
 mod blue_green;
 mod canary;
@@ -74,8 +75,8 @@ pub struct Context {
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
     pub secrets: Store<PartialObjectMeta<Secret>>,
     config_cache: ConfigCache,
-    /// Canary annotations acted on whose removal the App store has not shown yet: (App
-    /// UID, annotation). A reconcile in between must not act on them twice.
+    /// Rollout command annotations acted on whose removal the App store has not shown
+    /// yet: (App UID, annotation). A reconcile in between must not act on them twice.
     acted: Mutex<HashSet<(String, &'static str)>>,
     ledger: Ledger,
     queue: QueueDepth,
@@ -189,10 +190,7 @@ struct QueueDepth {
 
 impl QueueDepth {
     fn update(&self, f: impl FnOnce(&mut HashSet<(String, String)>)) {
-        let mut waiting = match self.waiting.lock() {
-            Ok(w) => w,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut waiting = lock(&self.waiting);
         f(&mut waiting);
         self.metrics.set_queue_depth(CONTROLLER, waiting.len());
     }
@@ -223,10 +221,7 @@ struct Backoff {
 
 impl Backoff {
     fn next(&self, key: &str) -> Duration {
-        let mut failures = match self.failures.lock() {
-            Ok(f) => f,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut failures = lock(&self.failures);
         let n = failures.entry(key.to_string()).or_default();
         *n = n.saturating_add(1);
         Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300))

@@ -25,8 +25,7 @@ use super::error::{Error, WriteOutcome, classify};
 use super::plan::{self, Create, Delete, Input, NodeHealth, Phase, PodState, Removal};
 use super::revisions::Template;
 use super::status::{self, CrashLoop, Observation};
-use super::{CONTROLLER, Context, disruption, pod, revisions, service, undo};
-use super::{blue_green, canary};
+use super::{CONTROLLER, Context, blue_green, canary, disruption, pod, revisions, service, undo};
 use crate::rollout;
 
 /// Without anything happening, look again this often (drift check).
