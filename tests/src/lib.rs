@@ -470,3 +470,37 @@ pub fn wait_controller() {
         "--timeout=120s",
     ]);
 }
+
+/// Patches the App's first container to `sample:<version>`, and its strategy too when
+/// `strategy` is given (a JSON merge patch of `spec.strategy`).
+pub async fn set_image(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    version: &str,
+    strategy: Option<serde_json::Value>,
+) {
+    let apps: Api<App> = Api::namespaced(client.clone(), ns);
+    let app = apps.get(name).await.expect("the App");
+    let mut containers = serde_json::to_value(
+        &app.spec
+            .template
+            .spec
+            .as_ref()
+            .expect("a pod spec")
+            .containers,
+    )
+    .expect("containers");
+    containers[0]["image"] = json!(format!("{SAMPLE_IMAGE}:{version}"));
+    let mut patch = json!({"spec": {"template": {"spec": {"containers": containers}}}});
+    if let Some(strategy) = strategy {
+        patch["spec"]["strategy"] = strategy;
+    }
+    apps.patch(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .expect("patching the App");
+}

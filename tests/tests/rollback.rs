@@ -153,26 +153,7 @@ async fn undo_restores_the_image_and_the_config_and_config_edits_roll_the_app() 
 
     // New contents and a new image within moments of each other: one revision.
     set_greeting(&client, &ns.name, "three").await;
-    let mut containers = serde_json::to_value(
-        &apps
-            .get(APP)
-            .await
-            .unwrap()
-            .spec
-            .template
-            .spec
-            .unwrap()
-            .containers,
-    )
-    .unwrap();
-    containers[0]["image"] = json!(format!("{SAMPLE_IMAGE}:2"));
-    apps.patch(
-        APP,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": containers}}}})),
-    )
-    .await
-    .unwrap();
+    set_image(&client, &ns.name, APP, "2", None).await;
     wait_serving(&client, &ns.name, "2", "three").await;
     assert_eq!(revision_numbers(&client, &ns.name).await, [1, 2, 3]);
 
@@ -238,26 +219,7 @@ async fn a_stalled_rollout_misses_its_deadline_and_rolls_back_when_asked_to() {
     let observer = drover_e2e::observer::ReplicaObserver::start(&client, &ns.name, APP).await;
     observer.require_ready(3);
     for name in [APP, "stuck"] {
-        let mut containers = serde_json::to_value(
-            &apps
-                .get(name)
-                .await
-                .unwrap()
-                .spec
-                .template
-                .spec
-                .unwrap()
-                .containers,
-        )
-        .unwrap();
-        containers[0]["image"] = json!(format!("{SAMPLE_IMAGE}:does-not-exist"));
-        apps.patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": containers}}}})),
-        )
-        .await
-        .unwrap();
+        set_image(&client, &ns.name, name, "does-not-exist", None).await;
     }
 
     // Without autoRollback: Progressing=False, ProgressDeadlineExceeded, and it stays so.
@@ -337,15 +299,7 @@ async fn the_kubectl_plugin_follows_lists_and_steers_rollouts() {
     let status = drover(&ns.name, &["status", APP, "--timeout", "240"]);
     assert!(status.contains("successfully rolled out"), "{status}");
 
-    let mut containers = serde_json::to_value(&app.spec.template.spec.unwrap().containers).unwrap();
-    containers[0]["image"] = json!(format!("{SAMPLE_IMAGE}:2"));
-    apps.patch(
-        APP,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": containers}}}})),
-    )
-    .await
-    .unwrap();
+    set_image(&client, &ns.name, APP, "2", None).await;
     let status = drover(&ns.name, &["status", APP, "--timeout", "240"]);
     assert!(status.ends_with("successfully rolled out\n"), "{status}");
     let history = drover(&ns.name, &["history", APP]);

@@ -131,25 +131,6 @@ async fn service_ip(client: &Client, ns: &str, name: &str) -> IpAddr {
     svc.spec.unwrap().cluster_ip.unwrap().parse().unwrap()
 }
 
-async fn set_image_and_strategy(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    version: &str,
-    strategy: Value,
-) {
-    let apps: Api<App> = Api::namespaced(client.clone(), ns);
-    let app = apps.get(name).await.unwrap();
-    let mut containers =
-        serde_json::to_value(&app.spec.template.spec.as_ref().unwrap().containers).unwrap();
-    containers[0]["image"] = json!(format!("{SAMPLE_IMAGE}:{version}"));
-    let patch =
-        json!({"spec": {"strategy": strategy, "template": {"spec": {"containers": containers}}}});
-    apps.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
-}
-
 /// Rolls the App `web` to `version` with `strategy` while the load runs against its
 /// Service and an observer requires `floor` ready pods throughout; asserts that no
 /// request failed, that the load was heavy enough to tell and saw both versions, and
@@ -168,7 +149,7 @@ async fn roll_under_load(
     let load = Load::start(ip);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let update_at = load.started.elapsed();
-    set_image_and_strategy(client, ns, "web", to, strategy).await;
+    set_image(client, ns, "web", to, Some(strategy)).await;
     wait_rolled_out(client, ns, "web", 10, &format!("{SAMPLE_IMAGE}:{to}")).await;
     let done_at = load.started.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -278,7 +259,7 @@ async fn a_rolling_update_under_load_drops_no_request_and_stays_within_bounds() 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let blue_green = json!({"type": "BlueGreen", "rollingUpdate": null,
         "blueGreen": {"scaleDownDelaySeconds": 10}});
-    set_image_and_strategy(&client, &ns.name, "web", "2", blue_green).await;
+    set_image(&client, &ns.name, "web", "2", Some(blue_green)).await;
     let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
     wait_for("the preview to be ready", ROLLOUT_TIMEOUT, || async {
         let app = apps.get("web").await.ok()?;
@@ -401,7 +382,14 @@ async fn recreate_removes_every_old_pod_before_starting_new_ones() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
-    set_image_and_strategy(&client, &ns.name, "web", "2", json!({"type": "Recreate"})).await;
+    set_image(
+        &client,
+        &ns.name,
+        "web",
+        "2",
+        Some(json!({"type": "Recreate"})),
+    )
+    .await;
     wait_rolled_out(&client, &ns.name, "web", 4, &format!("{SAMPLE_IMAGE}:2")).await;
     stop.store(true, Ordering::Relaxed);
     watcher_task.await.unwrap();
@@ -442,7 +430,7 @@ async fn a_paused_app_holds_template_changes_but_scales_and_resume_rolls_it() {
     wait_rolled_out(&client, &ns.name, "web", 4, &v1).await;
 
     set_paused(&apps, true).await;
-    set_image_and_strategy(&client, &ns.name, "web", "2", json!({})).await;
+    set_image(&client, &ns.name, "web", "2", None).await;
     wait_for("the App to report the pause", ROLLOUT_TIMEOUT, || async {
         let app = apps.get("web").await.ok()?;
         let seen = app.status.as_ref()?.observed_generation == app.metadata.generation;
@@ -511,12 +499,12 @@ async fn a_rollout_survives_a_controller_crash_within_its_bounds() {
 
     let observer = ReplicaObserver::start(&client, &ns.name, "web").await;
     observer.require_ready(REPLICAS as usize);
-    set_image_and_strategy(
+    set_image(
         &client,
         &ns.name,
         "web",
         "2",
-        json!({"rollingUpdate": {"maxSurge": 5, "maxUnavailable": 0}}),
+        Some(json!({"rollingUpdate": {"maxSurge": 5, "maxUnavailable": 0}})),
     )
     .await;
     let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
@@ -617,7 +605,7 @@ async fn a_canary_follows_its_steps_and_obeys_promote_and_abort() {
 
     let observer = ReplicaObserver::start(&client, &ns.name, "web").await;
     observer.require_ready(10);
-    set_image_and_strategy(&client, &ns.name, "web", "2", canary).await;
+    set_image(&client, &ns.name, "web", "2", Some(canary)).await;
     // 20%: two new pods, then the open pause holds them there.
     let app = wait_split(&client, &ns.name, 2, 8).await;
     let app = if canary_step(&app).0 == 1 {
@@ -737,7 +725,7 @@ async fn a_pod_disruption_budget_holds_a_rollout_until_it_allows_evictions() {
         Api::namespaced(client.clone(), &ns.name);
     pdbs.create(&PostParams::default(), &pdb).await.unwrap();
 
-    set_image_and_strategy(&client, &ns.name, "web", "2", surge).await;
+    set_image(&client, &ns.name, "web", "2", Some(surge)).await;
     let blocked = wait_for("an eviction to be refused", ROLLOUT_TIMEOUT, || async {
         let e = kubectl_ok(&[
             "-n",
