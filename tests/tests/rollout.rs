@@ -473,6 +473,81 @@ async fn a_paused_app_holds_template_changes_but_scales_and_resume_rolls_it() {
     assert_eq!(progressing(&app), Some(("True".into(), "Complete".into())));
 }
 
+/// Waits until the App `web` runs exactly `old` pods of `sample:1`, all ready, and `new`
+/// of the image that does not exist, nothing terminating, and still does 3 s later.
+async fn wait_stuck_split(client: &Client, ns: &str, old: usize, new: usize) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let split = || async {
+        let all = pods
+            .list(&ListParams::default().labels("drover.dev/app=web"))
+            .await
+            .ok()?
+            .items;
+        let of = |version: &'static str| {
+            all.iter()
+                .filter(move |p| image_of(p).ends_with(version))
+                .collect::<Vec<_>>()
+        };
+        let ready_old = of(":1").into_iter().filter(|p| is_pod_ready(p)).count();
+        let settled = all.iter().all(is_active_pod) && all.len() == old + new;
+        (settled && ready_old == old && of(":does-not-exist").len() == new).then_some(())
+    };
+    let what = format!("{old} ready pods of sample:1 and {new} of the missing image");
+    wait_for(&what, ROLLOUT_TIMEOUT, split).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        split().await.is_some(),
+        "the split did not hold: wanted {what}"
+    );
+}
+
+async fn scale(apps: &Api<App>, replicas: i32) {
+    apps.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn scaling_mid_rollout_is_proportional_and_a_paused_rollout_keeps_its_split() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-proportional").await;
+    let node = real_node(&client).await;
+    let mut manifest = app_manifest("web", 4, "1", &Placement::RealNode(node));
+    manifest["spec"]["strategy"] =
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
+    let app: App = serde_json::from_value(manifest).unwrap();
+    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
+    apps.create(&PostParams::default(), &app).await.unwrap();
+    let v1 = format!("{SAMPLE_IMAGE}:1");
+    wait_rolled_out(&client, &ns.name, "web", 4, &v1).await;
+
+    // A rollout that cannot finish: one new pod surges and never becomes ready.
+    set_image(&client, &ns.name, "web", "does-not-exist", None).await;
+    wait_stuck_split(&client, &ns.name, 4, 1).await;
+    // Scaled to 8 (an autoscaler under load): the 3 missing pods are shared 4:1 as the
+    // pods are (2 old, 1 new) and the surge stays the rollout's (1 new) — not 4 old and
+    // 5 new, which would put the new capacity on the unproven revision.
+    scale(&apps, 8).await;
+    wait_stuck_split(&client, &ns.name, 6, 3).await;
+
+    // Paused, each revision keeps its share as the App scales: 12 → 8 old and 4 new,
+    // then 4 → 3 and 1.
+    set_paused(&apps, true).await;
+    scale(&apps, 12).await;
+    wait_stuck_split(&client, &ns.name, 8, 4).await;
+    scale(&apps, 4).await;
+    wait_stuck_split(&client, &ns.name, 3, 1).await;
+
+    // Back to the good image and resumed: the rollout ends on it.
+    set_image(&client, &ns.name, "web", "1", None).await;
+    set_paused(&apps, false).await;
+    wait_rolled_out(&client, &ns.name, "web", 4, &v1).await;
+}
+
 #[tokio::test]
 async fn a_rollout_survives_a_controller_crash_within_its_bounds() {
     const REPLICAS: i32 = 60;

@@ -168,14 +168,7 @@ pub fn decide(
             wake_at: Some(add(now, secs(spec.scale_down_delay_seconds))),
         });
     }
-    let stable = stored
-        .iter()
-        .find(|r| r.name_any() == active)
-        .and_then(|r| revisions::stored_parts(r))
-        .map(|(template, pinned)| Template {
-            name: active.clone(),
-            template: revisions::pinned_template(&template, &pinned),
-        });
+    let stable = revisions::template(&stored, &active);
     let hold = if aborted {
         Some(Hold::Aborted {
             what: format!(

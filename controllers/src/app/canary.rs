@@ -8,7 +8,6 @@ use drover_crds::names::reason;
 use drover_crds::{App, CanaryStatus, StrategyType};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::ResourceExt;
 use kube::runtime::events::EventType;
 
 use super::Context;
@@ -17,7 +16,7 @@ use super::plan::{PodState, available_at, is_active};
 use super::revisions::{self, Template, UpdateRevision};
 use super::status::Hold;
 use crate::rollout::canary::{self, Command, Progress, Step};
-use crate::rollout::{Bounds, Method};
+use crate::rollout::{self, Method};
 
 /// The canary's decision for this pass.
 #[derive(Debug)]
@@ -48,10 +47,7 @@ pub fn decide(
     let spec = app.spec.strategy.canary.as_ref()?;
     let steps: Vec<Step> = spec.steps.iter().map(Step::from_spec).collect();
     let replicas = u32::try_from(app.spec.replicas).unwrap_or(0);
-    let bounds = Bounds::resolve(
-        &app.spec.strategy.rolling_update.clone().unwrap_or_default(),
-        replicas,
-    );
+    let bounds = rollout::bounds(&app.spec.strategy, replicas);
     let command = command::pending(ctx, app);
     let status = app.status.as_ref();
     let done = |command| Canary {
@@ -68,26 +64,12 @@ pub fn decide(
         command,
         wake_at: None,
     };
-    // Steps apply when moving from a stable revision the pods ran to a new one.
-    let stable_name = status
-        .map(|s| s.current_revision.clone())
-        .filter(|c| !c.is_empty() && *c != update.name);
-    let Some(stable_name) = stable_name else {
+    // Steps apply when moving from a stable revision the pods ran to a new one; with
+    // nothing to fall back on, the canary moves like a rolling update.
+    let Some(stable) = revisions::stable(ctx, app, uid, update) else {
         return Some(done(None));
     };
-    let namespace = app.namespace().unwrap_or_default();
-    let stable = revisions::owned(ctx, &namespace, uid)
-        .into_iter()
-        .find(|r| r.name_any() == stable_name)
-        .and_then(|r| revisions::stored_parts(&r))
-        .map(|(template, pinned)| Template {
-            name: stable_name.clone(),
-            template: revisions::pinned_template(&template, &pinned),
-        });
-    let Some(stable) = stable else {
-        // Nothing to fall back on: move like a rolling update.
-        return Some(done(None));
-    };
+    let stable_name = stable.name.clone();
 
     let progress = match status.and_then(|s| s.canary.as_ref()) {
         Some(c) if c.revision == update.name => Progress {

@@ -70,9 +70,9 @@ pub struct Input<'a> {
     /// The revision of the current template: new pods run it, others are replaced.
     pub update_revision: &'a str,
     pub method: Method,
-    /// While paused, pods of old revisions stay: only the number of pods is kept (new
-    /// ones run the update revision).
-    pub paused: bool,
+    /// A stable revision exists to start pods of (a canary's rest, the old share of a
+    /// rollout that is scaled); without one, such pods run the update revision.
+    pub stable: bool,
     /// Pods that may be going away at once for voluntary reasons (rollout, scale-in),
     /// terminating ones included; `None`: no budget.
     pub disruption_budget: Option<u32>,
@@ -201,7 +201,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
     let members: Vec<Member> = active
         .iter()
         .map(|p| Member {
-            updated: input.paused || p.revision == input.update_revision,
+            updated: p.revision == input.update_revision,
             available: available_at(p, input.min_ready, input.now)
                 .is_some_and(|at| at <= input.now),
             removable: !p.is_assumed(),
@@ -215,13 +215,16 @@ pub fn plan(input: &Input<'_>) -> Plan {
     let max_removals = input
         .disruption_budget
         .map_or(usize::MAX, |b| (b as usize).saturating_sub(going));
-    let step = rollout::step_within(
+    let mut step = rollout::step_within(
         input.replicas,
         input.method,
         &members,
         old_terminating,
         max_removals,
     );
+    if !input.stable {
+        step.create += std::mem::take(&mut step.create_stable);
+    }
     for (i, why) in step.remove {
         let reason = match why {
             Why::Surplus => Removal::ScaleDown,
@@ -322,21 +325,33 @@ mod tests {
         max_unavailable: 0,
     });
 
-    fn run(replicas: u32, pods: &[PodState], nodes: &HashMap<String, NodeHealth>) -> Plan {
-        plan(&Input {
+    static NO_NAMES: std::sync::LazyLock<HashSet<String>> = std::sync::LazyLock::new(HashSet::new);
+
+    /// The plan's input in tests: a rolling update to `web-r1` at t=100; tests override
+    /// fields with `..input(..)`.
+    fn input<'a>(
+        replicas: u32,
+        pods: &'a [PodState],
+        nodes: &'a HashMap<String, NodeHealth>,
+    ) -> Input<'a> {
+        Input {
             app: "web",
             replicas,
             update_revision: "web-r1",
-            paused: false,
-            disruption_budget: None,
             method: ROLLING,
+            stable: true,
+            disruption_budget: None,
             min_ready: Duration::ZERO,
             pods,
             nodes,
-            taken: &HashSet::new(),
+            taken: &NO_NAMES,
             now: t(100),
             node_lost_grace: Duration::from_secs(30),
-        })
+        }
+    }
+
+    fn run(replicas: u32, pods: &[PodState], nodes: &HashMap<String, NodeHealth>) -> Plan {
+        plan(&input(replicas, pods, nodes))
     }
 
     fn names(creates: &[Create]) -> Vec<&str> {
@@ -450,18 +465,9 @@ mod tests {
     fn names_taken_by_foreign_pods_are_skipped() {
         let taken = HashSet::from(["web-0".to_string()]);
         let p = plan(&Input {
-            app: "web",
-            replicas: 1,
-            update_revision: "web-r1",
-            paused: false,
-            disruption_budget: None,
-            method: ROLLING,
-            min_ready: Duration::ZERO,
-            pods: &[],
-            nodes: &nodes(),
             taken: &taken,
             now: t(0),
-            node_lost_grace: Duration::from_secs(30),
+            ..input(1, &[], &nodes())
         });
         assert_eq!(names(&p.creates), ["web-1"]);
     }
@@ -485,52 +491,44 @@ mod tests {
     }
 
     #[test]
-    fn paused_keeps_old_revisions_and_still_scales() {
-        let mut old = [pod(0), pod(1)];
-        for p in &mut old {
+    fn paused_keeps_each_revision_and_scales_them_in_proportion() {
+        // 1 of 4 pods on the update revision when the rollout was paused.
+        let mut pods = vec![pod(0), pod(1), pod(2), pod(3)];
+        for p in &mut pods[1..] {
             p.revision = "web-r0".into();
         }
-        let paused = |replicas, pods: &[PodState]| {
+        let held = Method::Hold(rollout::Bounds {
+            max_surge: 2,
+            max_unavailable: 1,
+        });
+        let paused = |replicas, pods: &[PodState], stable| {
             plan(&Input {
-                app: "web",
-                replicas,
-                update_revision: "web-r1",
-                paused: true,
-                disruption_budget: None,
-                method: ROLLING,
-                min_ready: Duration::ZERO,
-                pods,
-                nodes: &nodes(),
-                taken: &HashSet::new(),
-                now: t(100),
-                node_lost_grace: Duration::from_secs(30),
+                method: held,
+                stable,
+                ..input(replicas, pods, &nodes())
             })
         };
-        assert!(paused(2, &old).is_empty(), "no pod is replaced");
-        let up = paused(3, &old);
-        assert_eq!(names(&up.creates), ["web-2"]);
+        assert!(paused(4, &pods, true).is_empty(), "no pod is replaced");
+        // Doubled: 1 more new pod, 3 more old ones.
+        let up = paused(8, &pods, true);
         assert!(up.deletes.is_empty());
-        let down = paused(1, &old);
-        assert_eq!(down.deletes.len(), 1);
-        assert_eq!(down.deletes[0].reason, Removal::ScaleDown);
+        assert_eq!(up.creates.iter().filter(|c| !c.stable).count(), 1);
+        assert_eq!(up.creates.iter().filter(|c| c.stable).count(), 3);
+        // With no stable revision to start pods of, the update revision takes them all.
+        let up = paused(8, &pods, false);
+        assert!(up.creates.iter().all(|c| !c.stable) && up.creates.len() == 4);
+        // Halved: 2 pods go, both old (1 of 2 pods stays new).
+        let down = paused(2, &pods, true);
+        assert_eq!(down.deletes.len(), 2);
+        assert!(down.deletes.iter().all(|d| d.name != "web-0"));
     }
 
     #[test]
     fn a_disruption_budget_paces_scale_in() {
         let within = |budget, pods: &[PodState]| {
             plan(&Input {
-                app: "web",
-                replicas: 1,
-                update_revision: "web-r1",
-                paused: false,
                 disruption_budget: Some(budget),
-                method: ROLLING,
-                min_ready: Duration::ZERO,
-                pods,
-                nodes: &nodes(),
-                taken: &HashSet::new(),
-                now: t(100),
-                node_lost_grace: Duration::from_secs(30),
+                ..input(1, pods, &nodes())
             })
         };
         let pods = [pod(0), pod(1), pod(2), pod(3)];

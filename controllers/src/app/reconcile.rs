@@ -101,17 +101,25 @@ pub async fn reconcile(
     let min_ready = Duration::from_secs(u64::try_from(app.spec.min_ready_seconds).unwrap_or(0));
     let canary = canary::decide(&ctx, app, &uid, &update, &pods, min_ready, now);
     let blue_green = blue_green::decide(&ctx, app, &uid, &update, &pods, min_ready, now);
+    // A blue-green App sizes each side to `replicas` whether paused or not; any other
+    // rollout holds its split while paused.
     let method = match (&canary, &blue_green) {
-        (Some(c), _) => c.method,
         (_, Some(b)) => b.method,
+        _ if app.spec.paused => rollout::held(&app.spec.strategy, replicas),
+        (Some(c), _) => c.method,
         _ => rollout::method(&app.spec.strategy, replicas),
+    };
+    let stable = match (&canary, &blue_green) {
+        (Some(c), _) => c.stable.clone(),
+        (_, Some(b)) => b.stable.clone(),
+        _ => revisions::stable(&ctx, app, &uid, &update),
     };
     let plan = plan::plan(&Input {
         app: &name,
         replicas,
         update_revision: &update.name,
         method,
-        paused: app.spec.paused,
+        stable: stable.is_some(),
         disruption_budget: app
             .spec
             .disruption
@@ -139,11 +147,15 @@ pub async fn reconcile(
                 name: update.name.clone(),
                 template: update.template.clone(),
             };
-            let stable = canary
-                .as_ref()
-                .and_then(|c| c.stable.as_ref())
-                .or(blue_green.as_ref().and_then(|b| b.stable.as_ref()));
-            create_pods(&ctx, app, &uid, (&update, stable), &pod_api, &plan.creates).await
+            create_pods(
+                &ctx,
+                app,
+                &uid,
+                (&update, stable.as_ref()),
+                &pod_api,
+                &plan.creates,
+            )
+            .await
         }
     };
     let active = blue_green.as_ref().map(|b| b.status.active.as_str());

@@ -64,6 +64,29 @@ pub fn pinned_template(template: &PodTemplateSpec, pinned: &[Pinned]) -> PodTemp
     t
 }
 
+/// A stored revision's template, as its pods run it.
+pub fn template(stored: &[Arc<ControllerRevision>], name: &str) -> Option<Template> {
+    let (template, pinned) = stored
+        .iter()
+        .find(|r| r.name_any() == name)
+        .and_then(|r| stored_parts(r))?;
+    Some(Template {
+        name: name.to_string(),
+        template: pinned_template(&template, &pinned),
+    })
+}
+
+/// The stable revision a rollout moves away from — what every pod ran when the last
+/// rollout completed — while it differs from the update revision and is still stored.
+pub fn stable(ctx: &Context, app: &App, uid: &str, update: &UpdateRevision) -> Option<Template> {
+    let current = &app.status.as_ref()?.current_revision;
+    if current.is_empty() || *current == update.name {
+        return None;
+    }
+    let namespace = app.namespace().unwrap_or_default();
+    template(&owned(ctx, &namespace, uid), current)
+}
+
 /// The App's revisions, from the store.
 pub fn owned(ctx: &Context, namespace: &str, uid: &str) -> Vec<Arc<ControllerRevision>> {
     ctx.revisions

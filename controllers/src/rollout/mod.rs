@@ -24,9 +24,21 @@ pub fn method(strategy: &Strategy, replicas: u32) -> Method {
             updated: replicas,
             stable: 0,
         },
-        StrategyType::RollingUpdate | StrategyType::Canary => Method::Rolling(Bounds::resolve(
-            &strategy.rolling_update.clone().unwrap_or_default(),
-            replicas,
-        )),
+        StrategyType::RollingUpdate | StrategyType::Canary => {
+            Method::Rolling(bounds(strategy, replicas))
+        }
     }
+}
+
+/// The step method of a paused rollout: each revision keeps its share of the pods.
+pub fn held(strategy: &Strategy, replicas: u32) -> Method {
+    Method::Hold(bounds(strategy, replicas))
+}
+
+/// A strategy's `rollingUpdate` bounds at `replicas`.
+pub fn bounds(strategy: &Strategy, replicas: u32) -> Bounds {
+    Bounds::resolve(
+        &strategy.rolling_update.clone().unwrap_or_default(),
+        replicas,
+    )
 }

@@ -2,7 +2,13 @@
 //! revision or of an older one, how many new pods to start and which pods to remove.
 //! Pure; the workload controller turns the step into pod creates and deletes.
 //!
-//! Invariants (property-tested below):
+//! Scaling mid-rollout is proportional (as with a Deployment's ReplicaSets): pods a
+//! scale-up adds and pods a scale-down removes are shared between the update revision and
+//! the older ones as the live pods are, so a change of `replicas` neither hastens a
+//! rollout onto an unproven revision nor undoes it. The surge stays the rollout's.
+//!
+//! Invariants (property-tested below, from random states and over random interleavings
+//! of template changes, scaling, pod failures and readiness):
 //! - never more than `replicas + maxSurge` pods after the step's creates;
 //! - removals never take the available pods below `replicas - maxUnavailable` when they
 //!   were at or above it, unless `replicas` itself went down;
@@ -26,6 +32,9 @@ pub struct Member {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Rolling(Bounds),
+    /// A paused rollout: each revision keeps its share of the pods, and a change of
+    /// `replicas` (or a lost pod) is spread over them in proportion.
+    Hold(Bounds),
     /// A canary: `updated` pods of the update revision, the rest of the stable revision,
     /// moving between splits within the bounds.
     Split {
@@ -80,7 +89,7 @@ pub fn step_within(
     max_removals: usize,
 ) -> Step {
     let mut plan = Planner {
-        members,
+        members: members.to_vec(),
         removed: vec![false; members.len()],
         removals_left: max_removals,
         step: Step::default(),
@@ -101,7 +110,19 @@ pub fn step_within(
                 plan.step.create = to_u32(replicas.saturating_sub(plan.count(|m| m.updated)));
             }
         }
-        Method::Rolling(bounds) => plan.balance(replicas, bounds, replicas),
+        Method::Rolling(bounds) => {
+            plan.fill(replicas);
+            plan.balance(replicas, bounds, replicas);
+        }
+        Method::Hold(bounds) => {
+            let live = plan.count(|_| true);
+            let updated = if live == 0 {
+                replicas
+            } else {
+                share(replicas, plan.count(|m| m.updated), live)
+            };
+            plan.balance(replicas, bounds, updated);
+        }
         Method::Split { bounds, updated } => {
             plan.balance(replicas, bounds, (updated as usize).min(replicas));
         }
@@ -126,14 +147,15 @@ pub fn step_within(
     plan.step
 }
 
-struct Planner<'a> {
-    members: &'a [Member],
+struct Planner {
+    /// The live pods, then the stable pods this step starts (see `fill`).
+    members: Vec<Member>,
     removed: Vec<bool>,
     removals_left: usize,
     step: Step,
 }
 
-impl Planner<'_> {
+impl Planner {
     /// Members not removed by this step that match, in the caller's order.
     fn live(&self, keep: impl Fn(&Member) -> bool) -> Vec<usize> {
         (0..self.members.len())
@@ -165,6 +187,22 @@ impl Planner<'_> {
         }
     }
 
+    /// A rolling update below `replicas` (scaled up, or pods lost) starts the missing
+    /// pods of each side as the live pods are shared; the stable ones count as live,
+    /// starting pods for the rest of the step.
+    fn fill(&mut self, replicas: usize) {
+        let live = self.count(|_| true);
+        let missing = replicas.saturating_sub(live);
+        let stable = share(missing, self.count(|m| !m.updated), live);
+        self.step.create_stable = to_u32(stable);
+        self.members.extend((0..stable).map(|_| Member {
+            updated: false,
+            available: false,
+            removable: false,
+        }));
+        self.removed.resize(self.members.len(), false);
+    }
+
     /// Moves towards `updated` pods of the update revision and `replicas - updated` old
     /// ones within the bounds.
     fn balance(&mut self, replicas: usize, bounds: Bounds, updated: usize) {
@@ -179,25 +217,33 @@ impl Planner<'_> {
             };
             count.saturating_sub(wanted)
         };
-        // Above the surge ceiling (replicas went down): unavailable pods go first, old
-        // before new, then available old ones, then available new ones.
+        // Above the surge ceiling (replicas went down): each side gives up its share of
+        // the surplus, pods that serve nothing first.
         let surplus = self.count(|_| true).saturating_sub(max_total);
-        let order = [
-            self.live(|m| !m.available && !m.updated),
-            self.live(|m| !m.available && m.updated),
-            self.live(|m| m.available && !m.updated),
-            self.live(|m| m.available && m.updated),
-        ]
-        .concat();
-        self.remove_first(order, surplus, Why::Surplus);
-        // Pods beyond their revision's share that serve nothing go at once; available
-        // ones as far as the availability floor allows, old before new.
-        let n = excess(self, false);
-        let unavailable = self.live(|m| !m.updated && !m.available);
-        self.remove_first(unavailable, n, Why::Outdated);
-        let n = excess(self, true);
-        let unavailable = self.live(|m| m.updated && !m.available);
-        self.remove_first(unavailable, n, Why::Surplus);
+        let from_old = share(surplus, self.count(|m| !m.updated), self.count(|_| true));
+        for (new, n) in [(false, from_old), (true, surplus - from_old)] {
+            let order = [
+                self.live(|m| m.updated == new && !m.available),
+                self.live(|m| m.updated == new && m.available),
+            ]
+            .concat();
+            self.remove_first(order, n, Why::Surplus);
+        }
+        // Pods beyond their side's share that serve nothing go, as far as the pods that
+        // may yet serve stay above the floor while the other side's starting pods are
+        // not counted (a Deployment's rule): a broken old pod goes once a new one serves
+        // in its place, a stable pod a scale-up just started is not swapped for a new
+        // one before that.
+        for (new, why) in [(false, Why::Outdated), (true, Why::Surplus)] {
+            let n = excess(self, new);
+            let others_starting = self.count(|m| m.updated != new && !m.available);
+            let limit = self
+                .count(|_| true)
+                .saturating_sub(min_available + others_starting);
+            let unavailable = self.live(|m| m.updated == new && !m.available);
+            self.remove_first(unavailable, n.min(limit), why);
+        }
+        // Available ones as far as the availability floor allows, old before new.
         // (Unavailable pods not observed yet are left for a later step, and count as
         // going.)
         let pending =
@@ -210,13 +256,13 @@ impl Planner<'_> {
         let n = excess(self, true).saturating_sub(pending(self, true));
         let new = self.live(|m| m.updated && m.available);
         self.remove_first(new, n.min(spare), Why::Surplus);
-        // New pods where a revision is short, the update revision first.
+        // New pods where a side is short, the update revision first.
         let mut room = max_total.saturating_sub(self.count(|_| true));
         let missing = updated.saturating_sub(self.count(|m| m.updated)).min(room);
         self.step.create = to_u32(missing);
         room -= missing;
         let missing = stable.saturating_sub(self.count(|m| !m.updated)).min(room);
-        self.step.create_stable = to_u32(missing);
+        self.step.create_stable += to_u32(missing);
     }
 
     /// Updated pods beyond `replicas` are never needed: unavailable ones go first.
@@ -229,6 +275,14 @@ impl Planner<'_> {
         .concat();
         self.remove_first(order, extra, Why::Surplus);
     }
+}
+
+/// `part / whole` of `n`, rounded to the nearest pod (0 when `whole` is 0).
+fn share(n: usize, part: usize, whole: usize) -> usize {
+    if whole == 0 {
+        return 0;
+    }
+    (n * part + whole / 2) / whole
 }
 
 fn to_u32(n: usize) -> u32 {
@@ -297,14 +351,21 @@ mod tests {
     }
 
     #[test]
-    fn old_pods_that_serve_nothing_go_at_once() {
+    fn old_pods_that_serve_nothing_go_once_the_floor_allows() {
         let broken = Member {
             available: false,
             ..OLD
         };
+        // No pod may be unavailable: the broken pod stays until a new one serves.
         let s = step(3, rolling(1, 0), &[OLD, broken, OLD], false);
+        assert_eq!((s.create, s.remove.len()), (1, 0));
+        let s = step(3, rolling(1, 0), &[OLD, broken, OLD, NEW], false);
         assert_eq!(s.remove, [(1, Why::Outdated)]);
-        assert_eq!(s.create, 2);
+        assert_eq!(s.create, 1);
+        // One may: it goes at once.
+        let s = step(3, rolling(0, 1), &[OLD, broken, OLD], false);
+        assert_eq!(s.remove, [(1, Why::Outdated)]);
+        assert_eq!(s.create, 1);
     }
 
     #[test]
@@ -316,16 +377,51 @@ mod tests {
     }
 
     #[test]
-    fn scaling_down_mid_rollout_drops_unavailable_pods_first() {
+    fn scaling_down_mid_rollout_takes_from_each_revision_in_proportion() {
         let mut pods = vec![OLD; 6];
         pods.extend([STARTING; 2]);
         let s = step(3, rolling(1, 0), &pods, false);
-        // 8 live, at most 4: the two starting pods and two old ones go; of the four old
-        // ones left, one may go for a new pod (3 must stay available).
-        assert_eq!(removed(&s), [6, 7, 0, 1, 2]);
-        assert!(s.remove[..4].iter().all(|(_, why)| *why == Why::Surplus));
-        assert_eq!(s.remove[4].1, Why::Outdated);
-        assert_eq!(s.create, 1);
+        // 8 live, at most 4: 3 old pods and 1 new go (6:2), each side's pods that serve
+        // nothing first; the 3 old pods left are the availability floor.
+        assert_eq!(removed(&s), [0, 1, 2, 6]);
+        assert!(s.remove.iter().all(|(_, why)| *why == Why::Surplus));
+        assert_eq!((s.create, s.create_stable), (0, 0));
+    }
+
+    #[test]
+    fn scaling_up_mid_rollout_adds_to_each_revision_in_proportion() {
+        // Half-way from 4 replicas, scaled to 8 (surge 2, 2 may be unavailable): the 4
+        // pods missing are shared 2:2, and the surge goes to the rollout.
+        let s = step(8, rolling(2, 2), &[OLD, OLD, NEW, NEW], false);
+        assert_eq!((s.create_stable, s.create), (2, 4));
+        assert!(
+            s.remove.is_empty(),
+            "no old pod goes while no new one can serve"
+        );
+        // The new stable pods are not swapped for new ones before those serve.
+        let stable_starting = Member {
+            updated: false,
+            ..STARTING
+        };
+        let mut pods = vec![OLD, OLD, NEW, NEW, stable_starting, stable_starting];
+        pods.extend([STARTING; 4]);
+        assert_eq!(step(8, rolling(2, 2), &pods, false), Step::default());
+    }
+
+    #[test]
+    fn a_paused_rollout_holds_its_split_and_scales_it_in_proportion() {
+        let hold = Method::Hold(Bounds {
+            max_surge: 1,
+            max_unavailable: 1,
+        });
+        let pods = [OLD, OLD, OLD, NEW];
+        assert_eq!(step(4, hold, &pods, false), Step::default());
+        let s = step(8, hold, &pods, false);
+        assert_eq!((s.create, s.create_stable, s.remove.len()), (1, 3, 0));
+        assert_eq!(removed(&step(2, hold, &pods, false)), [0, 1]);
+        // A lost old pod comes back as an old one.
+        let s = step(4, hold, &[OLD, OLD, NEW], false);
+        assert_eq!((s.create, s.create_stable), (0, 1));
     }
 
     #[test]
@@ -533,6 +629,283 @@ mod tests {
             prop_assert!(pods.iter().all(|m| m.available));
             prop_assert_eq!(pods.iter().filter(|m| m.updated).count(), updated as usize);
             prop_assert_eq!(step(replicas, method, &pods, false), Step::default());
+        }
+    }
+
+    /// Interleavings: a workload model driven by random events — template changes and
+    /// reverts, scaling, pauses, canary weights, pods failing, becoming ready and being
+    /// observed — with the controller stepping in between, checked at every step.
+    mod interleaving {
+        use drover_crds::RollingUpdate;
+        use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+        use proptest::prelude::*;
+
+        use super::super::*;
+        use crate::rollout::canary::updated_for;
+
+        #[derive(Debug, Clone, Copy)]
+        struct Pod {
+            revision: u32,
+            available: bool,
+            observed: bool,
+        }
+
+        #[derive(Debug, Clone, Copy)]
+        enum Kind {
+            Rolling,
+            Recreate,
+            Canary,
+        }
+
+        #[derive(Debug, Clone, Copy)]
+        enum Event {
+            /// The controller steps, removing at most `cap` pods (a disruption budget).
+            Step {
+                cap: usize,
+            },
+            /// The watch delivers every pod created so far.
+            Observe,
+            Ready(usize),
+            Unready(usize),
+            Lost(usize),
+            Scale(u32),
+            /// A new template, or back to the stable revision.
+            Template {
+                revert: bool,
+            },
+            Pause(bool),
+            Weight(u32),
+        }
+
+        fn arb_event() -> impl Strategy<Value = Event> {
+            prop_oneof![
+                6 => prop_oneof![Just(1usize), Just(2), Just(usize::MAX)]
+                    .prop_map(|cap| Event::Step { cap }),
+                3 => Just(Event::Observe),
+                5 => any::<usize>().prop_map(Event::Ready),
+                1 => any::<usize>().prop_map(Event::Unready),
+                1 => any::<usize>().prop_map(Event::Lost),
+                2 => (0u32..16).prop_map(Event::Scale),
+                1 => any::<bool>().prop_map(|revert| Event::Template { revert }),
+                1 => any::<bool>().prop_map(Event::Pause),
+                1 => (0u32..=100).prop_map(Event::Weight),
+            ]
+        }
+
+        struct World {
+            kind: Kind,
+            surge: u32,
+            unavailable: u32,
+            replicas: u32,
+            paused: bool,
+            weight: u32,
+            /// The revision new pods run, and the one every pod ran when the last
+            /// rollout completed (what stable pods run).
+            update: u32,
+            current: u32,
+            next_revision: u32,
+            pods: Vec<Pod>,
+        }
+
+        impl World {
+            fn bounds(&self) -> Bounds {
+                let percent = |p: u32| Some(IntOrString::String(format!("{p}%")));
+                Bounds::resolve(
+                    &RollingUpdate {
+                        max_surge: percent(self.surge),
+                        max_unavailable: percent(self.unavailable),
+                    },
+                    self.replicas,
+                )
+            }
+
+            /// As the App picks it: a canary with nothing stable to fall back on moves
+            /// like a rolling update.
+            fn method(&self) -> Method {
+                let bounds = self.bounds();
+                match self.kind {
+                    _ if self.paused => Method::Hold(bounds),
+                    Kind::Recreate => Method::Recreate,
+                    Kind::Canary if self.current != self.update => Method::Split {
+                        bounds,
+                        updated: updated_for(self.weight, self.replicas),
+                    },
+                    Kind::Rolling | Kind::Canary => Method::Rolling(bounds),
+                }
+            }
+
+            fn members(&self) -> Vec<Member> {
+                self.pods
+                    .iter()
+                    .map(|p| Member {
+                        updated: p.revision == self.update,
+                        available: p.available,
+                        removable: p.observed,
+                    })
+                    .collect()
+            }
+
+            fn pod(&mut self, i: usize) -> Option<&mut Pod> {
+                let n = self.pods.len();
+                (n > 0).then(|| &mut self.pods[i % n])
+            }
+
+            /// One step, its writes landed; checks the invariants.
+            fn step(&mut self, cap: usize) -> Result<Step, TestCaseError> {
+                let method = self.method();
+                let members = self.members();
+                let s = step_within(self.replicas, method, &members, false, cap);
+                prop_assert!(s.remove.len() <= cap, "past the removal cap");
+                let mut seen = vec![false; members.len()];
+                for &(i, _) in &s.remove {
+                    prop_assert!(members[i].removable, "removed a pod not yet observed");
+                    prop_assert!(!std::mem::replace(&mut seen[i], true), "removed twice");
+                }
+                let live = members.len();
+                let available = |ps: &[Pod]| ps.iter().filter(|p| p.available).count();
+                let available_before = available(&self.pods);
+                let updated_before = members.iter().filter(|m| m.updated).count();
+                let old_before = live - updated_before;
+                self.pods = self
+                    .pods
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !seen[*i])
+                    .map(|(_, p)| *p)
+                    .collect();
+                // Pods of the stable revision; with none distinct from the update
+                // revision, the App starts update pods instead.
+                let stable = if self.current == self.update {
+                    self.update
+                } else {
+                    self.current
+                };
+                for (n, revision) in [(s.create, self.update), (s.create_stable, stable)] {
+                    self.pods.extend((0..n).map(|_| Pod {
+                        revision,
+                        available: false,
+                        observed: false,
+                    }));
+                }
+                let r = self.replicas as usize;
+                if let Method::Rolling(b) | Method::Split { bounds: b, .. } | Method::Hold(b) =
+                    method
+                {
+                    let max_total = r + b.max_surge as usize;
+                    let min_available = r.saturating_sub(b.max_unavailable as usize);
+                    if s.create + s.create_stable > 0 {
+                        prop_assert!(self.pods.len() <= max_total, "surged past {max_total}");
+                    }
+                    if live <= max_total && available_before >= min_available {
+                        prop_assert!(
+                            available(&self.pods) >= min_available,
+                            "availability fell below {min_available}"
+                        );
+                    }
+                }
+                // Proportional scaling: what a scale-up adds is shared as the pods are.
+                if live > 0 && live < r {
+                    let exact =
+                        |part: usize, of: usize| (r - live) as f64 * part as f64 / of as f64;
+                    if let Method::Rolling(_) = method {
+                        let off = f64::from(s.create_stable) - exact(old_before, live);
+                        prop_assert!(
+                            off.abs() <= 1.0,
+                            "{s:?} is not proportional to {old_before}/{live}"
+                        );
+                    }
+                    if let Method::Hold(_) = method {
+                        let added = f64::from(s.create);
+                        prop_assert!((added - exact(updated_before, live)).abs() <= 1.0);
+                        prop_assert!(s.remove.is_empty());
+                    }
+                }
+                if matches!(method, Method::Hold(_)) && live == r {
+                    prop_assert_eq!(&s, &Step::default(), "a paused rollout replaced pods");
+                }
+                if self.pods.len() == r && self.pods.iter().all(|p| p.revision == self.update) {
+                    self.current = self.update;
+                }
+                Ok(s)
+            }
+
+            fn apply(&mut self, event: Event) -> Result<(), TestCaseError> {
+                match event {
+                    Event::Step { cap } => {
+                        self.step(cap)?;
+                    }
+                    Event::Observe => self.pods.iter_mut().for_each(|p| p.observed = true),
+                    Event::Ready(i) => {
+                        if let Some(p) = self.pod(i) {
+                            p.available = true;
+                        }
+                    }
+                    Event::Unready(i) => {
+                        if let Some(p) = self.pod(i) {
+                            p.available = false;
+                        }
+                    }
+                    Event::Lost(i) => {
+                        if !self.pods.is_empty() {
+                            let n = self.pods.len();
+                            self.pods.remove(i % n);
+                        }
+                    }
+                    Event::Scale(r) => self.replicas = r,
+                    Event::Template { revert: true } => self.update = self.current,
+                    Event::Template { revert: false } => {
+                        self.update = self.next_revision;
+                        self.next_revision += 1;
+                    }
+                    Event::Pause(p) => self.paused = p,
+                    Event::Weight(w) => self.weight = w,
+                }
+                Ok(())
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn every_step_keeps_the_invariants_and_the_rollout_converges(
+                kind in prop_oneof![Just(Kind::Rolling), Just(Kind::Recreate), Just(Kind::Canary)],
+                surge in prop_oneof![Just(0u32), Just(25), Just(50)],
+                unavailable in prop_oneof![Just(0u32), Just(25), Just(50)],
+                replicas in 0u32..12,
+                events in prop::collection::vec(arb_event(), 0..80),
+            ) {
+                let mut world = World {
+                    kind,
+                    surge,
+                    unavailable,
+                    replicas,
+                    paused: false,
+                    weight: 20,
+                    update: 0,
+                    current: 0,
+                    next_revision: 1,
+                    pods: (0..replicas)
+                        .map(|_| Pod { revision: 0, available: true, observed: true })
+                        .collect(),
+                };
+                for event in events {
+                    world.apply(event)?;
+                }
+                // Resumed and promoted, with pods starting and being observed, the
+                // rollout completes.
+                world.paused = false;
+                world.weight = 100;
+                for _ in 0..64 {
+                    world.apply(Event::Observe)?;
+                    world.step(usize::MAX)?;
+                    world.pods.iter_mut().for_each(|p| p.available = true);
+                }
+                world.apply(Event::Observe)?;
+                prop_assert_eq!(world.pods.len(), world.replicas as usize);
+                prop_assert!(world.pods.iter().all(|p| p.revision == world.update && p.available));
+                prop_assert_eq!(world.step(usize::MAX)?, Step::default());
+            }
         }
     }
 }
