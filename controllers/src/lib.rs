@@ -3,6 +3,7 @@
 pub mod app;
 pub mod rollout;
 pub mod runtime;
+pub mod scheduler;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,0 +1,282 @@
+//! Which nodes a pod may go to, and why the others may not: resources against
+//! allocatable (pods bound and assumed counted), nodeSelector, required node affinity,
+//! taints, unschedulable and NotReady nodes, host ports. Reasons read as kube-scheduler's.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Node, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration,
+};
+
+use super::resources::{self, Kind, Requests, Resources};
+
+/// A host port a pod holds on its node.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    pub protocol: String,
+    /// Empty or `0.0.0.0`: every address.
+    pub ip: String,
+    pub port: i32,
+}
+
+impl HostPort {
+    fn conflicts(&self, other: &HostPort) -> bool {
+        let any = |ip: &str| ip.is_empty() || ip == "0.0.0.0";
+        self.port == other.port
+            && self.protocol == other.protocol
+            && (any(&self.ip) || any(&other.ip) || self.ip == other.ip)
+    }
+}
+
+/// What the scheduler knows of a node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeInfo {
+    pub name: String,
+    pub allocatable: Resources,
+    /// Requests of the pods bound or assumed on it, for fitting and for scoring.
+    pub requested: Requests,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    pub unschedulable: bool,
+    pub ready: bool,
+    pub host_ports: Vec<HostPort>,
+}
+
+impl NodeInfo {
+    /// A node with no pod counted on it yet.
+    pub fn from_node(node: &Node) -> NodeInfo {
+        let spec = node.spec.as_ref();
+        NodeInfo {
+            name: node.metadata.name.clone().unwrap_or_default(),
+            allocatable: resources::allocatable(node),
+            requested: Requests::default(),
+            labels: node.metadata.labels.clone().unwrap_or_default(),
+            taints: spec.and_then(|s| s.taints.clone()).unwrap_or_default(),
+            unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
+            ready: node
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True"),
+            host_ports: vec![],
+        }
+    }
+
+    /// Counts a pod on the node (bound, or assumed by this scheduler).
+    pub fn add(&mut self, pod: &PodInfo) {
+        self.requested.fit = self.requested.fit + pod.requests.fit;
+        self.requested.score = self.requested.score + pod.requests.score;
+        self.host_ports.extend(pod.host_ports.iter().cloned());
+    }
+
+    /// Stops counting a pod (deleted, or an assumption that did not hold).
+    pub fn remove(&mut self, pod: &PodInfo) {
+        self.requested.fit = self.requested.fit - pod.requests.fit;
+        self.requested.score = self.requested.score - pod.requests.score;
+        for port in &pod.host_ports {
+            if let Some(i) = self.host_ports.iter().position(|p| p == port) {
+                self.host_ports.swap_remove(i);
+            }
+        }
+    }
+}
+
+/// What the scheduler needs of a pod.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodInfo {
+    pub requests: Requests,
+    pub node_selector: BTreeMap<String, String>,
+    pub affinity: Option<NodeSelector>,
+    pub tolerations: Vec<Toleration>,
+    pub host_ports: Vec<HostPort>,
+}
+
+impl PodInfo {
+    pub fn from_pod(pod: &Pod) -> PodInfo {
+        let Some(spec) = pod.spec.as_ref() else {
+            return PodInfo::default();
+        };
+        PodInfo {
+            requests: resources::pod_requests(spec),
+            node_selector: spec.node_selector.clone().unwrap_or_default(),
+            affinity: spec
+                .affinity
+                .as_ref()
+                .and_then(|a| a.node_affinity.as_ref())
+                .and_then(|n| {
+                    n.required_during_scheduling_ignored_during_execution
+                        .clone()
+                }),
+            tolerations: spec.tolerations.clone().unwrap_or_default(),
+            host_ports: spec
+                .containers
+                .iter()
+                .chain(spec.init_containers.iter().flatten())
+                .flat_map(|c| c.ports.iter().flatten())
+                .filter(|p| p.host_port.is_some_and(|h| h > 0))
+                .map(|p| HostPort {
+                    protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                    ip: p.host_ip.clone().unwrap_or_default(),
+                    port: p.host_port.unwrap_or(0),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Why a node cannot take a pod.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    Insufficient(Kind),
+    NotReady,
+    Unschedulable,
+    Selector,
+    Taint { key: String, value: String },
+    Ports,
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Insufficient(Kind::Pods) => write!(f, "Too many pods"),
+            Reason::Insufficient(kind) => write!(f, "Insufficient {}", kind.name()),
+            Reason::NotReady => write!(f, "node(s) were not ready"),
+            Reason::Unschedulable => write!(f, "node(s) were unschedulable"),
+            Reason::Selector => write!(f, "node(s) didn't match Pod's node affinity/selector"),
+            Reason::Taint { key, value } => {
+                write!(f, "node(s) had untolerated taint {{{key}: {value}}}")
+            }
+            Reason::Ports => write!(
+                f,
+                "node(s) didn't have free ports for the requested pod ports"
+            ),
+        }
+    }
+}
+
+const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
+
+/// Whether `node` may take `pod`; if not, every reason why.
+pub fn check(pod: &PodInfo, node: &NodeInfo) -> Result<(), Vec<Reason>> {
+    let mut reasons = vec![];
+    if !node.ready {
+        reasons.push(Reason::NotReady);
+    }
+    if node.unschedulable
+        && !pod.tolerations.iter().any(|t| {
+            tolerates(
+                t,
+                &Taint {
+                    key: UNSCHEDULABLE_TAINT.into(),
+                    effect: "NoSchedule".into(),
+                    ..Taint::default()
+                },
+            )
+        })
+    {
+        reasons.push(Reason::Unschedulable);
+    }
+    if !selects(pod, node) {
+        reasons.push(Reason::Selector);
+    }
+    if let Some(taint) = node
+        .taints
+        .iter()
+        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+        .find(|t| !pod.tolerations.iter().any(|tol| tolerates(tol, t)))
+    {
+        reasons.push(Reason::Taint {
+            key: taint.key.clone(),
+            value: taint.value.clone().unwrap_or_default(),
+        });
+    }
+    let free = node.allocatable - node.requested.fit;
+    reasons.extend(
+        free.short_of(&pod.requests.fit)
+            .into_iter()
+            .map(Reason::Insufficient),
+    );
+    if pod
+        .host_ports
+        .iter()
+        .any(|p| node.host_ports.iter().any(|q| p.conflicts(q)))
+    {
+        reasons.push(Reason::Ports);
+    }
+    if reasons.is_empty() {
+        Ok(())
+    } else {
+        Err(reasons)
+    }
+}
+
+/// The nodeSelector and the required node affinity both hold.
+fn selects(pod: &PodInfo, node: &NodeInfo) -> bool {
+    pod.node_selector
+        .iter()
+        .all(|(k, v)| node.labels.get(k) == Some(v))
+        && pod.affinity.as_ref().is_none_or(|a| {
+            a.node_selector_terms
+                .iter()
+                .any(|term| term_matches(term, node))
+        })
+}
+
+/// A term holds when all its requirements do; an empty term selects nothing.
+fn term_matches(term: &NodeSelectorTerm, node: &NodeInfo) -> bool {
+    let exprs = term.match_expressions.as_deref().unwrap_or_default();
+    let fields = term.match_fields.as_deref().unwrap_or_default();
+    if exprs.is_empty() && fields.is_empty() {
+        return false;
+    }
+    let name_fields = BTreeMap::from([("metadata.name".to_string(), node.name.clone())]);
+    exprs.iter().all(|r| requirement(r, &node.labels))
+        && fields.iter().all(|r| requirement(r, &name_fields))
+}
+
+fn requirement(r: &NodeSelectorRequirement, labels: &BTreeMap<String, String>) -> bool {
+    let value = labels.get(&r.key);
+    let values = r.values.as_deref().unwrap_or_default();
+    let number = |s: &str| s.parse::<i64>().ok();
+    match r.operator.as_str() {
+        "In" => value.is_some_and(|v| values.contains(v)),
+        "NotIn" => value.is_none_or(|v| !values.contains(v)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        "Gt" | "Lt" => {
+            let (Some(have), Some(bound)) = (
+                value.and_then(|v| number(v)),
+                values.first().and_then(|v| number(v)),
+            ) else {
+                return false;
+            };
+            if r.operator == "Gt" {
+                have > bound
+            } else {
+                have < bound
+            }
+        }
+        _ => false,
+    }
+}
+
+/// A toleration covers a taint: same effect (or any), and the key and value as its
+/// operator says (an empty key with `Exists` covers every taint).
+pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
+    let effect = t.effect.as_deref().unwrap_or_default();
+    if !effect.is_empty() && effect != taint.effect {
+        return false;
+    }
+    let key = t.key.as_deref().unwrap_or_default();
+    match t.operator.as_deref().unwrap_or("Equal") {
+        "Exists" => key.is_empty() || key == taint.key,
+        "Equal" => {
+            key == taint.key
+                && t.value.as_deref().unwrap_or_default()
+                    == taint.value.as_deref().unwrap_or_default()
+        }
+        _ => false,
+    }
+}
