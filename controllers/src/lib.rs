@@ -37,19 +37,13 @@ pub struct Cli {
 enum Command {
     /// Run the App controller.
     Controller(ControllerArgs),
+    /// Run the scheduler: place pending pods that name it on nodes.
+    Scheduler(SchedulerArgs),
 }
 
+/// What every component takes: its admin port, leader election and client limits.
 #[derive(Debug, Args)]
-struct ControllerArgs {
-    /// Watch this namespace only (default: all namespaces).
-    #[arg(long, env = "DROVER_WATCH_NAMESPACE")]
-    namespace: Option<String>,
-    /// Seconds a node may be NotReady before its pods are replaced on other nodes.
-    #[arg(long, default_value_t = 30)]
-    node_lost_grace_seconds: u64,
-    /// Apps reconciled at the same time.
-    #[arg(long, default_value_t = 8)]
-    concurrency: u16,
+struct Common {
     /// Serves /metrics, /livez and /readyz (ready once the watches have synced, or while
     /// standing by for the lease).
     #[arg(long, default_value = "0.0.0.0:8080")]
@@ -59,8 +53,9 @@ struct ControllerArgs {
     leader_elect: bool,
     #[arg(long, env = "POD_NAMESPACE", default_value = "drover-system")]
     leader_election_namespace: String,
-    #[arg(long, default_value = "drover-controller")]
-    lease_name: String,
+    /// The Lease (default: drover-controller or drover-scheduler).
+    #[arg(long)]
+    lease_name: Option<String>,
     #[arg(long, default_value_t = 15)]
     lease_duration_seconds: u64,
     /// This process's name in the Lease and in Events (default: the host name).
@@ -74,10 +69,94 @@ struct ControllerArgs {
     kube_api_burst: u32,
 }
 
+#[derive(Debug, Args)]
+struct ControllerArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Watch this namespace only (default: all namespaces).
+    #[arg(long, env = "DROVER_WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Seconds a node may be NotReady before its pods are replaced on other nodes.
+    #[arg(long, default_value_t = 30)]
+    node_lost_grace_seconds: u64,
+    /// Apps reconciled at the same time.
+    #[arg(long, default_value_t = 8)]
+    concurrency: u16,
+    /// The scheduler that places the pods of Apps with `placement.binPack`.
+    #[arg(long, default_value = scheduler::NAME)]
+    scheduler_name: String,
+}
+
+#[derive(Debug, Args)]
+struct SchedulerArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Pods whose spec.schedulerName is this are placed by this scheduler.
+    #[arg(long, default_value = scheduler::NAME)]
+    scheduler_name: String,
+    /// Pack pods onto the fullest nodes that fit, or spread them over the emptiest.
+    #[arg(long, value_enum, default_value = "bin-pack")]
+    policy: PolicyArg,
+    /// Weight of CPU in the node score.
+    #[arg(long, default_value_t = 1)]
+    cpu_weight: u32,
+    /// Weight of memory in the node score.
+    #[arg(long, default_value_t = 1)]
+    memory_weight: u32,
+    /// Weight of ephemeral storage in the node score.
+    #[arg(long, default_value_t = 0)]
+    ephemeral_storage_weight: u32,
+    /// Bindings in flight at once.
+    #[arg(long, default_value_t = 32)]
+    binds_in_flight: usize,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum PolicyArg {
+    BinPack,
+    Spread,
+}
+
 pub async fn run(cli: Cli) -> Result<()> {
     logging::init(cli.log_format);
     match cli.command {
-        Command::Controller(args) => controller(args).await,
+        Command::Controller(args) => {
+            let config = app::Config {
+                namespace: args.namespace,
+                node_lost_grace: Duration::from_secs(args.node_lost_grace_seconds),
+                concurrency: args.concurrency,
+                scheduler_name: args.scheduler_name,
+            };
+            serve(
+                args.common,
+                "controller",
+                "drover.dev/app-controller",
+                |c, m, r, rec| app::run(c, config, m, r, rec),
+            )
+            .await
+        }
+        Command::Scheduler(args) => {
+            let config = scheduler::run::Config {
+                name: args.scheduler_name,
+                policy: match args.policy {
+                    PolicyArg::BinPack => scheduler::Policy::BinPack,
+                    PolicyArg::Spread => scheduler::Policy::Spread,
+                },
+                weights: scheduler::Weights {
+                    cpu: args.cpu_weight,
+                    memory: args.memory_weight,
+                    ephemeral: args.ephemeral_storage_weight,
+                },
+                binds_in_flight: args.binds_in_flight,
+            };
+            serve(
+                args.common,
+                "scheduler",
+                "drover.dev/scheduler",
+                |c, m, r, rec| scheduler::run::run(c, config, m, r, rec),
+            )
+            .await
+        }
     }
 }
 
@@ -94,14 +173,20 @@ async fn client(qps: f64, burst: u32) -> Result<Client> {
         .build())
 }
 
-async fn controller(args: ControllerArgs) -> Result<()> {
+/// Runs a component: admin server, the lease (`drover-<component>` unless named) when
+/// asked for, then `work` until it ends or the lease is lost. `reporter` signs its Events.
+async fn serve<F, Fut>(args: Common, component: &str, reporter: &str, work: F) -> Result<()>
+where
+    F: FnOnce(Client, Arc<Metrics>, Arc<AtomicBool>, Recorder) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
     let identity = match args.identity {
         Some(id) => id,
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "drover".into()),
     };
-    info!(version = env!("CARGO_PKG_VERSION"), %identity, "starting drover controller");
+    info!(version = env!("CARGO_PKG_VERSION"), %identity, "starting drover {component}");
     let client = client(args.kube_api_qps, args.kube_api_burst).await?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
@@ -113,11 +198,14 @@ async fn controller(args: ControllerArgs) -> Result<()> {
         },
     ));
 
+    let lease_name = args
+        .lease_name
+        .unwrap_or_else(|| format!("drover-{component}"));
     let lease = args.leader_elect.then(|| {
         LeaseLock::new(
             client.clone(),
             &args.leader_election_namespace,
-            &args.lease_name,
+            &lease_name,
             &identity,
             Duration::from_secs(args.lease_duration_seconds),
         )
@@ -133,16 +221,11 @@ async fn controller(args: ControllerArgs) -> Result<()> {
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
-            controller: "drover.dev/app-controller".into(),
+            controller: reporter.into(),
             instance: Some(identity),
         },
     );
-    let config = app::Config {
-        namespace: args.namespace,
-        node_lost_grace: Duration::from_secs(args.node_lost_grace_seconds),
-        concurrency: args.concurrency,
-    };
-    let controllers = app::run(client, config, metrics, ready, recorder);
+    let work = work(client, metrics, ready, recorder);
     let lost = async {
         match &lease {
             Some(lease) => lease.hold().await,
@@ -150,7 +233,7 @@ async fn controller(args: ControllerArgs) -> Result<()> {
         }
     };
     tokio::select! {
-        result = controllers => {
+        result = work => {
             result?;
             if let Some(lease) = &lease {
                 lease.release().await;

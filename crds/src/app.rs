@@ -44,6 +44,10 @@ pub const MAX_PORTS: usize = 32;
         .message("metadata.name must be a DNS label of at most 50 characters that starts with a letter (the App's Service and pods are named after it)")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.placement) || !self.placement.binPack || !has(self.template.spec) || !has(self.template.spec.schedulerName)")
+        .message("spec.placement.binPack chooses the pods' scheduler: leave spec.template.spec.schedulerName out, or set binPack to false")
+)]
 pub struct AppSpec {
     /// How many pods to run. Defaults to 1.
     #[serde(default = "default_replicas")]
@@ -109,6 +113,21 @@ pub struct AppSpec {
     /// replaced) until it is false again; scaling goes on. Defaults to false.
     #[serde(default)]
     pub paused: bool,
+
+    /// How the pods are placed on nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+}
+
+/// Placement of an App's pods.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Placement {
+    /// Schedule the pods with drover's scheduler, which packs them onto the fullest
+    /// nodes that fit (fewer, fuller nodes); scale-in then empties the least-used nodes
+    /// first. Applies to pods started after it is set. Defaults to false.
+    #[serde(default)]
+    pub bin_pack: bool,
 }
 
 /// A disruption budget.

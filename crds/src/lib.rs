@@ -5,7 +5,7 @@ pub mod app;
 pub mod names;
 pub mod rollout;
 
-pub use app::{App, AppPort, AppSpec, AppStatus, Disruption, Protocol};
+pub use app::{App, AppPort, AppSpec, AppStatus, Disruption, Placement, Protocol};
 pub use rollout::{
     BlueGreen, BlueGreenStatus, Canary, CanaryPause, CanaryStatus, CanaryStep, RollingUpdate,
     Strategy, StrategyType,

@@ -246,13 +246,25 @@ pub struct FakeNodePool {
 }
 
 impl FakeNodePool {
-    /// `count` simulated nodes of 110 pods each, Ready when this returns.
+    /// `count` simulated nodes of 32 CPUs, 256Gi and 110 pods each, Ready when this
+    /// returns.
     pub async fn create(client: &Client, prefix: &str, count: usize) -> Self {
+        Self::create_sized(client, prefix, count, "32", "256Gi").await
+    }
+
+    /// `count` simulated nodes of `cpu` CPUs, `memory` and 110 pods each.
+    pub async fn create_sized(
+        client: &Client,
+        prefix: &str,
+        count: usize,
+        cpu: &str,
+        memory: &str,
+    ) -> Self {
         let name = format!("{prefix}-{}", unique_suffix());
         let nodes: Vec<String> = (0..count).map(|i| format!("{name}-{i}")).collect();
         let api: Api<Node> = Api::all(client.clone());
         for node in &nodes {
-            let resources = json!({"cpu": "32", "memory": "256Gi", "pods": "110"});
+            let resources = json!({"cpu": cpu, "memory": memory, "pods": "110"});
             let manifest: Node = serde_json::from_value(json!({
                 "metadata": {
                     "name": node,
@@ -433,40 +445,46 @@ pub async fn wait_rolled_out(
     .await
 }
 
-/// Kills the drover controller outright (no graceful shutdown), as a crash would.
-pub fn kill_controller() {
-    let controller: Vec<String> = kubectl_ok(&[
+/// drover's Deployments in `drover-system`, each selecting its pods by
+/// `app.kubernetes.io/name=<deployment>`.
+pub const CONTROLLER: &str = "drover";
+pub const SCHEDULER: &str = "drover-scheduler";
+
+/// Kills a pod of one of drover's Deployments outright (no graceful shutdown), as a crash
+/// would.
+pub fn kill(deployment: &str) {
+    let pods: Vec<String> = kubectl_ok(&[
         "-n",
         "drover-system",
         "get",
         "pods",
         "-l",
-        "app.kubernetes.io/name=drover",
+        &format!("app.kubernetes.io/name={deployment}"),
         "-o",
         "name",
     ])
     .lines()
     .map(str::to_string)
     .collect();
-    assert!(!controller.is_empty(), "the drover controller runs");
+    assert!(!pods.is_empty(), "{deployment} runs");
     kubectl_ok(&[
         "-n",
         "drover-system",
         "delete",
         "--grace-period=0",
         "--force",
-        &controller[0],
+        &pods[0],
     ]);
 }
 
-/// Waits until the drover controller's Deployment is ready again.
-pub fn wait_controller() {
+/// Waits until one of drover's Deployments is ready again.
+pub fn wait_ready(deployment: &str) {
     kubectl_ok(&[
         "-n",
         "drover-system",
         "rollout",
         "status",
-        "deployment/drover",
+        &format!("deployment/{deployment}"),
         "--timeout=120s",
     ]);
 }
@@ -503,4 +521,33 @@ pub async fn set_image(
     )
     .await
     .expect("patching the App");
+}
+
+/// The apiserver's audit records written since `since` whose line contains `needle`
+/// (a cheap filter before parsing), from the log `DROVER_AUDIT_LOG` names and the files
+/// it was rotated into.
+pub fn audit_records(since: std::time::SystemTime, needle: &str) -> Vec<serde_json::Value> {
+    let log = std::env::var_os("DROVER_AUDIT_LOG")
+        .map(std::path::PathBuf::from)
+        .expect("DROVER_AUDIT_LOG is not set: run the suites through `cargo xtask test`");
+    let dir = log.parent().expect("the audit log's directory");
+    let mut records = vec![];
+    for entry in std::fs::read_dir(dir).expect("the audit log's directory") {
+        let entry = entry.expect("a directory entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let recent = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= since);
+        if !(name.starts_with("audit") && name.ends_with(".log") && recent) {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).expect("reading the audit log");
+        records.extend(
+            text.lines()
+                .filter(|l| l.contains(needle))
+                .filter_map(|l| serde_json::from_str(l).ok()),
+        );
+    }
+    records
 }

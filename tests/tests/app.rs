@@ -651,7 +651,7 @@ async fn never_more_pods_than_asked_across_a_controller_restart_while_scaling() 
         (n >= 10).then_some(n)
     })
     .await;
-    kill_controller();
+    kill(CONTROLLER);
     let after_kill = active_pods(&client, &ns.name, "burst").await.len();
     println!(
         "controller killed with {at_kill} pods up ({after_kill} once the kill returned), on the way to {TARGET}"
@@ -660,7 +660,7 @@ async fn never_more_pods_than_asked_across_a_controller_restart_while_scaling() 
         after_kill < TARGET as usize,
         "the scale-up finished before the controller was killed"
     );
-    wait_controller();
+    wait_ready(CONTROLLER);
 
     let pods = wait_converged(&client, &ns.name, "burst", TARGET).await;
     let report = observer.stop().await;

@@ -590,12 +590,12 @@ async fn a_rollout_survives_a_controller_crash_within_its_bounds() {
         (current && status.updated_replicas >= 5).then_some(status.updated_replicas)
     })
     .await;
-    kill_controller();
+    kill(CONTROLLER);
     assert!(
         updated_at_kill < REPLICAS,
         "the rollout finished before the controller was killed"
     );
-    wait_controller();
+    wait_ready(CONTROLLER);
     wait_rolled_out(
         &client,
         &ns.name,

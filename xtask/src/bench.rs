@@ -45,6 +45,8 @@ enum Bench {
     Scale(Sizes),
     /// App vs Deployment: roll N replicas on simulated nodes to a new image.
     Rollout(Sizes),
+    /// drover's scheduler vs kube-scheduler: place a seeded mix of pods on node pools.
+    Scheduler(crate::bench_scheduler::SchedulerBench),
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +123,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.bench {
         Bench::Scale(s) => compare(Kind::Scale, s.replicas, s.runs),
         Bench::Rollout(s) => compare(Kind::Rollout, s.replicas, s.runs),
+        Bench::Scheduler(s) => crate::bench_scheduler::run(s),
     }
 }
 
@@ -497,7 +500,7 @@ fn drover_pid() -> Option<i32> {
         .map(|p| p.pid)
 }
 
-fn cpu_ticks(pid: i32) -> Result<u64> {
+pub(crate) fn cpu_ticks(pid: i32) -> Result<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after_name = stat.rsplit_once(')').context("malformed /proc stat")?.1;
     let fields: Vec<&str> = after_name.split_whitespace().collect();
@@ -505,7 +508,7 @@ fn cpu_ticks(pid: i32) -> Result<u64> {
     Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
 }
 
-fn rss_kib(pid: i32) -> Option<u64> {
+pub(crate) fn rss_kib(pid: i32) -> Option<u64> {
     fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
         .lines()
@@ -516,11 +519,11 @@ fn rss_kib(pid: i32) -> Option<u64> {
         .ok()
 }
 
-fn clock_ticks() -> Result<f64> {
+pub(crate) fn clock_ticks() -> Result<f64> {
     Ok(cmd("getconf").arg("CLK_TCK").output()?.trim().parse()?)
 }
 
-fn median(values: impl Iterator<Item = f64>) -> f64 {
+pub(crate) fn median(values: impl Iterator<Item = f64>) -> f64 {
     let mut v: Vec<f64> = values.collect();
     v.sort_by(f64::total_cmp);
     match v.len() {

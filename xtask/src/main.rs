@@ -3,6 +3,7 @@
 
 mod addons;
 mod bench;
+mod bench_scheduler;
 mod build;
 mod cluster;
 mod cmd;

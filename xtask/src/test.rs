@@ -22,11 +22,12 @@ pub struct TestArgs {
 }
 
 /// The end-to-end suites of `tests/`, in the order they run.
-const E2E_SUITES: [&str; 6] = [
+const E2E_SUITES: [&str; 7] = [
     "cluster",
     "app",
     "rollout",
     "rollback",
+    "scheduler",
     "chart",
     "lifecycle",
 ];
@@ -89,6 +90,7 @@ pub fn run(args: TestArgs) -> Result<()> {
             .env("PATH", &path)
             .env("DROVER_XTASK", &xtask)
             .env("DROVER_FAKE_NODES", args.fake_nodes.to_string())
+            .env("DROVER_AUDIT_LOG", layout.audit_log())
             .run_inherit()?;
     }
     println!("\nall tests passed in {}s", started.elapsed().as_secs());

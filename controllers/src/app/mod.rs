@@ -56,6 +56,8 @@ pub struct Config {
     pub node_lost_grace: Duration,
     /// Apps reconciled at the same time.
     pub concurrency: u16,
+    /// drover's scheduler, for Apps with `placement.binPack`.
+    pub scheduler_name: String,
 }
 
 /// Everything a reconcile needs: the client, the stores it observes through, and the

@@ -13,12 +13,14 @@ use super::plan::{Create, Phase, PodState, slot_of};
 use super::status::CrashLoop;
 
 /// The pod for a slot: the revision's template, named and labelled by drover (with the
-/// revision) and owned by the App (so deleting the App deletes it).
+/// revision) and owned by the App (so deleting the App deletes it); with
+/// `placement.binPack`, placed by drover's scheduler (named `scheduler`).
 pub fn build(
     app: &App,
     template: &PodTemplateSpec,
     create: &Create,
     revision: &str,
+    scheduler: &str,
 ) -> Option<Pod> {
     let name = app.name_any();
     let meta = template.metadata.clone().unwrap_or_default();
@@ -27,6 +29,12 @@ pub fn build(
     labels.insert(label::SLOT.into(), create.slot.to_string());
     labels.insert(label::REVISION.into(), revision.into());
     labels.insert(label::MANAGED_BY.into(), label::MANAGED_BY_VALUE.into());
+    let mut spec = template.spec.clone();
+    if app.spec.placement.as_ref().is_some_and(|p| p.bin_pack)
+        && let Some(spec) = spec.as_mut()
+    {
+        spec.scheduler_name = Some(scheduler.into());
+    }
     Some(Pod {
         metadata: ObjectMeta {
             name: Some(create.name.clone()),
@@ -36,7 +44,7 @@ pub fn build(
             owner_references: Some(vec![app.controller_owner_ref(&())?]),
             ..ObjectMeta::default()
         },
-        spec: template.spec.clone(),
+        spec,
         status: None,
     })
 }
@@ -153,18 +161,25 @@ mod tests {
         .unwrap()
     }
 
+    const SLOT_3: Create = Create {
+        name: String::new(),
+        slot: 3,
+        stable: false,
+    };
+
     #[test]
     fn pods_carry_the_template_drover_labels_and_an_owner() {
         let app = app();
+        let create = Create {
+            name: "web-3".into(),
+            ..SLOT_3
+        };
         let pod = build(
             &app,
             &app.spec.template,
-            &Create {
-                name: "web-3".into(),
-                slot: 3,
-                stable: false,
-            },
+            &create,
             "web-abc",
+            "drover-scheduler",
         )
         .unwrap();
         let labels = pod.metadata.labels.unwrap();
@@ -180,7 +195,20 @@ mod tests {
             (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
             ("App", "app-uid", Some(true))
         );
-        assert_eq!(pod.spec.unwrap().containers[0].image.as_deref(), Some("i"));
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.containers[0].image.as_deref(), Some("i"));
+        assert_eq!(
+            spec.scheduler_name, None,
+            "the cluster's scheduler places it"
+        );
+    }
+
+    #[test]
+    fn bin_packed_apps_name_drovers_scheduler() {
+        let mut app = app();
+        app.spec.placement = Some(drover_crds::Placement { bin_pack: true });
+        let pod = build(&app, &app.spec.template, &SLOT_3, "web-abc", "packer").unwrap();
+        assert_eq!(pod.spec.unwrap().scheduler_name.as_deref(), Some("packer"));
     }
 
     #[test]

@@ -461,7 +461,8 @@ async fn create_pods(
             } else {
                 update
             };
-            let result = match pod::build(app, &revision.template, c, &revision.name) {
+            let scheduler = &ctx.config.scheduler_name;
+            let result = match pod::build(app, &revision.template, c, &revision.name, scheduler) {
                 Some(p) => api.create(&PostParams::default(), &p).await.map(drop),
                 None => Ok(()),
             };

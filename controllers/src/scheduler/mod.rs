@@ -5,12 +5,16 @@
 pub mod filter;
 pub mod quantity;
 pub mod resources;
+pub mod run;
 pub mod score;
 
 use std::collections::BTreeMap;
 
 pub use filter::{NodeInfo, PodInfo, Reason};
 pub use score::{Policy, Weights};
+
+/// The scheduler's default name: pods with this `spec.schedulerName` are its.
+pub const NAME: &str = "drover-scheduler";
 
 /// Why a pod fits on no node: how many nodes failed for each reason.
 #[derive(Debug, Clone, PartialEq, Eq)]

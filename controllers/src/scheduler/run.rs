@@ -1,0 +1,465 @@
+//! The scheduler at work: watches nodes and pods, places every pending pod that names
+//! this scheduler (see [`super::place`]), binds it through `pods/binding`, and reports a
+//! pod that fits nowhere with a `PodScheduled=False` condition and a `FailedScheduling`
+//! event.
+//!
+//! Pods it has bound count on their node until the watch shows them bound ("assumed"),
+//! so a burst of pods is never over-committed onto one node before the watch catches up.
+//! A pod that fits nowhere is tried again once a node or a bound pod has changed and its
+//! backoff (1 s doubling to 10 s) has passed, and at least every 5 minutes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use futures::TryStreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tokio::sync::{Notify, Semaphore};
+use tracing::{debug, info, warn};
+
+use super::{NodeInfo, PodInfo, Policy, Unschedulable, Weights, place};
+use crate::runtime::metrics::Metrics;
+
+/// The scheduler's name in metrics and logs.
+pub const SCHEDULER: &str = "scheduler";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Pods whose `spec.schedulerName` is this are ours.
+    pub name: String,
+    pub policy: Policy,
+    pub weights: Weights,
+    /// Bindings in flight at once.
+    pub binds_in_flight: usize,
+}
+
+const BACKOFF_START: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// An unschedulable pod is tried again this often even if nothing seems to change.
+const FLUSH: Duration = Duration::from_secs(300);
+/// A bound pod the watch has not shown bound after this long no longer counts.
+const ASSUME_TTL: Duration = Duration::from_secs(60);
+
+/// A pod bound (or being bound) by this scheduler, not yet seen bound by the watch.
+#[derive(Debug)]
+struct Assumed {
+    node: String,
+    info: PodInfo,
+    since: Instant,
+}
+
+/// A pod that fit nowhere.
+#[derive(Debug)]
+struct Retry {
+    attempts: u32,
+    failed_at: Instant,
+    /// The cluster's generation when it failed: trying again is worth it once it moved.
+    generation: u64,
+}
+
+impl Retry {
+    fn due(&self, generation: u64) -> Instant {
+        let backoff = BACKOFF_START
+            .saturating_mul(1 << self.attempts.saturating_sub(1).min(8))
+            .min(BACKOFF_MAX);
+        if generation == self.generation {
+            self.failed_at + FLUSH
+        } else {
+            self.failed_at + backoff
+        }
+    }
+}
+
+struct Scheduler {
+    client: Client,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+    config: Config,
+    pods: Store<Pod>,
+    nodes: Store<Node>,
+    /// Moves when a node changes or a bound pod goes: capacity may have appeared.
+    generation: AtomicU64,
+    changed: Notify,
+    assumed: Mutex<HashMap<String, Assumed>>,
+    retries: Mutex<HashMap<String, Retry>>,
+    binds: Arc<Semaphore>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn is_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+fn bound_node(pod: &Pod) -> Option<&str> {
+    pod.spec
+        .as_ref()?
+        .node_name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+}
+
+/// What the scheduler keeps of a pod: enough to place it and to count it on its node.
+fn strip_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    pod.metadata.annotations = None;
+    if let Some(spec) = pod.spec.as_mut() {
+        for c in spec
+            .containers
+            .iter_mut()
+            .chain(spec.init_containers.iter_mut().flatten())
+        {
+            c.env = None;
+            c.env_from = None;
+            c.command = None;
+            c.args = None;
+            c.volume_mounts = None;
+            c.liveness_probe = None;
+            c.readiness_probe = None;
+            c.startup_probe = None;
+        }
+        spec.volumes = None;
+    }
+    if let Some(status) = pod.status.as_mut() {
+        status.container_statuses = None;
+        status.init_container_statuses = None;
+    }
+}
+
+fn strip_node(node: &mut Node) {
+    node.metadata.managed_fields = None;
+    node.metadata.annotations = None;
+    if let Some(status) = node.status.as_mut() {
+        status.images = None;
+    }
+}
+
+/// Runs the scheduler until shutdown; `ready` turns true once both watches have synced.
+pub async fn run(
+    client: Client,
+    config: Config,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    recorder: Recorder,
+) -> Result<()> {
+    let (pods, pods_writer) = reflector::store();
+    let (nodes, nodes_writer) = reflector::store();
+    let scheduler = Arc::new(Scheduler {
+        client: client.clone(),
+        recorder,
+        metrics,
+        binds: Arc::new(Semaphore::new(config.binds_in_flight.max(1))),
+        config,
+        pods,
+        nodes,
+        generation: AtomicU64::new(0),
+        changed: Notify::new(),
+        assumed: Mutex::default(),
+        retries: Mutex::default(),
+    });
+    info!(name = %scheduler.config.name, policy = ?scheduler.config.policy, "scheduling");
+
+    let s = scheduler.clone();
+    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(strip_pod)
+        .reflect(pods_writer)
+        .try_for_each(move |event| {
+            // A pass is worth it when capacity may have appeared (a bound pod went or
+            // finished) or a pod may be waiting for this scheduler; the status updates of
+            // running pods, most of the traffic, change nothing.
+            let (freed, waiting) = match &event {
+                watcher::Event::Delete(p) => (bound_node(p).is_some(), false),
+                watcher::Event::Apply(p) | watcher::Event::InitApply(p) => (
+                    bound_node(p).is_some() && is_terminal(p),
+                    bound_node(p).is_none() && s.is_ours(p),
+                ),
+                watcher::Event::Init | watcher::Event::InitDone => (false, true),
+            };
+            if freed {
+                s.generation.fetch_add(1, Ordering::Relaxed);
+            }
+            if freed || waiting {
+                s.changed.notify_one();
+            }
+            futures::future::ready(Ok(()))
+        });
+    let s = scheduler.clone();
+    let node_events = watcher(Api::<Node>::all(client), watcher::Config::default())
+        .default_backoff()
+        .modify(strip_node)
+        .reflect(nodes_writer)
+        .try_for_each(move |event| {
+            if matches!(event, watcher::Event::Apply(_) | watcher::Event::Delete(_)) {
+                s.generation.fetch_add(1, Ordering::Relaxed);
+            }
+            s.changed.notify_one();
+            futures::future::ready(Ok(()))
+        });
+    let watches = async {
+        tokio::try_join!(pod_events, node_events)?;
+        anyhow::Ok(())
+    };
+
+    let s = scheduler.clone();
+    let work = async move {
+        let (Ok(()), Ok(())) = tokio::join!(s.pods.wait_until_ready(), s.nodes.wait_until_ready())
+        else {
+            anyhow::bail!("the pod or node watch ended before it synced");
+        };
+        ready.store(true, Ordering::Relaxed);
+        info!(
+            nodes = s.nodes.state().len(),
+            pods = s.pods.state().len(),
+            "watches synced"
+        );
+        loop {
+            let wake = s.pass();
+            let wait = wake.map_or(FLUSH, |at| at.saturating_duration_since(Instant::now()));
+            tokio::select! {
+                () = s.changed.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    };
+    tokio::select! {
+        result = watches => result.map_err(|e| anyhow::anyhow!("watch failed: {e}")),
+        result = work => result,
+    }
+}
+
+impl Scheduler {
+    /// The pod names this scheduler.
+    fn is_ours(&self, pod: &Pod) -> bool {
+        pod.spec.as_ref().and_then(|s| s.scheduler_name.as_deref())
+            == Some(self.config.name.as_str())
+    }
+
+    /// Places every pending pod that is due; returns when the next retry is due.
+    fn pass(self: &Arc<Self>) -> Option<Instant> {
+        let now = Instant::now();
+        let generation = self.generation.load(Ordering::Relaxed);
+        let mut nodes: BTreeMap<String, NodeInfo> = self
+            .nodes
+            .state()
+            .iter()
+            .map(|n| (n.name_any(), NodeInfo::from_node(n)))
+            .collect();
+        let mut pending = vec![];
+        let all = self.pods.state();
+        let mut assumed = lock(&self.assumed);
+        for pod in &all {
+            let uid = pod.uid().unwrap_or_default();
+            match bound_node(pod) {
+                Some(node) => {
+                    assumed.remove(&uid);
+                    if !is_terminal(pod)
+                        && let Some(n) = nodes.get_mut(node)
+                    {
+                        n.add(&PodInfo::from_pod(pod));
+                    }
+                }
+                None => {
+                    if self.is_ours(pod)
+                        && pod.metadata.deletion_timestamp.is_none()
+                        && !is_terminal(pod)
+                        && !assumed.contains_key(&uid)
+                    {
+                        pending.push(pod.clone());
+                    }
+                }
+            }
+        }
+        // Assumptions the watch has not confirmed: counted while fresh and still pending.
+        let waiting: std::collections::HashSet<String> =
+            all.iter().filter_map(|p| p.uid()).collect();
+        assumed.retain(|uid, a| waiting.contains(uid) && now.duration_since(a.since) < ASSUME_TTL);
+        for a in assumed.values() {
+            if let Some(n) = nodes.get_mut(&a.node) {
+                n.add(&a.info);
+            }
+        }
+
+        let mut retries = lock(&self.retries);
+        let pending_uids: std::collections::HashSet<String> =
+            pending.iter().filter_map(|p| p.uid()).collect();
+        retries.retain(|uid, _| pending_uids.contains(uid));
+        pending.retain(|p| {
+            retries
+                .get(&p.uid().unwrap_or_default())
+                .is_none_or(|r| r.due(generation) <= now)
+        });
+        self.metrics.set_queue_depth(SCHEDULER, pending.len());
+        // Higher priority first, then the oldest.
+        pending.sort_by_key(|p| {
+            let spec = p.spec.as_ref();
+            (
+                std::cmp::Reverse(spec.and_then(|s| s.priority).unwrap_or(0)),
+                p.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                p.namespace(),
+                p.name_any(),
+            )
+        });
+
+        let mut nodes: Vec<NodeInfo> = nodes.into_values().collect();
+        for pod in pending {
+            let info = PodInfo::from_pod(&pod);
+            let uid = pod.uid().unwrap_or_default();
+            match place(&info, &nodes, self.config.policy, &self.config.weights) {
+                Ok(i) => {
+                    nodes[i].add(&info);
+                    let node = nodes[i].name.clone();
+                    assumed.insert(
+                        uid.clone(),
+                        Assumed {
+                            node: node.clone(),
+                            info,
+                            since: now,
+                        },
+                    );
+                    retries.remove(&uid);
+                    self.spawn_bind(pod, node);
+                }
+                Err(why) => {
+                    let r = retries.entry(uid).or_insert(Retry {
+                        attempts: 0,
+                        failed_at: now,
+                        generation,
+                    });
+                    r.attempts = r.attempts.saturating_add(1);
+                    r.failed_at = now;
+                    r.generation = generation;
+                    self.spawn_report(pod, why);
+                }
+            }
+        }
+        let generation = self.generation.load(Ordering::Relaxed);
+        retries.values().map(|r| r.due(generation)).min()
+    }
+
+    fn spawn_bind(self: &Arc<Self>, pod: Arc<Pod>, node: String) {
+        let s = self.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = s.binds.clone().acquire_owned().await else {
+                return;
+            };
+            let namespace = pod.namespace().unwrap_or_default();
+            let name = pod.name_any();
+            let api: Api<Pod> = Api::namespaced(s.client.clone(), &namespace);
+            let binding = json!({
+                "apiVersion": "v1",
+                "kind": "Binding",
+                "metadata": {"name": name, "uid": pod.uid()},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+            });
+            let result: Result<serde_json::Value, kube::Error> = api
+                .create_subresource("binding", &name, &PostParams::default(), &binding)
+                .await;
+            s.metrics.write(SCHEDULER, "create", "pods/binding");
+            match result {
+                Ok(_) => {
+                    debug!(pod = %name, %namespace, %node, "bound");
+                    s.publish(
+                        &pod,
+                        EventType::Normal,
+                        "Scheduled",
+                        format!("Successfully assigned {namespace}/{name} to {node}"),
+                    )
+                    .await;
+                }
+                // Bound already (by an earlier run of this scheduler): the watch will
+                // show where.
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    debug!(pod = %name, %namespace, "already bound");
+                }
+                Err(e) => {
+                    warn!(pod = %name, %namespace, %node, error = %e, "binding failed");
+                    s.metrics.error(SCHEDULER, "bind");
+                    lock(&s.assumed).remove(&pod.uid().unwrap_or_default());
+                    let generation = s.generation.load(Ordering::Relaxed);
+                    let mut retries = lock(&s.retries);
+                    let r = retries
+                        .entry(pod.uid().unwrap_or_default())
+                        .or_insert(Retry {
+                            attempts: 0,
+                            failed_at: Instant::now(),
+                            generation,
+                        });
+                    r.attempts = r.attempts.saturating_add(1);
+                    r.failed_at = Instant::now();
+                    // Not the cluster's fault: due after the backoff alone.
+                    r.generation = generation.wrapping_sub(1);
+                    drop(retries);
+                    s.changed.notify_one();
+                }
+            }
+        });
+    }
+
+    /// `PodScheduled=False` (written only when its message changes) and a
+    /// `FailedScheduling` event.
+    fn spawn_report(self: &Arc<Self>, pod: Arc<Pod>, why: Unschedulable) {
+        let s = self.clone();
+        tokio::spawn(async move {
+            let message = why.to_string();
+            let namespace = pod.namespace().unwrap_or_default();
+            let name = pod.name_any();
+            debug!(pod = %name, %namespace, %message, "unschedulable");
+            let current = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"))
+                .and_then(|c| c.message.clone());
+            if current.as_deref() != Some(message.as_str()) {
+                let api: Api<Pod> = Api::namespaced(s.client.clone(), &namespace);
+                let patch = json!({"status": {"conditions": [{
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": message,
+                    "lastTransitionTime": Timestamp::now().to_string(),
+                }]}});
+                match api
+                    .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
+                    .await
+                {
+                    Ok(_) => s.metrics.write(SCHEDULER, "patch_status", "pods"),
+                    Err(e) => {
+                        warn!(pod = %name, %namespace, error = %e, "could not set PodScheduled")
+                    }
+                }
+            }
+            s.publish(&pod, EventType::Warning, "FailedScheduling", message)
+                .await;
+        });
+    }
+
+    async fn publish(&self, pod: &Pod, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Scheduling".into(),
+            secondary: None,
+        };
+        match self.recorder.publish(&event, &pod.object_ref(&())).await {
+            Ok(()) => self.metrics.write(SCHEDULER, "create", "events"),
+            Err(e) => warn!(error = %e, reason, "could not publish an event"),
+        }
+    }
+}

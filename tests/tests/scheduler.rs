@@ -1,0 +1,459 @@
+//! drover's scheduler on the real cluster: pods naming it are bound on simulated nodes and
+//! on the real node by its rules (bin packing, nodeSelector, required node affinity,
+//! taints); a pod that fits nowhere stays Pending with `PodScheduled=False` and a
+//! `FailedScheduling` event; a bin-packed App's pods land on the fewest nodes; a
+//! restarted scheduler binds nothing twice and over-commits no node.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use drover_crds::App;
+use drover_e2e::*;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+const BIND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A sample pod for drover's scheduler, requesting `cpu` and `memory`, with `extra`
+/// merged into its spec.
+fn scheduled_pod(name: &str, placement: &Placement, cpu: &str, memory: &str, extra: Value) -> Pod {
+    let mut pod = serde_json::to_value(sample_pod(name, "1", placement)).unwrap();
+    let spec = &mut pod["spec"];
+    spec["schedulerName"] = json!(SCHEDULER);
+    spec["containers"][0]["resources"] = json!({"requests": {"cpu": cpu, "memory": memory}});
+    for (k, v) in extra.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    serde_json::from_value(pod).unwrap()
+}
+
+async fn create_pods(client: &Client, ns: &str, pods: &[Pod]) {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    for p in pods {
+        api.create(&PostParams::default(), p).await.unwrap();
+    }
+}
+
+/// Waits until every named pod is bound; returns pod → node.
+async fn wait_bound(client: &Client, ns: &str, names: &[&str]) -> BTreeMap<String, String> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("pods {names:?} to be bound"),
+        BIND_TIMEOUT,
+        || async {
+            let mut bound = BTreeMap::new();
+            for name in names {
+                let pod = api.get(name).await.ok()?;
+                bound.insert(name.to_string(), pod.spec?.node_name?);
+            }
+            Some(bound)
+        },
+    )
+    .await
+}
+
+async fn events(client: &Client, ns: &str, pod: &str, reason: &str) -> Vec<Event> {
+    Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().fields(&format!("involvedObject.name={pod},reason={reason}")))
+        .await
+        .unwrap()
+        .items
+}
+
+/// The pod holding the scheduler's Lease.
+async fn lease_holder(client: &Client) -> Option<String> {
+    Api::<Lease>::namespaced(client.clone(), "drover-system")
+        .get(SCHEDULER)
+        .await
+        .ok()?
+        .spec?
+        .holder_identity
+}
+
+async fn label_node(client: &Client, node: &str, patch: Value) {
+    Api::<Node>::all(client.clone())
+        .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn pods_naming_drover_scheduler_are_placed_by_its_rules() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-sched").await;
+    let pool = FakeNodePool::create(&client, "sched", 3).await;
+    let [n0, n1, n2] = [0, 1, 2].map(|i| pool.nodes[i].clone());
+    label_node(
+        &client,
+        &n0,
+        json!({"metadata": {"labels": {"disk": "ssd"}}}),
+    )
+    .await;
+    label_node(
+        &client,
+        &n2,
+        json!({"metadata": {"labels": {"disk": "hdd"}}}),
+    )
+    .await;
+    // n1 takes only pods that tolerate `dedicated=db`.
+    let taints = json!({"spec": {"taints": [
+        {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"},
+        {"key": "dedicated", "value": "db", "effect": "NoSchedule"},
+    ]}});
+    label_node(&client, &n1, taints).await;
+    let placement = pool.placement();
+    let fake_toleration = json!({
+        "key": FAKE_NODE_TAINT.0, "operator": "Equal", "value": FAKE_NODE_TAINT.1, "effect": "NoSchedule",
+    });
+    let on = |node: &str| {
+        json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}],
+        }}})
+    };
+
+    // Four pods of 1 CPU on nodes of 32.
+    let mut pods: Vec<Pod> = (0..4)
+        .map(|i| scheduled_pod(&format!("packed-{i}"), &placement, "1", "1Gi", json!({})))
+        .collect();
+    // Required affinity by label (not the ssd node) and a nodeSelector (the ssd node).
+    pods.push(scheduled_pod(
+        "not-ssd",
+        &placement,
+        "100m",
+        "64Mi",
+        json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": "disk", "operator": "NotIn", "values": ["ssd"]}]}],
+        }}}}),
+    ));
+    pods.push(scheduled_pod(
+        "ssd",
+        &placement,
+        "100m",
+        "64Mi",
+        json!({"nodeSelector": {POOL_LABEL: pool.name, "disk": "ssd"}}),
+    ));
+    // The tainted node: only with the toleration.
+    pods.push(scheduled_pod(
+        "tolerates-db",
+        &placement,
+        "100m",
+        "64Mi",
+        json!({"affinity": on(&n1), "tolerations": [fake_toleration.clone(),
+            {"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}]}),
+    ));
+    pods.push(scheduled_pod(
+        "shuns-db",
+        &placement,
+        "100m",
+        "64Mi",
+        json!({"affinity": on(&n1)}),
+    ));
+    // Bigger than any node.
+    pods.push(scheduled_pod(
+        "oversized",
+        &placement,
+        "64",
+        "1Gi",
+        json!({}),
+    ));
+    create_pods(&client, &ns.name, &pods).await;
+
+    let bound = wait_bound(
+        &client,
+        &ns.name,
+        &[
+            "packed-0",
+            "packed-1",
+            "packed-2",
+            "packed-3",
+            "not-ssd",
+            "ssd",
+            "tolerates-db",
+        ],
+    )
+    .await;
+    // Bin packing: the four pods share one node (not the tainted one).
+    let packed = &bound["packed-0"];
+    for i in 1..4 {
+        assert_eq!(
+            &bound[&format!("packed-{i}")],
+            packed,
+            "bin packing fills one node: {bound:?}"
+        );
+    }
+    assert_ne!(packed, &n1, "{bound:?}");
+    assert_eq!(bound["not-ssd"], n2, "{bound:?}");
+    assert_eq!(bound["ssd"], n0, "{bound:?}");
+    assert_eq!(bound["tolerates-db"], n1, "{bound:?}");
+    let scheduled = events(&client, &ns.name, "packed-0", "Scheduled").await;
+    assert!(
+        scheduled.iter().any(|e| e.message.as_deref()
+            == Some(&format!("Successfully assigned {}/packed-0 to {packed}", ns.name)[..])),
+        "a Scheduled event: {scheduled:?}"
+    );
+
+    // Pods that fit nowhere: PodScheduled=False, FailedScheduling, kube-scheduler's words.
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    for (name, why) in [
+        ("oversized", "Insufficient cpu"),
+        ("shuns-db", "node(s) had untolerated taint {dedicated: db}"),
+    ] {
+        let message = wait_for(
+            &format!("{name} to be reported unschedulable"),
+            BIND_TIMEOUT,
+            || async {
+                let pod = pods_api.get(name).await.ok()?;
+                let c = pod
+                    .status?
+                    .conditions?
+                    .into_iter()
+                    .find(|c| c.type_ == "PodScheduled")?;
+                (c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
+                    .then_some(c.message?)
+            },
+        )
+        .await;
+        assert!(
+            message.contains("nodes are available") && message.contains(why),
+            "{name}: {message}"
+        );
+        let failed = events(&client, &ns.name, name, "FailedScheduling").await;
+        assert!(
+            failed
+                .iter()
+                .any(|e| e.message.as_deref().is_some_and(|m| m.contains(why))),
+            "{name}: a FailedScheduling event saying {why:?}: {failed:?}"
+        );
+        let pod = pods_api.get(name).await.unwrap();
+        assert_eq!(pod.spec.unwrap().node_name, None, "{name} stays Pending");
+    }
+
+    // Removing the taint is a change of the cluster: the pod is tried again and fits.
+    label_node(
+        &client,
+        &n1,
+        json!({"spec": {"taints": [
+            {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"},
+        ]}}),
+    )
+    .await;
+    let bound = wait_bound(&client, &ns.name, &["shuns-db"]).await;
+    assert_eq!(bound["shuns-db"], n1);
+}
+
+#[tokio::test]
+async fn the_real_node_runs_a_pod_drover_scheduler_placed() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-sched-real").await;
+    let node = real_node(&client).await;
+    let pod = scheduled_pod(
+        "real",
+        &Placement::RealNode(node.clone()),
+        "10m",
+        "16Mi",
+        json!({}),
+    );
+    create_pods(&client, &ns.name, &[pod]).await;
+    let bound = wait_bound(&client, &ns.name, &["real"]).await;
+    assert_eq!(bound["real"], node);
+    let api: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    wait_pod_ready(&api, "real", BIND_TIMEOUT).await;
+}
+
+#[tokio::test]
+async fn a_bin_packed_app_fills_few_nodes_and_a_restarted_scheduler_binds_nothing_twice() {
+    const REPLICAS: i32 = 40;
+    let client = client().await;
+    let started = std::time::SystemTime::now();
+    let ns = TestNamespace::create(&client, "e2e-binpack").await;
+    // Six nodes of 2 CPUs: 24 pods of 250m fill 3 of them, 40 fill 5.
+    let pool = FakeNodePool::create_sized(&client, "binpack", 6, "2", "8Gi").await;
+    let mut manifest = app_manifest("web", 24, "1", &pool.placement());
+    manifest["spec"]["placement"] = json!({"binPack": true});
+    manifest["spec"]["template"]["spec"]["containers"][0]["resources"] =
+        json!({"requests": {"cpu": "250m", "memory": "256Mi"}});
+    let app: App = serde_json::from_value(manifest).unwrap();
+    Api::<App>::namespaced(client.clone(), &ns.name)
+        .create(&PostParams::default(), &app)
+        .await
+        .unwrap();
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let all_bound = |replicas: usize| {
+        let pods_api = pods_api.clone();
+        async move {
+            let pods = pods_api
+                .list(&ListParams::default().labels("drover.dev/app=web"))
+                .await
+                .ok()?
+                .items;
+            let bound = pods
+                .iter()
+                .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()));
+            (pods.len() == replicas && bound.count() == replicas).then_some(pods)
+        }
+    };
+    wait_for("the App's pods to be bound", ROLLOUT_TIMEOUT, || {
+        all_bound(24)
+    })
+    .await;
+    // The scheduler dies; once its successor holds the lease (the killed one's lapses),
+    // the App grows and the successor places the new pods beside the ones bound before.
+    let holder = lease_holder(&client).await;
+    kill(SCHEDULER);
+    wait_for(
+        "the next scheduler to take the lease",
+        ROLLOUT_TIMEOUT,
+        || async {
+            let now = lease_holder(&client).await;
+            (now.is_some() && now != holder).then_some(())
+        },
+    )
+    .await;
+    Api::<App>::namespaced(client.clone(), &ns.name)
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": REPLICAS}})),
+        )
+        .await
+        .unwrap();
+    let pods = wait_for(
+        "the new pods to be bound by the next scheduler",
+        ROLLOUT_TIMEOUT,
+        || all_bound(REPLICAS as usize),
+    )
+    .await;
+    wait_ready(SCHEDULER);
+
+    let mut per_node: HashMap<String, usize> = HashMap::new();
+    for p in &pods {
+        let spec = p.spec.as_ref().unwrap();
+        assert_eq!(spec.scheduler_name.as_deref(), Some(SCHEDULER));
+        *per_node.entry(spec.node_name.clone().unwrap()).or_default() += 1;
+    }
+    // 8 pods of 250m fill a 2-CPU node: 30 pods on 4 nodes, none over-committed.
+    assert!(
+        per_node.values().all(|&n| n <= 8),
+        "a node over-committed: {per_node:?}"
+    );
+    assert_eq!(
+        per_node.len(),
+        5,
+        "packed onto the fewest nodes: {per_node:?}"
+    );
+    // Every binding the apiserver saw for these pods: one each, none refused (a restarted
+    // scheduler that bound from a stale view would be refused with 409).
+    let mut bindings: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for record in audit_records(started, "\"subresource\":\"binding\"") {
+        let object = &record["objectRef"];
+        if record["stage"] == "ResponseComplete"
+            && record["verb"] == "create"
+            && object["namespace"] == ns.name.as_str()
+        {
+            let name = object["name"].as_str().unwrap_or_default().to_string();
+            let code = record["responseStatus"]["code"].as_i64().unwrap_or(0);
+            bindings.entry(name).or_default().push(code);
+        }
+    }
+    for p in &pods {
+        let name = p.name_any();
+        assert_eq!(
+            bindings.get(&name).map(Vec::as_slice),
+            Some(&[201][..]),
+            "bindings of {name}: {bindings:?}"
+        );
+        assert!(
+            events(&client, &ns.name, &name, "FailedScheduling")
+                .await
+                .is_empty()
+        );
+    }
+}
+
+#[tokio::test]
+async fn pods_evicted_under_memory_pressure_are_replaced_where_they_fit() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-pressure").await;
+    let pool = FakeNodePool::create_sized(&client, "pressure", 2, "2", "4Gi").await;
+    let mut manifest = app_manifest("web", 4, "1", &pool.placement());
+    manifest["spec"]["placement"] = json!({"binPack": true});
+    manifest["spec"]["template"]["spec"]["containers"][0]["resources"] =
+        json!({"requests": {"cpu": "250m", "memory": "512Mi"}});
+    let app: App = serde_json::from_value(manifest).unwrap();
+    Api::<App>::namespaced(client.clone(), &ns.name)
+        .create(&PostParams::default(), &app)
+        .await
+        .unwrap();
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let on_node = |node: String| {
+        let pods_api = pods_api.clone();
+        async move {
+            let pods = pods_api
+                .list(&ListParams::default().labels("drover.dev/app=web"))
+                .await
+                .ok()?
+                .items;
+            let ready = pods.iter().filter(|p| {
+                is_active_pod(p)
+                    && is_pod_ready(p)
+                    && p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&node)
+            });
+            (ready.count() == 4).then_some(pods)
+        }
+    };
+    // Packed: all four on the first node.
+    let [full, spare] = [0, 1].map(|i| pool.nodes[i].clone());
+    let before = wait_for("the App packed on one node", BIND_TIMEOUT, || {
+        on_node(full.clone())
+    })
+    .await;
+
+    // The node runs out of memory: something outside the App takes all but 256Mi of it
+    // (a pod bound there directly), and its kubelet evicts the App's pods (Failed,
+    // Evicted). Their replacements (512Mi each) fit only on the other node.
+    let mut hog = serde_json::to_value(sample_pod("hog", "1", &pool.placement())).unwrap();
+    hog["spec"]["nodeName"] = json!(full);
+    hog["spec"]["containers"][0]["resources"] = json!({"requests": {"memory": "3840Mi"}});
+    pods_api
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(hog).unwrap(),
+        )
+        .await
+        .unwrap();
+    for p in &before {
+        let status = json!({"status": {
+            "phase": "Failed",
+            "reason": "Evicted",
+            "message": "The node was low on resource: memory.",
+        }});
+        pods_api
+            .patch_status(
+                &p.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&status),
+            )
+            .await
+            .unwrap();
+    }
+    // Replaced by the App and placed where they fit: the other node.
+    let after = wait_for(
+        "the App running again on the spare node",
+        ROLLOUT_TIMEOUT,
+        || on_node(spare.clone()),
+    )
+    .await;
+    let old: Vec<String> = before.iter().map(|p| p.uid().unwrap()).collect();
+    assert!(
+        after
+            .iter()
+            .filter(|p| is_active_pod(p))
+            .all(|p| !old.contains(&p.uid().unwrap())),
+        "the evicted pods were replaced"
+    );
+}
