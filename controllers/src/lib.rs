@@ -130,7 +130,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             serve(
                 args.common,
                 "controller",
-                "drover.dev/app-controller",
+                ("drover.dev/app-controller", Events::SharedClient),
                 |c, m, r, rec| app::run(c, config, m, r, rec),
             )
             .await
@@ -152,7 +152,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             serve(
                 args.common,
                 "scheduler",
-                "drover.dev/scheduler",
+                ("drover.dev/scheduler", Events::OwnClient),
                 |c, m, r, rec| scheduler::run::run(c, config, m, r, rec),
             )
             .await
@@ -173,9 +173,23 @@ async fn client(qps: f64, burst: u32) -> Result<Client> {
         .build())
 }
 
+/// How a component's Events reach the apiserver.
+enum Events {
+    /// Within the component's own client limits.
+    SharedClient,
+    /// Through a client of their own with the same limits, as kube-scheduler's do, so
+    /// publishing them never delays the component's own writes (bindings).
+    OwnClient,
+}
+
 /// Runs a component: admin server, the lease (`drover-<component>` unless named) when
 /// asked for, then `work` until it ends or the lease is lost. `reporter` signs its Events.
-async fn serve<F, Fut>(args: Common, component: &str, reporter: &str, work: F) -> Result<()>
+async fn serve<F, Fut>(
+    args: Common,
+    component: &str,
+    (reporter, events): (&str, Events),
+    work: F,
+) -> Result<()>
 where
     F: FnOnce(Client, Arc<Metrics>, Arc<AtomicBool>, Recorder) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
@@ -218,8 +232,12 @@ where
         ready.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
+    let events_client = match events {
+        Events::SharedClient => client.clone(),
+        Events::OwnClient => self::client(args.kube_api_qps, args.kube_api_burst).await?,
+    };
     let recorder = Recorder::new(
-        client.clone(),
+        events_client,
         Reporter {
             controller: reporter.into(),
             instance: Some(identity),

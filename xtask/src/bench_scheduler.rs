@@ -53,6 +53,9 @@ pub struct SchedulerBench {
 const NODE_CPU_MILLI: u64 = 4000;
 const NODE_MEMORY_MI: u64 = 16 * 1024;
 const POOL_LABEL: &str = "drover.dev/bench-pool";
+/// kubectl processes creating a run's pods side by side: the pods arrive about as fast as
+/// the apiserver takes them.
+const CREATORS: usize = 16;
 /// Pod shapes: CPU in millicores and memory in MiB, drawn independently.
 const CPUS: [u64; 5] = [100, 250, 500, 1000, 2000];
 const MEMORIES: [u64; 6] = [128, 256, 512, 1024, 2048, 4096];
@@ -408,8 +411,8 @@ profiles:
     }
 }
 
-/// One run: a fresh namespace, every pod created at once (8 kubectl processes), timed
-/// until all are bound; then the namespace goes.
+/// One run: a fresh namespace, every pod created at once (`CREATORS` kubectl processes),
+/// timed until all are bound; then the namespace goes.
 #[allow(clippy::too_many_arguments)]
 fn measure(
     layout: &Layout,
@@ -469,7 +472,7 @@ fn measure(
     let dir = std::env::temp_dir().join(format!("drover-bench-{}", std::process::id()));
     fs::create_dir_all(&dir)?;
     let creators: Vec<Child> = pods
-        .chunks(pods.len().div_ceil(8).max(1))
+        .chunks(pods.len().div_ceil(CREATORS).max(1))
         .enumerate()
         .map(|(i, chunk)| {
             let file = dir.join(format!("pods-{i}.json"));

@@ -354,7 +354,7 @@ impl Scheduler {
     fn spawn_bind(self: &Arc<Self>, pod: Arc<Pod>, node: String) {
         let s = self.clone();
         tokio::spawn(async move {
-            let Ok(_permit) = s.binds.clone().acquire_owned().await else {
+            let Ok(permit) = s.binds.clone().acquire_owned().await else {
                 return;
             };
             let namespace = pod.namespace().unwrap_or_default();
@@ -370,6 +370,7 @@ impl Scheduler {
                 .create_subresource("binding", &name, &PostParams::default(), &binding)
                 .await;
             s.metrics.write(SCHEDULER, "create", "pods/binding");
+            drop(permit);
             match result {
                 Ok(_) => {
                     debug!(pod = %name, %namespace, %node, "bound");
