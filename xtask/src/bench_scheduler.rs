@@ -121,6 +121,13 @@ struct RunResult {
 pub fn run(args: SchedulerBench) -> Result<()> {
     let layout = Layout::detect()?;
     let kubectl = Kubectl::new(&layout)?;
+    // Pools an interrupted run left would pass for real nodes (they are not labelled as
+    // the cluster's simulated ones): they go first.
+    kubectl
+        .cmd()
+        .args(["delete", "--raw"])
+        .arg(format!("/api/v1/nodes?labelSelector={POOL_LABEL}"))
+        .run()?;
     let (fake, _) = fake_nodes::observe(&kubectl).unwrap_or_default();
     cluster::up(fake.len().max(cluster::DEFAULT_FAKE_NODES))?;
     install::install_drover(&layout)?;
@@ -398,6 +405,13 @@ profiles:
             .context("starting the benchmark's kube-scheduler")?;
         // Give it time to sync its informers before pods arrive.
         std::thread::sleep(Duration::from_secs(5));
+        let mut child = child;
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "the benchmark's kube-scheduler exited ({status}); see {}",
+                layout.log("bench-kube-scheduler").display()
+            );
+        }
         Ok(Self { child })
     }
 
@@ -539,13 +553,7 @@ fn measure(
 
 /// Reads the run's pod creations and bindings off the audit log.
 fn analyse(log: &std::path::Path, from: u64, ns: &str, shapes: &[(u64, u64)]) -> Result<Sample> {
-    let mut file = fs::File::open(log)?;
-    if file.metadata()?.len() < from {
-        bail!("the audit log was rotated during the run; run the benchmark again");
-    }
-    file.seek(SeekFrom::Start(from))?;
-    let mut text = String::new();
-    file.read_to_string(&mut text)?;
+    let text = audit_since(log, from)?;
     let needle = format!("\"namespace\":\"{ns}\"");
     let mut created: HashMap<String, f64> = HashMap::new();
     let mut bound: Vec<(f64, String, String)> = vec![];
@@ -637,6 +645,32 @@ fn analyse(log: &std::path::Path, from: u64, ns: &str, shapes: &[(u64, u64)]) ->
         peak_rss_mib: 0.0,
         curve,
     })
+}
+
+/// The audit log from byte `from` on; if the apiserver rotated it meanwhile, the rest of
+/// the rotated file (the newest `audit-*.log`, which the log was renamed to) comes first.
+fn audit_since(log: &std::path::Path, from: u64) -> Result<String> {
+    let read_from = |path: &std::path::Path, offset: u64| -> Result<String> {
+        let mut file =
+            fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        file.seek(SeekFrom::Start(offset))?;
+        let mut text = String::new();
+        file.read_to_string(&mut text)?;
+        Ok(text)
+    };
+    if fs::metadata(log)?.len() >= from {
+        return read_from(log, from);
+    }
+    let dir = log.parent().context("the audit log's directory")?;
+    let rotated = fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("audit-") && name.ends_with(".log")
+        })
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .context("the audit log shrank but no rotated file is there")?;
+    Ok(read_from(&rotated.path(), from)? + &read_from(log, 0)?)
 }
 
 /// Pod name → node, for the run's namespace.
