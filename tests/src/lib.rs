@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use drover_crds::App;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
@@ -489,6 +489,17 @@ pub fn wait_ready(deployment: &str) {
     ]);
 }
 
+/// Merges `spec` into the App's spec (`kubectl patch --type merge`).
+pub async fn patch_spec(apps: &Api<App>, name: &str, spec: serde_json::Value) {
+    apps.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "spec": spec })),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("patching App {name}: {e}"));
+}
+
 /// Patches the App's first container to `sample:<version>`, and its strategy too when
 /// `strategy` is given (a JSON merge patch of `spec.strategy`).
 pub async fn set_image(
@@ -514,13 +525,9 @@ pub async fn set_image(
     if let Some(strategy) = strategy {
         patch["spec"]["strategy"] = strategy;
     }
-    apps.patch(
-        name,
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(&patch),
-    )
-    .await
-    .expect("patching the App");
+    apps.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patching the App");
 }
 
 /// The apiserver's audit records written since `since` whose line contains `needle`

@@ -13,7 +13,7 @@ use drover_e2e::observer::ReplicaObserver;
 use drover_e2e::*;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
@@ -525,13 +525,7 @@ async fn removing_the_ports_removes_the_service() {
     let services: Api<Service> = Api::namespaced(client.clone(), &ns.name);
     assert!(services.get_opt("web").await.unwrap().is_some());
     let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
-    apps.patch(
-        "web",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"ports": null}})),
-    )
-    .await
-    .unwrap();
+    patch_spec(&apps, "web", json!({"ports": null})).await;
     wait_for("the Service to go", CONVERGE, || async {
         services.get_opt("web").await.ok()?.is_none().then_some(())
     })
@@ -639,13 +633,7 @@ async fn never_more_pods_than_asked_across_a_controller_restart_while_scaling() 
     let observer = ReplicaObserver::start(&client, &ns.name, "burst").await;
 
     let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
-    apps.patch(
-        "burst",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"replicas": TARGET}})),
-    )
-    .await
-    .unwrap();
+    patch_spec(&apps, "burst", json!({"replicas": TARGET})).await;
     let at_kill = wait_for("the scale-up to be under way", CONVERGE, || async {
         let n = active_pods(&client, &ns.name, "burst").await.len();
         (n >= 10).then_some(n)

@@ -16,7 +16,7 @@ use drover_e2e::observer::ReplicaObserver;
 use drover_e2e::*;
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
@@ -409,13 +409,7 @@ fn progressing(app: &App) -> Option<(String, String)> {
 }
 
 async fn set_paused(apps: &Api<App>, paused: bool) {
-    apps.patch(
-        "web",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"paused": paused}})),
-    )
-    .await
-    .unwrap();
+    patch_spec(apps, "web", json!({"paused": paused})).await;
 }
 
 #[tokio::test]
@@ -438,13 +432,7 @@ async fn a_paused_app_holds_template_changes_but_scales_and_resume_rolls_it() {
     })
     .await;
     // Scaling goes on while paused, with the held revision.
-    apps.patch(
-        "web",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"replicas": 5}})),
-    )
-    .await
-    .unwrap();
+    patch_spec(&apps, "web", json!({"replicas": 5})).await;
     let pods = wait_for("the paused App to scale to 5", ROLLOUT_TIMEOUT, || async {
         let pods = Api::<Pod>::namespaced(client.clone(), &ns.name)
             .list(&ListParams::default().labels("drover.dev/app=web"))
@@ -502,13 +490,7 @@ async fn wait_stuck_split(client: &Client, ns: &str, old: usize, new: usize) {
 }
 
 async fn scale(apps: &Api<App>, replicas: i32) {
-    apps.patch(
-        "web",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"replicas": replicas}})),
-    )
-    .await
-    .unwrap();
+    patch_spec(apps, "web", json!({"replicas": replicas})).await;
 }
 
 #[tokio::test]
@@ -896,13 +878,7 @@ async fn the_disruption_budget_is_kept_for_evictions_and_paces_scale_in() {
     wait_rolled_out(&client, &ns.name, "web", 4, &format!("{SAMPLE_IMAGE}:1")).await;
 
     // Scale-in goes one pod at a time: never two going away together.
-    apps.patch(
-        "web",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"replicas": 1}})),
-    )
-    .await
-    .unwrap();
+    patch_spec(&apps, "web", json!({"replicas": 1})).await;
     let most_going = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     wait_for("the scale-in to 1 pod", ROLLOUT_TIMEOUT, || {
         let pods = pods.clone();

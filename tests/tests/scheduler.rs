@@ -265,6 +265,37 @@ async fn the_real_node_runs_a_pod_drover_scheduler_placed() {
     wait_pod_ready(&api, "real", BIND_TIMEOUT).await;
 }
 
+/// Creates App `web` of `replicas` sample pods on `pool` with `placement.binPack`, each
+/// requesting 250m and `memory`; returns the namespace's pod Api.
+async fn create_bin_packed(
+    client: &Client,
+    ns: &str,
+    pool: &FakeNodePool,
+    replicas: i32,
+    memory: &str,
+) -> Api<Pod> {
+    let mut manifest = app_manifest("web", replicas, "1", &pool.placement());
+    manifest["spec"]["placement"] = json!({"binPack": true});
+    manifest["spec"]["template"]["spec"]["containers"][0]["resources"] =
+        json!({"requests": {"cpu": "250m", "memory": memory}});
+    let app: App = serde_json::from_value(manifest).unwrap();
+    Api::<App>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &app)
+        .await
+        .unwrap();
+    Api::namespaced(client.clone(), ns)
+}
+
+/// The pods of App `web`.
+async fn app_pods(pods: &Api<Pod>) -> Option<Vec<Pod>> {
+    Some(
+        pods.list(&ListParams::default().labels("drover.dev/app=web"))
+            .await
+            .ok()?
+            .items,
+    )
+}
+
 #[tokio::test]
 async fn a_bin_packed_app_fills_few_nodes_and_a_restarted_scheduler_binds_nothing_twice() {
     const REPLICAS: i32 = 40;
@@ -273,24 +304,11 @@ async fn a_bin_packed_app_fills_few_nodes_and_a_restarted_scheduler_binds_nothin
     let ns = TestNamespace::create(&client, "e2e-binpack").await;
     // Six nodes of 2 CPUs: 24 pods of 250m fill 3 of them, 40 fill 5.
     let pool = FakeNodePool::create_sized(&client, "binpack", 6, "2", "8Gi").await;
-    let mut manifest = app_manifest("web", 24, "1", &pool.placement());
-    manifest["spec"]["placement"] = json!({"binPack": true});
-    manifest["spec"]["template"]["spec"]["containers"][0]["resources"] =
-        json!({"requests": {"cpu": "250m", "memory": "256Mi"}});
-    let app: App = serde_json::from_value(manifest).unwrap();
-    Api::<App>::namespaced(client.clone(), &ns.name)
-        .create(&PostParams::default(), &app)
-        .await
-        .unwrap();
-    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let pods_api = create_bin_packed(&client, &ns.name, &pool, 24, "256Mi").await;
     let all_bound = |replicas: usize| {
         let pods_api = pods_api.clone();
         async move {
-            let pods = pods_api
-                .list(&ListParams::default().labels("drover.dev/app=web"))
-                .await
-                .ok()?
-                .items;
+            let pods = app_pods(&pods_api).await?;
             let bound = pods
                 .iter()
                 .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()));
@@ -314,14 +332,8 @@ async fn a_bin_packed_app_fills_few_nodes_and_a_restarted_scheduler_binds_nothin
         },
     )
     .await;
-    Api::<App>::namespaced(client.clone(), &ns.name)
-        .patch(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": REPLICAS}})),
-        )
-        .await
-        .unwrap();
+    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
+    patch_spec(&apps, "web", json!({"replicas": REPLICAS})).await;
     let pods = wait_for(
         "the new pods to be bound by the next scheduler",
         ROLLOUT_TIMEOUT,
@@ -380,24 +392,11 @@ async fn pods_evicted_under_memory_pressure_are_replaced_where_they_fit() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-pressure").await;
     let pool = FakeNodePool::create_sized(&client, "pressure", 2, "2", "4Gi").await;
-    let mut manifest = app_manifest("web", 4, "1", &pool.placement());
-    manifest["spec"]["placement"] = json!({"binPack": true});
-    manifest["spec"]["template"]["spec"]["containers"][0]["resources"] =
-        json!({"requests": {"cpu": "250m", "memory": "512Mi"}});
-    let app: App = serde_json::from_value(manifest).unwrap();
-    Api::<App>::namespaced(client.clone(), &ns.name)
-        .create(&PostParams::default(), &app)
-        .await
-        .unwrap();
-    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let pods_api = create_bin_packed(&client, &ns.name, &pool, 4, "512Mi").await;
     let on_node = |node: String| {
         let pods_api = pods_api.clone();
         async move {
-            let pods = pods_api
-                .list(&ListParams::default().labels("drover.dev/app=web"))
-                .await
-                .ok()?
-                .items;
+            let pods = app_pods(&pods_api).await?;
             let ready = pods.iter().filter(|p| {
                 is_active_pod(p)
                     && is_pod_ready(p)

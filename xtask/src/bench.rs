@@ -149,7 +149,7 @@ fn compare(kind: Kind, replicas: u32, runs: usize) -> Result<()> {
             "\n== {scenario}: drover {}/{} qps/burst, kube-controller-manager {}/{}",
             drover_limits.0, drover_limits.1, KCM_LIMITS.0, KCM_LIMITS.1
         );
-        set_drover_limits(&layout, &kubectl, drover_limits)?;
+        set_limits(&layout, &CONTROLLER, drover_limits)?;
         let mut result = ScenarioResult {
             scenario: scenario.into(),
             drover_limits,
@@ -177,7 +177,7 @@ fn compare(kind: Kind, replicas: u32, runs: usize) -> Result<()> {
         print_table(kind, &result, replicas);
         results.push(result);
     }
-    set_drover_limits(&layout, &kubectl, DROVER_LIMITS)?;
+    set_limits(&layout, &CONTROLLER, DROVER_LIMITS)?;
     if nodes_before.len() < nodes {
         cluster::set_fake_nodes(nodes_before.len())?;
     }
@@ -194,8 +194,39 @@ fn compare(kind: Kind, replicas: u32, runs: usize) -> Result<()> {
     Ok(())
 }
 
-/// Points the installed drover at new client limits and waits until its replacement leads.
-fn set_drover_limits(layout: &Layout, kubectl: &Kubectl, (qps, burst): (f64, u32)) -> Result<()> {
+/// One of drover's components as the benchmarks drive it.
+pub(crate) struct DroverComponent {
+    /// Its section of the chart's values.
+    pub values: &'static str,
+    /// `app.kubernetes.io/name` of its pods.
+    pub pods: &'static str,
+    pub lease: &'static str,
+    /// How its process's command line starts on the host.
+    pub command: &'static str,
+}
+
+pub(crate) const CONTROLLER: DroverComponent = DroverComponent {
+    values: "controller",
+    pods: "drover",
+    lease: "drover-controller",
+    command: "/drover controller",
+};
+
+pub(crate) const SCHEDULER: DroverComponent = DroverComponent {
+    values: "scheduler",
+    pods: "drover-scheduler",
+    lease: "drover-scheduler",
+    command: "/drover scheduler",
+};
+
+/// Points an installed component at new client limits and waits until its replacement
+/// leads (once its predecessor's lease is released or lapses).
+pub(crate) fn set_limits(
+    layout: &Layout,
+    component: &DroverComponent,
+    (qps, burst): (f64, u32),
+) -> Result<()> {
+    let kubectl = Kubectl::new(layout)?;
     cmd(layout.bin("helm")?)
         .arg("--kubeconfig")
         .arg(layout.admin_kubeconfig())
@@ -211,7 +242,8 @@ fn set_drover_limits(layout: &Layout, kubectl: &Kubectl, (qps, burst): (f64, u32
         ])
         .arg("--set")
         .arg(format!(
-            "controller.kubeApiQps={qps},controller.kubeApiBurst={burst}"
+            "{0}.kubeApiQps={qps},{0}.kubeApiBurst={burst}",
+            component.values
         ))
         .run()?;
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -222,7 +254,7 @@ fn set_drover_limits(layout: &Layout, kubectl: &Kubectl, (qps, burst): (f64, u32
             "get",
             "pods",
             "-l",
-            "app.kubernetes.io/name=drover",
+            &format!("app.kubernetes.io/name={}", component.pods),
         ])?;
         let names: Vec<String> = pods["items"]
             .as_array()
@@ -232,23 +264,20 @@ fn set_drover_limits(layout: &Layout, kubectl: &Kubectl, (qps, burst): (f64, u32
             .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
             .collect();
         let holder = kubectl
-            .json(&[
-                "-n",
-                install::NAMESPACE,
-                "get",
-                "lease",
-                "drover-controller",
-            ])
+            .json(&["-n", install::NAMESPACE, "get", "lease", component.lease])
             .ok()
             .and_then(|l| l["spec"]["holderIdentity"].as_str().map(String::from));
         if names.len() == 1
             && holder.as_deref() == Some(names[0].as_str())
-            && drover_pid().is_some()
+            && host_pid(component).is_some()
         {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("the drover controller did not take the lease after the upgrade");
+            bail!(
+                "{} did not take the lease after the upgrade",
+                component.pods
+            );
         }
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -324,7 +353,9 @@ fn measure(
         ready.with_context(|| format!("{workload:?} in {ns} before its rollout"))?;
     }
     let pid = match workload {
-        Workload::App => drover_pid().context("the drover controller process is not running")?,
+        Workload::App => {
+            host_pid(&CONTROLLER).context("the drover controller process is not running")?
+        }
         Workload::Deployment => process::running_pid(layout, Component::KubeControllerManager)
             .context("kube-controller-manager is not running")?,
     };
@@ -492,11 +523,11 @@ fn count_writes(log: &Path, from: u64, users: &[&str]) -> Result<u64> {
         .count() as u64)
 }
 
-/// The drover controller's host PID (its container's `/drover controller`).
-fn drover_pid() -> Option<i32> {
+/// A component's host PID (its container's process).
+pub(crate) fn host_pid(component: &DroverComponent) -> Option<i32> {
     process::host_processes()
         .into_iter()
-        .find(|p| p.cmdline.starts_with("/drover controller"))
+        .find(|p| p.cmdline.starts_with(component.command))
         .map(|p| p.pid)
 }
 

@@ -25,13 +25,12 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::bench::{clock_ticks, cpu_ticks, median, rss_kib};
-use crate::cmd::cmd;
+use crate::bench::{SCHEDULER, clock_ticks, cpu_ticks, host_pid, median, rss_kib, set_limits};
+use crate::cluster;
 use crate::fake_nodes;
 use crate::install;
 use crate::kubectl::Kubectl;
 use crate::layout::Layout;
-use crate::{cluster, process};
 
 #[derive(Debug, Args)]
 pub struct SchedulerBench {
@@ -149,14 +148,14 @@ pub fn run(args: SchedulerBench) -> Result<()> {
                 "-- {scenario}: every scheduler at {}/{} qps/burst",
                 limits.0, limits.1
             );
-            set_drover_limits(&layout, limits)?;
+            set_limits(&layout, &SCHEDULER, limits)?;
             let kube = KubeScheduler::start(&layout, limits)?;
             for scheduler in Scheduler::ALL {
                 let mut samples = vec![];
                 for run in 0..args.runs {
                     let pid = match scheduler {
                         Scheduler::Drover => {
-                            drover_scheduler_pid().context("drover's scheduler is not running")?
+                            host_pid(&SCHEDULER).context("drover's scheduler is not running")?
                         }
                         _ => kube.pid(),
                     };
@@ -188,7 +187,7 @@ pub fn run(args: SchedulerBench) -> Result<()> {
         }
         delete_pool(&kubectl, &pool)?;
     }
-    set_drover_limits(&layout, (50.0, 100))?;
+    set_limits(&layout, &SCHEDULER, (50.0, 100))?;
     print_summary(&results);
     let out = layout.repo.join("target/bench");
     fs::create_dir_all(&out)?;
@@ -227,7 +226,7 @@ fn pod_shapes(seed: u64, nodes: usize, fill_percent: u32) -> Vec<(u64, u64)> {
 }
 
 /// The fewest nodes that could hold the pods: the most demanded resource's total over a
-/// node's allocatable (pods per node never bind first with these shapes).
+/// node's allocatable, or 110 pods per node.
 fn lower_bound(shapes: &[(u64, u64)]) -> usize {
     let cpu: u64 = shapes.iter().map(|s| s.0).sum();
     let memory: u64 = shapes.iter().map(|s| s.1).sum();
@@ -289,68 +288,6 @@ fn delete_pool(kubectl: &Kubectl, pool: &str) -> Result<()> {
         .arg(format!("/api/v1/nodes?labelSelector={POOL_LABEL}%3D{pool}"))
         .run()?;
     Ok(())
-}
-
-fn set_drover_limits(layout: &Layout, (qps, burst): (f64, u32)) -> Result<()> {
-    cmd(layout.bin("helm")?)
-        .arg("--kubeconfig")
-        .arg(layout.admin_kubeconfig())
-        .args(["upgrade", install::RELEASE])
-        .arg(layout.repo.join("charts/drover"))
-        .args([
-            "--namespace",
-            install::NAMESPACE,
-            "--reuse-values",
-            "--wait",
-            "--timeout",
-            "180s",
-        ])
-        .arg("--set")
-        .arg(format!(
-            "scheduler.kubeApiQps={qps},scheduler.kubeApiBurst={burst}"
-        ))
-        .run()?;
-    // The new scheduler leads once the old one's lease lapses or is released.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let kubectl = Kubectl::new(layout)?;
-    loop {
-        let pods = kubectl.json(&[
-            "-n",
-            install::NAMESPACE,
-            "get",
-            "pods",
-            "-l",
-            "app.kubernetes.io/name=drover-scheduler",
-        ])?;
-        let names: Vec<String> = pods["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-            .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
-            .collect();
-        let holder = kubectl
-            .json(&["-n", install::NAMESPACE, "get", "lease", "drover-scheduler"])
-            .ok()
-            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(String::from));
-        if names.len() == 1
-            && holder.as_deref() == Some(names[0].as_str())
-            && drover_scheduler_pid().is_some()
-        {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("drover's scheduler did not take the lease after the upgrade");
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-fn drover_scheduler_pid() -> Option<i32> {
-    process::host_processes()
-        .into_iter()
-        .find(|p| p.cmdline.starts_with("/drover scheduler"))
-        .map(|p| p.pid)
 }
 
 /// The benchmark's own kube-scheduler: both profiles, the scenario's client limits.

@@ -323,7 +323,7 @@ pub async fn run(
         .touched_objects();
     let node_events = watcher(nodes_api, watcher::Config::default())
         .default_backoff()
-        .modify(strip_node)
+        .modify(crate::runtime::trim::node)
         .reflect(nodes_writer)
         .inspect_ok(synced.on_init_done(Synced::NODES))
         .touched_objects();
@@ -456,14 +456,6 @@ fn users(
         .map(|a| ObjectRef::from_obj(a.as_ref()))
         .collect::<Vec<_>>()
         .into_iter()
-}
-
-fn strip_node(node: &mut Node) {
-    node.metadata.managed_fields = None;
-    node.metadata.annotations = None;
-    if let Some(status) = node.status.as_mut() {
-        status.images = None;
-    }
 }
 
 fn error_policy(app: Arc<DeserializeGuard<App>>, error: &Error, ctx: Arc<Context>) -> Action {

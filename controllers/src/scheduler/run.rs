@@ -140,14 +140,6 @@ fn strip_pod(pod: &mut Pod) {
     }
 }
 
-fn strip_node(node: &mut Node) {
-    node.metadata.managed_fields = None;
-    node.metadata.annotations = None;
-    if let Some(status) = node.status.as_mut() {
-        status.images = None;
-    }
-}
-
 /// Runs the scheduler until shutdown; `ready` turns true once both watches have synced.
 pub async fn run(
     client: Client,
@@ -201,7 +193,7 @@ pub async fn run(
     let s = scheduler.clone();
     let node_events = watcher(Api::<Node>::all(client), watcher::Config::default())
         .default_backoff()
-        .modify(strip_node)
+        .modify(crate::runtime::trim::node)
         .reflect(nodes_writer)
         .try_for_each(move |event| {
             if matches!(event, watcher::Event::Apply(_) | watcher::Event::Delete(_)) {
