@@ -456,3 +456,82 @@ async fn pods_evicted_under_memory_pressure_are_replaced_where_they_fit() {
         "the evicted pods were replaced"
     );
 }
+
+async fn cordon(client: &Client, node: &str, on: bool) {
+    label_node(client, node, json!({"spec": {"unschedulable": on}})).await;
+}
+
+#[tokio::test]
+async fn a_bin_packed_app_scales_in_from_its_least_used_node() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-scalein").await;
+    let pool = FakeNodePool::create_sized(&client, "scalein", 2, "2", "8Gi").await;
+    let [first, second] = [0, 1].map(|i| pool.nodes[i].clone());
+    let ready_on = |pods_api: &Api<Pod>, node: String, count: usize| {
+        let pods_api = pods_api.clone();
+        async move {
+            let pods: Vec<Pod> = app_pods(&pods_api)
+                .await?
+                .into_iter()
+                .filter(is_active_pod)
+                .collect();
+            let here = pods.iter().filter(|p| {
+                is_pod_ready(p)
+                    && p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&node)
+            });
+            (here.count() == count).then_some(pods)
+        }
+    };
+    // The older four pods on the first node, the newer four on the second (each placed
+    // while the other node was cordoned).
+    cordon(&client, &second, true).await;
+    let pods_api = create_bin_packed(&client, &ns.name, &pool, 4, "256Mi").await;
+    wait_for("four pods on the first node", BIND_TIMEOUT, || {
+        ready_on(&pods_api, first.clone(), 4)
+    })
+    .await;
+    cordon(&client, &first, true).await;
+    cordon(&client, &second, false).await;
+    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
+    patch_spec(&apps, "web", json!({"replicas": 8})).await;
+    let newer: Vec<String> = wait_for("four more on the second node", BIND_TIMEOUT, || {
+        ready_on(&pods_api, second.clone(), 4)
+    })
+    .await
+    .iter()
+    .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&second))
+    .map(|p| p.uid().unwrap())
+    .collect();
+    cordon(&client, &first, false).await;
+    // Something outside the App takes another 500m of the second node: it is the fuller
+    // (75 % of its CPU against 50 %).
+    let mut other = serde_json::to_value(sample_pod("other", "1", &pool.placement())).unwrap();
+    other["spec"]["nodeName"] = json!(second);
+    other["spec"]["containers"][0]["resources"] = json!({"requests": {"cpu": "500m"}});
+    pods_api
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(other).unwrap(),
+        )
+        .await
+        .unwrap();
+    wait_pod_ready(&pods_api, "other", BIND_TIMEOUT).await;
+
+    // Scaled in by four: the pods of the least used node go — the older ones, which a
+    // plain scale-in keeps — and that node empties.
+    patch_spec(&apps, "web", json!({"replicas": 4})).await;
+    let kept = wait_for("the App down to four pods", ROLLOUT_TIMEOUT, || async {
+        let pods: Vec<Pod> = app_pods(&pods_api)
+            .await?
+            .into_iter()
+            .filter(is_active_pod)
+            .collect();
+        (pods.len() == 4).then_some(pods)
+    })
+    .await;
+    let mut kept: Vec<String> = kept.iter().map(|p| p.uid().unwrap()).collect();
+    kept.sort();
+    let mut newer = newer;
+    newer.sort();
+    assert_eq!(kept, newer, "the pods on the second (fuller) node stay");
+}

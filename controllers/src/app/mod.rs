@@ -16,6 +16,7 @@ mod revisions;
 mod service;
 pub mod status;
 mod undo;
+mod usage;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -77,6 +78,8 @@ pub struct Context {
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
     pub secrets: Store<PartialObjectMeta<Secret>>,
     config_cache: ConfigCache,
+    /// How full nodes are, for bin-packed Apps' scale-in.
+    node_usage: usage::NodeUsage,
     /// Rollout command annotations acted on whose removal the App store has not shown
     /// yet: (App UID, annotation). A reconcile in between must not act on them twice.
     acted: Mutex<HashSet<(String, &'static str)>>,
@@ -341,6 +344,7 @@ pub async fn run(
         config_maps,
         secrets,
         config_cache: ConfigCache::default(),
+        node_usage: usage::NodeUsage::default(),
         acted: Mutex::default(),
         ledger: Ledger::default(),
         queue: QueueDepth {

@@ -84,6 +84,9 @@ pub struct Input<'a> {
     pub nodes: &'a HashMap<String, NodeHealth>,
     /// Names `<app>-<n>` the apiserver reported as taken by a pod that is not the App's.
     pub taken: &'a HashSet<String>,
+    /// How full the nodes are (parts per thousand), for a bin-packed App: among pods
+    /// alike, those on the least used node go first. Empty: no preference.
+    pub node_fill: &'a HashMap<String, u32>,
     pub now: Timestamp,
     /// How long a node may be NotReady before its pods are replaced elsewhere.
     pub node_lost_grace: Duration,
@@ -197,7 +200,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
     // The least useful pods go first (see `victim_order`). Pods not observed yet sort
     // first but cannot be deleted by UID: they use up the removals they would take, so
     // no running pod goes in their place, and go in a later pass if still surplus.
-    active.sort_by_key(|p| victim_order(p));
+    active.sort_by_key(|p| victim_order(p, input.node_fill));
     let members: Vec<Member> = active
         .iter()
         .map(|p| Member {
@@ -261,9 +264,10 @@ fn delete(pod: &PodState, reason: Removal) -> Delete {
 }
 
 /// Sort key for scale-down: smaller goes first. Unscheduled before scheduled, pending
-/// before running, not ready before ready, then recently ready, often restarted, newer,
-/// and higher slots first (so slots stay low).
-fn victim_order(p: &PodState) -> impl Ord {
+/// before running, not ready before ready, then those on the least used node (bin-packed
+/// Apps: so that node empties), recently ready, often restarted, newer, and higher slots
+/// first (so slots stay low).
+fn victim_order(p: &PodState, node_fill: &HashMap<String, u32>) -> impl Ord {
     (
         p.node.is_some(),
         match p.phase {
@@ -272,6 +276,7 @@ fn victim_order(p: &PodState) -> impl Ord {
             _ => 2,
         },
         p.ready,
+        p.node.as_ref().and_then(|n| node_fill.get(n)).copied(),
         std::cmp::Reverse(p.ready_since),
         std::cmp::Reverse(p.restarts),
         std::cmp::Reverse(p.created),
@@ -326,6 +331,8 @@ mod tests {
     });
 
     static NO_NAMES: std::sync::LazyLock<HashSet<String>> = std::sync::LazyLock::new(HashSet::new);
+    static NO_FILL: std::sync::LazyLock<HashMap<String, u32>> =
+        std::sync::LazyLock::new(HashMap::new);
 
     /// The plan's input in tests: a rolling update to `web-r1` at t=100; tests override
     /// fields with `..input(..)`.
@@ -345,6 +352,7 @@ mod tests {
             pods,
             nodes,
             taken: &NO_NAMES,
+            node_fill: &NO_FILL,
             now: t(100),
             node_lost_grace: Duration::from_secs(30),
         }
@@ -443,6 +451,31 @@ mod tests {
         let victims: Vec<&str> = p.deletes.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(victims, ["web-5", "web-4", "web-2"]);
         assert!(p.deletes.iter().all(|d| d.reason == Removal::ScaleDown));
+    }
+
+    #[test]
+    fn a_bin_packed_scale_down_empties_the_least_used_node_first() {
+        // web-0 and web-1 (older) on n1, filled 30 % in all; web-2 and web-3 (newer) on
+        // n2, filled 60 %: without fills the newer pods go, with them n1 empties.
+        let mut pods = vec![pod(0), pod(1), pod(2), pod(3)];
+        for p in &mut pods[2..] {
+            p.node = Some("n2".into());
+            p.created = t(50);
+            p.ready_since = Some(t(50));
+        }
+        let victims = |pods: &[PodState], fill: &HashMap<String, u32>| -> Vec<String> {
+            let p = plan(&Input {
+                node_fill: fill,
+                ..input(2, pods, &nodes())
+            });
+            p.deletes.into_iter().map(|d| d.name).collect()
+        };
+        assert_eq!(victims(&pods, &HashMap::new()), ["web-3", "web-2"]);
+        let fill = HashMap::from([("n1".to_string(), 300), ("n2".to_string(), 600)]);
+        assert_eq!(victims(&pods, &fill), ["web-1", "web-0"]);
+        // Health still comes first: a not-ready pod on the fuller node goes before.
+        pods[3].ready = false;
+        assert_eq!(victims(&pods, &fill), ["web-3", "web-1"]);
     }
 
     #[test]

@@ -95,6 +95,13 @@ pub async fn reconcile(
     }
     let nodes = node_health(&ctx, &pods);
     let taken = ctx.ledger.taken(&uid);
+    let node_fill = if app.spec.placement.as_ref().is_some_and(|p| p.bin_pack) {
+        ctx.node_usage.start(&ctx.client);
+        ctx.node_usage
+            .fills(&ctx.nodes, pods.iter().filter_map(|p| p.node.as_deref()))
+    } else {
+        HashMap::new()
+    };
 
     // Plan.
     let replicas = u32::try_from(app.spec.replicas).unwrap_or(0);
@@ -129,6 +136,7 @@ pub async fn reconcile(
         pods: &pods,
         nodes: &nodes,
         taken: &taken,
+        node_fill: &node_fill,
         now,
         node_lost_grace: ctx.config.node_lost_grace,
     });
