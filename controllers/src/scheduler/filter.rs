@@ -87,6 +87,8 @@ impl NodeInfo {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PodInfo {
     pub requests: Requests,
+    /// `spec.priority`: higher is placed first.
+    pub priority: i32,
     pub node_selector: BTreeMap<String, String>,
     pub affinity: Option<NodeSelector>,
     pub tolerations: Vec<Toleration>,
@@ -100,6 +102,7 @@ impl PodInfo {
         };
         PodInfo {
             requests: resources::pod_requests(spec),
+            priority: spec.priority.unwrap_or(0),
             node_selector: spec.node_selector.clone().unwrap_or_default(),
             affinity: spec
                 .affinity

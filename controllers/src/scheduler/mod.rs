@@ -8,9 +8,11 @@ pub mod resources;
 pub mod run;
 pub mod score;
 
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
 pub use filter::{NodeInfo, PodInfo, Reason};
+use resources::{Kind, Resources};
 pub use score::{Policy, Weights};
 
 /// The scheduler's default name: pods with this `spec.schedulerName` are its.
@@ -71,6 +73,54 @@ pub fn place(
         nodes: nodes.len(),
         reasons,
     })
+}
+
+/// Places pending pods together, counting each on its node before the next; returns the
+/// node of each pod (or why none), in the order given. Higher priority goes first, then,
+/// when bin packing, the larger pods (best fit decreasing: the small ones fill the gaps
+/// the large ones leave, where arriving last they would open nodes), then the order given.
+pub fn place_batch(
+    pods: &[PodInfo],
+    nodes: &mut [NodeInfo],
+    policy: Policy,
+    weights: &Weights,
+) -> Vec<Result<usize, Unschedulable>> {
+    let mut order: Vec<usize> = (0..pods.len()).collect();
+    match policy {
+        Policy::BinPack => {
+            let total = nodes
+                .iter()
+                .fold(Resources::default(), |sum, n| sum + n.allocatable);
+            order.sort_by_cached_key(|&i| {
+                (
+                    Reverse(pods[i].priority),
+                    Reverse(size(&pods[i], &total, weights)),
+                )
+            });
+        }
+        Policy::Spread => order.sort_by_key(|&i| Reverse(pods[i].priority)),
+    }
+    let mut placed: Vec<Option<Result<usize, Unschedulable>>> = vec![None; pods.len()];
+    for i in order {
+        let at = place(&pods[i], nodes, policy, weights);
+        if let Ok(n) = at {
+            nodes[n].add(&pods[i]);
+        }
+        placed[i] = Some(at);
+    }
+    placed.into_iter().flatten().collect()
+}
+
+/// A pod's size for ordering: its requests as weighted shares of the nodes' total.
+fn size(pod: &PodInfo, total: &Resources, weights: &Weights) -> u128 {
+    Kind::ALL
+        .into_iter()
+        .filter(|&k| total.get(k) > 0)
+        .map(|k| {
+            u128::from(weights.of(k)) * u128::from(pod.requests.fit.get(k)) * u128::from(score::MAX)
+                / u128::from(total.get(k))
+        })
+        .sum()
 }
 
 #[cfg(test)]

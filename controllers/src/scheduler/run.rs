@@ -26,7 +26,7 @@ use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
 use tracing::{debug, info, warn};
 
-use super::{NodeInfo, PodInfo, Policy, Unschedulable, Weights, place};
+use super::{NodeInfo, PodInfo, Policy, Unschedulable, Weights, place_batch};
 use crate::runtime::metrics::Metrics;
 
 /// The scheduler's name in metrics and logs.
@@ -296,11 +296,10 @@ impl Scheduler {
                 .is_none_or(|r| r.due(generation) <= now)
         });
         self.metrics.set_queue_depth(SCHEDULER, pending.len());
-        // Higher priority first, then the oldest.
+        // The oldest first: binding goes in this order (placement puts higher priority
+        // and larger pods before, see `place_batch`).
         pending.sort_by_key(|p| {
-            let spec = p.spec.as_ref();
             (
-                std::cmp::Reverse(spec.and_then(|s| s.priority).unwrap_or(0)),
                 p.metadata.creation_timestamp.as_ref().map(|t| t.0),
                 p.namespace(),
                 p.name_any(),
@@ -308,12 +307,12 @@ impl Scheduler {
         });
 
         let mut nodes: Vec<NodeInfo> = nodes.into_values().collect();
-        for pod in pending {
-            let info = PodInfo::from_pod(&pod);
+        let infos: Vec<PodInfo> = pending.iter().map(|p| PodInfo::from_pod(p)).collect();
+        let placed = place_batch(&infos, &mut nodes, self.config.policy, &self.config.weights);
+        for ((pod, info), at) in pending.into_iter().zip(infos).zip(placed) {
             let uid = pod.uid().unwrap_or_default();
-            match place(&info, &nodes, self.config.policy, &self.config.weights) {
+            match at {
                 Ok(i) => {
-                    nodes[i].add(&info);
                     let node = nodes[i].name.clone();
                     assumed.insert(
                         uid.clone(),

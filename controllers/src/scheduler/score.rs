@@ -31,7 +31,7 @@ impl Default for Weights {
 }
 
 impl Weights {
-    fn of(&self, kind: Kind) -> u64 {
+    pub fn of(&self, kind: Kind) -> u64 {
         u64::from(match kind {
             Kind::Cpu => self.cpu,
             Kind::Memory => self.memory,
