@@ -17,59 +17,21 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tracing::{info, warn};
 
-use crate::scheduler::resources::{Resources, allocatable, pod_requests};
+use crate::scheduler::bound::Bound;
+use crate::scheduler::resources::{Resources, allocatable};
 
 /// Requests on each node, from a watch of every pod.
 #[derive(Default)]
 pub struct NodeUsage {
     started: OnceLock<()>,
     synced: Arc<AtomicBool>,
-    state: Arc<Mutex<Usage>>,
-}
-
-/// Each bound, unfinished pod's node and requests, and their sums per node.
-#[derive(Debug, Default)]
-struct Usage {
-    pods: HashMap<ObjectRef<Pod>, (String, Resources)>,
-    nodes: HashMap<String, Resources>,
-}
-
-impl Usage {
-    fn set(&mut self, pod: &Pod) {
-        let key = ObjectRef::from_obj(pod);
-        self.remove(&key);
-        let finished = matches!(
-            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        );
-        let (Some(spec), false) = (pod.spec.as_ref(), finished) else {
-            return;
-        };
-        let Some(node) = spec.node_name.clone().filter(|n| !n.is_empty()) else {
-            return;
-        };
-        let requests = pod_requests(spec).fit;
-        let sum = self.nodes.entry(node.clone()).or_default();
-        *sum = *sum + requests;
-        self.pods.insert(key, (node, requests));
-    }
-
-    fn remove(&mut self, key: &ObjectRef<Pod>) {
-        if let Some((node, requests)) = self.pods.remove(key)
-            && let Some(sum) = self.nodes.get_mut(&node)
-        {
-            *sum = *sum - requests;
-            if sum.pods == 0 {
-                self.nodes.remove(&node);
-            }
-        }
-    }
+    state: Arc<Mutex<Bound>>,
 }
 
 /// Parts per thousand of `allocatable` that `used` takes: CPU and memory averaged, as the
 /// scheduler's default weights score a node.
 fn fill(used: Resources, allocatable: Resources) -> u32 {
-    let share = |u: u64, a: u64| if a == 0 { 0 } else { u.min(a) * 1000 / a };
+    let share = |u: u64, a: u64| (u.min(a) * 1000).checked_div(a).unwrap_or(0);
     u32::try_from((share(used.cpu, allocatable.cpu) + share(used.memory, allocatable.memory)) / 2)
         .unwrap_or(1000)
 }
@@ -82,22 +44,15 @@ impl NodeUsage {
             let api: Api<Pod> = Api::all(client.clone());
             info!("watching every pod for the fill of nodes (an App bin-packs)");
             tokio::spawn(async move {
-                let mut fresh: Option<Usage> = None;
                 let watch = watcher(api, watcher::Config::default())
                     .default_backoff()
                     .try_for_each(|event| {
-                        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-                        match event {
-                            watcher::Event::Apply(p) => state.set(&p),
-                            watcher::Event::Delete(p) => state.remove(&ObjectRef::from_obj(&p)),
-                            watcher::Event::Init => fresh = Some(Usage::default()),
-                            watcher::Event::InitApply(p) => {
-                                fresh.get_or_insert_with(Usage::default).set(&p);
-                            }
-                            watcher::Event::InitDone => {
-                                *state = fresh.take().unwrap_or_default();
-                                synced.store(true, Ordering::Relaxed);
-                            }
+                        state
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .event(&event);
+                        if matches!(event, watcher::Event::InitDone) {
+                            synced.store(true, Ordering::Relaxed);
                         }
                         futures::future::ready(Ok(()))
                     });
@@ -124,8 +79,11 @@ impl NodeUsage {
             .into_iter()
             .filter_map(|name| {
                 let node = nodes.get(&ObjectRef::new(name))?;
-                let used = state.nodes.get(name).copied().unwrap_or_default();
-                Some((name.to_string(), fill(used, allocatable(&node))))
+                let used = state.load(name).map(|l| l.requested.fit);
+                Some((
+                    name.to_string(),
+                    fill(used.unwrap_or_default(), allocatable(&node)),
+                ))
             })
             .collect()
     }
@@ -133,34 +91,7 @@ impl NodeUsage {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-
-    fn pod(name: &str, node: Option<&str>, cpu: &str, phase: &str) -> Pod {
-        serde_json::from_value(json!({
-            "metadata": {"name": name, "namespace": "ns"},
-            "spec": {"nodeName": node, "containers": [{"name": "c",
-                "resources": {"requests": {"cpu": cpu, "memory": "1Gi"}}}]},
-            "status": {"phase": phase},
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn sums_follow_binding_finishing_and_deletion() {
-        let mut u = Usage::default();
-        u.set(&pod("a", None, "500m", "Pending"));
-        assert!(u.nodes.is_empty());
-        u.set(&pod("a", Some("n1"), "500m", "Running"));
-        u.set(&pod("b", Some("n1"), "250m", "Running"));
-        assert_eq!(u.nodes["n1"].cpu, 750);
-        assert_eq!(u.nodes["n1"].memory, 2 << 30);
-        u.set(&pod("b", Some("n1"), "250m", "Failed"));
-        assert_eq!(u.nodes["n1"].cpu, 500);
-        u.remove(&ObjectRef::from_obj(&pod("a", None, "0", "")));
-        assert!(u.nodes.is_empty(), "{u:?}");
-    }
 
     #[test]
     fn fill_averages_cpu_and_memory() {

@@ -33,13 +33,38 @@ impl HostPort {
 pub struct NodeInfo {
     pub name: String,
     pub allocatable: Resources,
-    /// Requests of the pods bound or assumed on it, for fitting and for scoring.
-    pub requested: Requests,
+    /// The pods bound or assumed on it.
+    pub load: Load,
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<Taint>,
     pub unschedulable: bool,
     pub ready: bool,
+}
+
+/// What the pods on a node take of it together: their requests, for fitting and for
+/// scoring, and their host ports.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Load {
+    pub requested: Requests,
     pub host_ports: Vec<HostPort>,
+}
+
+impl Load {
+    pub fn add(&mut self, pod: &PodInfo) {
+        self.requested.fit = self.requested.fit + pod.requests.fit;
+        self.requested.score = self.requested.score + pod.requests.score;
+        self.host_ports.extend(pod.host_ports.iter().cloned());
+    }
+
+    pub fn remove(&mut self, pod: &PodInfo) {
+        self.requested.fit = self.requested.fit - pod.requests.fit;
+        self.requested.score = self.requested.score - pod.requests.score;
+        for port in &pod.host_ports {
+            if let Some(i) = self.host_ports.iter().position(|p| p == port) {
+                self.host_ports.swap_remove(i);
+            }
+        }
+    }
 }
 
 impl NodeInfo {
@@ -49,7 +74,7 @@ impl NodeInfo {
         NodeInfo {
             name: node.metadata.name.clone().unwrap_or_default(),
             allocatable: resources::allocatable(node),
-            requested: Requests::default(),
+            load: Load::default(),
             labels: node.metadata.labels.clone().unwrap_or_default(),
             taints: spec.and_then(|s| s.taints.clone()).unwrap_or_default(),
             unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
@@ -60,26 +85,12 @@ impl NodeInfo {
                 .into_iter()
                 .flatten()
                 .any(|c| c.type_ == "Ready" && c.status == "True"),
-            host_ports: vec![],
         }
     }
 
     /// Counts a pod on the node (bound, or assumed by this scheduler).
     pub fn add(&mut self, pod: &PodInfo) {
-        self.requested.fit = self.requested.fit + pod.requests.fit;
-        self.requested.score = self.requested.score + pod.requests.score;
-        self.host_ports.extend(pod.host_ports.iter().cloned());
-    }
-
-    /// Stops counting a pod (deleted, or an assumption that did not hold).
-    pub fn remove(&mut self, pod: &PodInfo) {
-        self.requested.fit = self.requested.fit - pod.requests.fit;
-        self.requested.score = self.requested.score - pod.requests.score;
-        for port in &pod.host_ports {
-            if let Some(i) = self.host_ports.iter().position(|p| p == port) {
-                self.host_ports.swap_remove(i);
-            }
-        }
+        self.load.add(pod);
     }
 }
 
@@ -101,7 +112,6 @@ impl PodInfo {
             return PodInfo::default();
         };
         PodInfo {
-            requests: resources::pod_requests(spec),
             priority: spec.priority.unwrap_or(0),
             node_selector: spec.node_selector.clone().unwrap_or_default(),
             affinity: spec
@@ -113,6 +123,17 @@ impl PodInfo {
                         .clone()
                 }),
             tolerations: spec.tolerations.clone().unwrap_or_default(),
+            ..PodInfo::load_of(pod)
+        }
+    }
+
+    /// What a bound pod holds of its node: its requests and host ports only.
+    pub fn load_of(pod: &Pod) -> PodInfo {
+        let Some(spec) = pod.spec.as_ref() else {
+            return PodInfo::default();
+        };
+        PodInfo {
+            requests: resources::pod_requests(spec),
             host_ports: spec
                 .containers
                 .iter()
@@ -125,6 +146,7 @@ impl PodInfo {
                     port: p.host_port.unwrap_or(0),
                 })
                 .collect(),
+            ..PodInfo::default()
         }
     }
 }
@@ -195,7 +217,7 @@ pub fn check(pod: &PodInfo, node: &NodeInfo) -> Result<(), Vec<Reason>> {
             value: taint.value.clone().unwrap_or_default(),
         });
     }
-    let free = node.allocatable - node.requested.fit;
+    let free = node.allocatable - node.load.requested.fit;
     reasons.extend(
         free.short_of(&pod.requests.fit)
             .into_iter()
@@ -204,7 +226,7 @@ pub fn check(pod: &PodInfo, node: &NodeInfo) -> Result<(), Vec<Reason>> {
     if pod
         .host_ports
         .iter()
-        .any(|p| node.host_ports.iter().any(|q| p.conflicts(q)))
+        .any(|p| node.load.host_ports.iter().any(|q| p.conflicts(q)))
     {
         reasons.push(Reason::Ports);
     }

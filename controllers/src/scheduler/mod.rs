@@ -2,6 +2,7 @@
 //! (bin packing) or spreading them. The placement decision is pure and lives here;
 //! filters in [`filter`], scores in [`score`].
 
+pub mod bound;
 pub mod filter;
 pub mod quantity;
 pub mod resources;
@@ -11,7 +12,7 @@ pub mod score;
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
-pub use filter::{NodeInfo, PodInfo, Reason};
+pub use filter::{Load, NodeInfo, PodInfo, Reason};
 use resources::{Kind, Resources};
 pub use score::{Policy, Weights};
 

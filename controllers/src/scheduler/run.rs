@@ -3,12 +3,14 @@
 //! pod that fits nowhere with a `PodScheduled=False` condition and a `FailedScheduling`
 //! event.
 //!
+//! What bound pods take of each node is summed as the watch reports them (see
+//! [`super::bound`]), so a pass costs the pending pods times the nodes, not every pod.
 //! Pods it has bound count on their node until the watch shows them bound ("assumed"),
 //! so a burst of pods is never over-committed onto one node before the watch catches up.
 //! A pod that fits nowhere is tried again once a node or a bound pod has changed and its
 //! backoff (1 s doubling to 10 s) has passed, and at least every 5 minutes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,13 +21,14 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
 use tracing::{debug, info, warn};
 
+use super::bound::Bound;
 use super::{NodeInfo, PodInfo, Policy, Unschedulable, Weights, place_batch};
 use crate::runtime::metrics::Metrics;
 
@@ -89,7 +92,9 @@ struct Scheduler {
     /// Moves when a node changes or a bound pod goes: capacity may have appeared.
     generation: AtomicU64,
     changed: Notify,
-    assumed: Mutex<HashMap<String, Assumed>>,
+    assumed: Mutex<HashMap<ObjectRef<Pod>, Assumed>>,
+    /// Pods the watch shows bound, counted on their nodes.
+    bound: Mutex<Bound>,
     retries: Mutex<HashMap<String, Retry>>,
     binds: Arc<Semaphore>,
 }
@@ -161,14 +166,17 @@ pub async fn run(
         generation: AtomicU64::new(0),
         changed: Notify::new(),
         assumed: Mutex::default(),
+        bound: Mutex::default(),
         retries: Mutex::default(),
     });
     info!(name = %scheduler.config.name, policy = ?scheduler.config.policy, "scheduling");
 
     let s = scheduler.clone();
+    let observer = scheduler.clone();
     let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .modify(strip_pod)
+        .inspect_ok(move |event| observer.observe(event))
         .reflect(pods_writer)
         .try_for_each(move |event| {
             // A pass is worth it when capacity may have appeared (a bound pod went or
@@ -241,51 +249,46 @@ impl Scheduler {
             == Some(self.config.name.as_str())
     }
 
+    /// Follows the pod watch before the store does: counts bound pods on their nodes, and
+    /// stops assuming what the watch now shows (bound, or gone).
+    fn observe(&self, event: &watcher::Event<Pod>) {
+        let mut assumed = lock(&self.assumed);
+        let mut bound = lock(&self.bound);
+        bound.event(event);
+        match event {
+            watcher::Event::Apply(p) if bound_node(p).is_some() => {
+                assumed.remove(&ObjectRef::from_obj(p));
+            }
+            watcher::Event::Delete(p) => {
+                assumed.remove(&ObjectRef::from_obj(p));
+            }
+            watcher::Event::InitDone => assumed.retain(|pod, _| !bound.contains(pod)),
+            _ => {}
+        }
+    }
+
     /// Places every pending pod that is due; returns when the next retry is due.
     fn pass(self: &Arc<Self>) -> Option<Instant> {
         let now = Instant::now();
         let generation = self.generation.load(Ordering::Relaxed);
-        let mut nodes: BTreeMap<String, NodeInfo> = self
-            .nodes
-            .state()
-            .iter()
-            .map(|n| (n.name_any(), NodeInfo::from_node(n)))
-            .collect();
-        let mut pending = vec![];
         let all = self.pods.state();
         let mut assumed = lock(&self.assumed);
-        for pod in &all {
-            let uid = pod.uid().unwrap_or_default();
-            match bound_node(pod) {
-                Some(node) => {
-                    assumed.remove(&uid);
-                    if !is_terminal(pod)
-                        && let Some(n) = nodes.get_mut(node)
-                    {
-                        n.add(&PodInfo::from_pod(pod));
+        // An assumption the watch has not confirmed in time (the binding got lost).
+        assumed.retain(|_, a| now.duration_since(a.since) < ASSUME_TTL);
+        let bound = lock(&self.bound);
+        let mut pending: Vec<Arc<Pod>> = all
+            .into_iter()
+            .filter(|pod| {
+                bound_node(pod).is_none()
+                    && self.is_ours(pod)
+                    && pod.metadata.deletion_timestamp.is_none()
+                    && !is_terminal(pod)
+                    && {
+                        let key = ObjectRef::from_obj(pod.as_ref());
+                        !assumed.contains_key(&key) && !bound.contains(&key)
                     }
-                }
-                None => {
-                    if self.is_ours(pod)
-                        && pod.metadata.deletion_timestamp.is_none()
-                        && !is_terminal(pod)
-                        && !assumed.contains_key(&uid)
-                    {
-                        pending.push(pod.clone());
-                    }
-                }
-            }
-        }
-        // Assumptions the watch has not confirmed: counted while fresh and still pending.
-        let waiting: std::collections::HashSet<String> =
-            all.iter().filter_map(|p| p.uid()).collect();
-        assumed.retain(|uid, a| waiting.contains(uid) && now.duration_since(a.since) < ASSUME_TTL);
-        for a in assumed.values() {
-            if let Some(n) = nodes.get_mut(&a.node) {
-                n.add(&a.info);
-            }
-        }
-
+            })
+            .collect();
         let mut retries = lock(&self.retries);
         let pending_uids: std::collections::HashSet<String> =
             pending.iter().filter_map(|p| p.uid()).collect();
@@ -306,7 +309,36 @@ impl Scheduler {
             )
         });
 
-        let mut nodes: Vec<NodeInfo> = nodes.into_values().collect();
+        if pending.is_empty() {
+            let generation = self.generation.load(Ordering::Relaxed);
+            return retries.values().map(|r| r.due(generation)).min();
+        }
+        let mut nodes: Vec<NodeInfo> = self
+            .nodes
+            .state()
+            .iter()
+            .map(|n| {
+                let mut info = NodeInfo::from_node(n);
+                if let Some(load) = bound.load(&info.name) {
+                    info.load = load.clone();
+                }
+                info
+            })
+            .collect();
+        drop(bound);
+        let index: HashMap<&str, usize> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.as_str(), i))
+            .collect();
+        let on: Vec<(usize, &PodInfo)> = assumed
+            .values()
+            .filter_map(|a| Some((*index.get(a.node.as_str())?, &a.info)))
+            .collect();
+        drop(index);
+        for (i, info) in on {
+            nodes[i].add(info);
+        }
         let infos: Vec<PodInfo> = pending.iter().map(|p| PodInfo::from_pod(p)).collect();
         let placed = place_batch(&infos, &mut nodes, self.config.policy, &self.config.weights);
         for ((pod, info), at) in pending.into_iter().zip(infos).zip(placed) {
@@ -315,7 +347,7 @@ impl Scheduler {
                 Ok(i) => {
                     let node = nodes[i].name.clone();
                     assumed.insert(
-                        uid.clone(),
+                        ObjectRef::from_obj(pod.as_ref()),
                         Assumed {
                             node: node.clone(),
                             info,
@@ -381,7 +413,7 @@ impl Scheduler {
                 Err(e) => {
                     warn!(pod = %name, %namespace, %node, error = %e, "binding failed");
                     s.metrics.error(SCHEDULER, "bind");
-                    lock(&s.assumed).remove(&pod.uid().unwrap_or_default());
+                    lock(&s.assumed).remove(&ObjectRef::from_obj(pod.as_ref()));
                     let generation = s.generation.load(Ordering::Relaxed);
                     let mut retries = lock(&s.retries);
                     let r = retries

@@ -54,7 +54,7 @@ pub fn score(policy: Policy, weights: &Weights, pod: &Requests, node: &NodeInfo)
         if w == 0 || capacity == 0 {
             continue;
         }
-        let used = (node.requested.score.get(kind) + pod.score.get(kind)).min(capacity);
+        let used = (node.load.requested.score.get(kind) + pod.score.get(kind)).min(capacity);
         let fill = u128::from(used) * u128::from(MAX) / u128::from(capacity);
         let fill = u64::try_from(fill).unwrap_or(MAX);
         total += w * match policy {

@@ -75,7 +75,12 @@ fn a_batch_places_larger_pods_first_within_a_priority() {
             node("c", 4000, 16),
         ]
     };
-    let used = |nodes: &[NodeInfo]| nodes.iter().filter(|n| n.requested.fit.pods > 0).count();
+    let used = |nodes: &[NodeInfo]| {
+        nodes
+            .iter()
+            .filter(|n| n.load.requested.fit.pods > 0)
+            .count()
+    };
     // In arrival order the small pods share a node and each large one opens another.
     let mut nodes = fresh();
     place_all(&shapes, &mut nodes, Policy::BinPack);
@@ -291,7 +296,7 @@ proptest! {
         for n in &nodes {
             for kind in Kind::ALL {
                 prop_assert!(
-                    n.requested.fit.get(kind) <= n.allocatable.get(kind),
+                    n.load.requested.fit.get(kind) <= n.allocatable.get(kind),
                     "{} over-committed on {}", n.name, kind.name()
                 );
             }
@@ -395,7 +400,10 @@ fn packing_is_close_to_the_exhaustive_optimum() {
                 placed.iter().all(Result::is_ok),
                 "every pod fits an empty node"
             );
-            nodes.iter().filter(|n| n.requested.fit.pods > 0).count()
+            nodes
+                .iter()
+                .filter(|n| n.load.requested.fit.pods > 0)
+                .count()
         };
         let packed = used(Policy::BinPack, false);
         let batched = used(Policy::BinPack, true);
