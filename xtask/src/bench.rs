@@ -246,6 +246,11 @@ pub(crate) fn set_limits(
             component.values
         ))
         .run()?;
+    wait_leading(&kubectl, component)
+}
+
+/// Waits until one pod of the component runs, holds its lease and shows on the host.
+pub(crate) fn wait_leading(kubectl: &Kubectl, component: &DroverComponent) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let pods = kubectl.json(&[
@@ -274,10 +279,7 @@ pub(crate) fn set_limits(
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!(
-                "{} did not take the lease after the upgrade",
-                component.pods
-            );
+            bail!("{} did not take its lease within 120s", component.pods);
         }
         std::thread::sleep(Duration::from_millis(500));
     }

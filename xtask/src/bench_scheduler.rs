@@ -5,8 +5,13 @@
 //! MostAllocated scoring every node — with the same client limits as drover's scheduler:
 //! as both ship (50/100), then raised (500/1000).
 //!
-//! Per run: pods/s (first to last binding), p50/p99 scheduling latency (pod created to
-//! bound, from the apiserver's audit log), nodes used, nodes used ÷ a lower bound (the
+//! Two ways pods arrive: streamed (created while the scheduler runs, by 16 kubectl
+//! processes, about as fast as the apiserver takes them: latency under load) and as a
+//! backlog (all created before the scheduler starts: its own throughput, and the packing
+//! of many pods pending at once).
+//!
+//! Per run: pods/s (first to last binding), p50/p99 scheduling latency when streamed (pod
+//! created to bound, from the apiserver's audit log), nodes used, nodes used ÷ a lower bound (the
 //! most demanded resource's total over one node's allocatable), stranded capacity per
 //! resource (free on used nodes that can no longer take the smallest pod of the mix),
 //! the scheduler process's CPU seconds and peak memory. Writes `target/bench/
@@ -25,7 +30,9 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::bench::{SCHEDULER, clock_ticks, cpu_ticks, host_pid, median, rss_kib, set_limits};
+use crate::bench::{
+    SCHEDULER, clock_ticks, cpu_ticks, host_pid, median, rss_kib, set_limits, wait_leading,
+};
 use crate::cluster;
 use crate::fake_nodes;
 use crate::install;
@@ -90,6 +97,26 @@ impl Scheduler {
     }
 }
 
+/// How a run's pods reach the scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+enum Mode {
+    /// Created while the scheduler runs.
+    Stream,
+    /// All created before the scheduler starts.
+    Backlog,
+}
+
+impl Mode {
+    const ALL: [Mode; 2] = [Mode::Stream, Mode::Backlog];
+
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Stream => "streamed",
+            Mode::Backlog => "backlog",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 struct Sample {
     pods: usize,
@@ -112,6 +139,7 @@ struct Sample {
 struct RunResult {
     nodes: usize,
     scenario: &'static str,
+    mode: Mode,
     limits: (f64, u32),
     scheduler: Scheduler,
     samples: Vec<Sample>,
@@ -149,41 +177,49 @@ pub fn run(args: SchedulerBench) -> Result<()> {
                 limits.0, limits.1
             );
             set_limits(&layout, &SCHEDULER, limits)?;
-            let kube = KubeScheduler::start(&layout, limits)?;
-            for scheduler in Scheduler::ALL {
-                let mut samples = vec![];
-                for run in 0..args.runs {
-                    let pid = match scheduler {
-                        Scheduler::Drover => {
-                            host_pid(&SCHEDULER).context("drover's scheduler is not running")?
-                        }
-                        _ => kube.pid(),
-                    };
-                    let s = measure(&layout, &kubectl, &pool, &shapes, scheduler, run, pid, tick)?;
-                    println!(
-                        "  {:<34} {:>7.1} pods/s  p50 {:>7.0} ms  p99 {:>7.0} ms  {:>4} nodes ({:.3}× bound)  stranded cpu {:>4.1}% mem {:>4.1}%  {:.1} CPU s  {:.0} MiB",
-                        scheduler.label(),
-                        s.pods_per_second,
-                        s.p50_ms,
-                        s.p99_ms,
-                        s.nodes_used,
-                        s.used_over_bound,
-                        s.stranded_cpu_percent,
-                        s.stranded_memory_percent,
-                        s.cpu_seconds,
-                        s.peak_rss_mib
-                    );
-                    samples.push(s);
+            for mode in Mode::ALL {
+                for scheduler in Scheduler::ALL {
+                    let mut samples = vec![];
+                    for run in 0..args.runs {
+                        let s = measure(
+                            &layout,
+                            &kubectl,
+                            &Run {
+                                pool: &pool,
+                                shapes: &shapes,
+                                scheduler,
+                                mode,
+                                limits,
+                                run,
+                                tick,
+                            },
+                        )?;
+                        println!(
+                            "  {:<9} {:<34} {:>7.1} pods/s  p50 {:>7.0} ms  p99 {:>7.0} ms  {:>4} nodes ({:.3}× bound)  stranded cpu {:>4.1}% mem {:>4.1}%  {:.1} CPU s  {:.0} MiB",
+                            mode.label(),
+                            scheduler.label(),
+                            s.pods_per_second,
+                            s.p50_ms,
+                            s.p99_ms,
+                            s.nodes_used,
+                            s.used_over_bound,
+                            s.stranded_cpu_percent,
+                            s.stranded_memory_percent,
+                            s.cpu_seconds,
+                            s.peak_rss_mib
+                        );
+                        samples.push(s);
+                    }
+                    results.push(RunResult {
+                        nodes,
+                        scenario,
+                        mode,
+                        limits,
+                        scheduler,
+                        samples,
+                    });
                 }
-                results.push(RunResult {
-                    nodes,
-                    scenario,
-                    limits,
-                    scheduler,
-                    samples,
-                });
             }
-            kube.stop();
         }
         delete_pool(&kubectl, &pool)?;
     }
@@ -362,20 +398,89 @@ profiles:
     }
 }
 
-/// One run: a fresh namespace, every pod created at once (`CREATORS` kubectl processes),
-/// timed until all are bound; then the namespace goes.
-#[allow(clippy::too_many_arguments)]
-fn measure(
-    layout: &Layout,
-    kubectl: &Kubectl,
-    pool: &str,
-    shapes: &[(u64, u64)],
+/// What one run measures.
+struct Run<'a> {
+    pool: &'a str,
+    shapes: &'a [(u64, u64)],
     scheduler: Scheduler,
+    mode: Mode,
+    limits: (f64, u32),
     run: usize,
-    pid: i32,
     tick: f64,
-) -> Result<Sample> {
-    let ns = format!("bench-sched-{pool}-{}-{run}", scheduler.scheduler_name());
+}
+
+/// The scheduler of a run, once started: its process, and the benchmark's kube-scheduler
+/// to stop afterwards.
+struct Started {
+    pid: i32,
+    kube: Option<KubeScheduler>,
+}
+
+impl Started {
+    fn start(layout: &Layout, kubectl: &Kubectl, r: &Run) -> Result<Self> {
+        match r.scheduler {
+            Scheduler::Drover => {
+                scale_drover(kubectl, 1)?;
+                wait_leading(kubectl, &SCHEDULER)?;
+                let pid = host_pid(&SCHEDULER).context("drover's scheduler is not running")?;
+                Ok(Self { pid, kube: None })
+            }
+            _ => {
+                let kube = KubeScheduler::start(layout, r.limits)?;
+                Ok(Self {
+                    pid: kube.pid(),
+                    kube: Some(kube),
+                })
+            }
+        }
+    }
+
+    fn stop(self) {
+        if let Some(kube) = self.kube {
+            kube.stop();
+        }
+    }
+}
+
+/// Sets the replicas of drover's scheduler; at 0, waits until its pods are gone.
+fn scale_drover(kubectl: &Kubectl, replicas: u32) -> Result<()> {
+    kubectl
+        .cmd()
+        .args([
+            "-n",
+            install::NAMESPACE,
+            "scale",
+            "deployment",
+            SCHEDULER.pods,
+        ])
+        .arg(format!("--replicas={replicas}"))
+        .run()?;
+    if replicas == 0 {
+        kubectl
+            .cmd()
+            .args(["-n", install::NAMESPACE, "wait", "--for=delete", "pod"])
+            .arg(format!(
+                "--selector=app.kubernetes.io/name={}",
+                SCHEDULER.pods
+            ))
+            .arg("--timeout=120s")
+            .run()?;
+    }
+    Ok(())
+}
+
+/// One run: a fresh namespace, every pod created at once (`CREATORS` kubectl processes)
+/// while the scheduler runs or before it starts, timed until all are bound; then the
+/// namespace goes.
+fn measure(layout: &Layout, kubectl: &Kubectl, r: &Run) -> Result<Sample> {
+    let ns = format!(
+        "bench-sched-{}-{}-{:?}-{}",
+        r.pool,
+        r.scheduler.scheduler_name(),
+        r.mode,
+        r.run
+    )
+    .to_lowercase();
     kubectl
         .cmd()
         .args([
@@ -387,7 +492,8 @@ fn measure(
         ])
         .run()?;
     kubectl.cmd().args(["create", "namespace", &ns]).run()?;
-    let pods: Vec<Value> = shapes
+    let pods: Vec<Value> = r
+        .shapes
         .iter()
         .enumerate()
         .map(|(i, (cpu, memory))| {
@@ -395,8 +501,8 @@ fn measure(
                 "apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": format!("p-{i}"), "namespace": ns},
                 "spec": {
-                    "schedulerName": scheduler.scheduler_name(),
-                    "nodeSelector": {POOL_LABEL: pool},
+                    "schedulerName": r.scheduler.scheduler_name(),
+                    "nodeSelector": {POOL_LABEL: r.pool},
                     "tolerations": [{"key": fake_nodes::ANNOTATION, "operator": "Equal", "value": fake_nodes::ANNOTATION_VALUE, "effect": "NoSchedule"}],
                     "terminationGracePeriodSeconds": 0,
                     "containers": [{"name": "c", "image": "registry.local/drover/sample:1",
@@ -408,6 +514,25 @@ fn measure(
     let audit_from = fs::metadata(layout.audit_log())
         .map(|m| m.len())
         .unwrap_or(0);
+    if r.scheduler == Scheduler::Drover && r.mode == Mode::Backlog {
+        scale_drover(kubectl, 0)?;
+    }
+    let streamed = match r.mode {
+        Mode::Stream => Some(Started::start(layout, kubectl, r)?),
+        Mode::Backlog => None,
+    };
+    // Streamed, the process's CPU from the first pod on; as a backlog, all of it (from
+    // its start: the work happens while it syncs).
+    let cpu_before = match &streamed {
+        Some(started) => cpu_ticks(started.pid)?,
+        None => 0,
+    };
+    create_pods(kubectl, &pods)?;
+    let started = match streamed {
+        Some(started) => started,
+        None => Started::start(layout, kubectl, r)?,
+    };
+    let pid = started.pid;
     let peak = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let sampler = {
@@ -419,7 +544,33 @@ fn measure(
             }
         })
     };
-    let cpu_before = cpu_ticks(pid)?;
+    let waited = wait_all_bound(kubectl, &ns);
+    let cpu_after = cpu_ticks(pid);
+    done.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    started.stop();
+    waited?;
+    let cpu_after = cpu_after?;
+
+    let mut sample = analyse(&layout.audit_log(), audit_from, &ns, r.shapes)?;
+    if r.mode == Mode::Backlog {
+        // Creation to binding includes the wait for the scheduler to start.
+        sample.p50_ms = f64::NAN;
+        sample.p99_ms = f64::NAN;
+    }
+    kubectl
+        .cmd()
+        .args(["delete", "namespace", &ns, "--wait=true", "--timeout=600s"])
+        .run()?;
+    Ok(Sample {
+        cpu_seconds: cpu_after.saturating_sub(cpu_before) as f64 / r.tick,
+        peak_rss_mib: peak.load(Ordering::Relaxed) as f64 / 1024.0,
+        ..sample
+    })
+}
+
+/// Creates the pods with `CREATORS` kubectl processes side by side.
+fn create_pods(kubectl: &Kubectl, pods: &[Value]) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("drover-bench-{}", std::process::id()));
     fs::create_dir_all(&dir)?;
     let creators: Vec<Child> = pods
@@ -449,13 +600,18 @@ fn measure(
             bail!("creating the pods failed ({status})");
         }
     }
+    let _ = fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn wait_all_bound(kubectl: &Kubectl, ns: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(900);
     loop {
         let pending = kubectl
             .cmd()
             .args([
                 "-n",
-                &ns,
+                ns,
                 "get",
                 "pods",
                 "--field-selector=spec.nodeName=",
@@ -464,28 +620,13 @@ fn measure(
             ])
             .output()?;
         if pending.trim().is_empty() {
-            break;
+            return Ok(());
         }
         if Instant::now() > deadline {
             bail!("pods of {ns} still pending after 900s");
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    let cpu_after = cpu_ticks(pid)?;
-    done.store(true, Ordering::Relaxed);
-    let _ = sampler.join();
-    let _ = fs::remove_dir_all(&dir);
-
-    let sample = analyse(&layout.audit_log(), audit_from, &ns, shapes)?;
-    kubectl
-        .cmd()
-        .args(["delete", "namespace", &ns, "--wait=true", "--timeout=600s"])
-        .run()?;
-    Ok(Sample {
-        cpu_seconds: (cpu_after - cpu_before) as f64 / tick,
-        peak_rss_mib: peak.load(Ordering::Relaxed) as f64 / 1024.0,
-        ..sample
-    })
 }
 
 /// Reads the run's pod creations and bindings off the audit log.
@@ -670,12 +811,15 @@ type Row = (&'static str, fn(&Sample) -> f64);
 
 fn print_summary(results: &[RunResult]) {
     println!("\nmedians; ratios are drover ÷ the kube-scheduler profile");
-    let mut by_key: BTreeMap<(usize, &str), Vec<&RunResult>> = BTreeMap::new();
+    let mut by_key: BTreeMap<(usize, &str, Mode), Vec<&RunResult>> = BTreeMap::new();
     for r in results {
-        by_key.entry((r.nodes, r.scenario)).or_default().push(r);
+        by_key
+            .entry((r.nodes, r.scenario, r.mode))
+            .or_default()
+            .push(r);
     }
-    for ((nodes, scenario), runs) in by_key {
-        println!("\n  {nodes} nodes, {scenario}");
+    for ((nodes, scenario, mode), runs) in by_key {
+        println!("\n  {nodes} nodes, {scenario}, {}", mode.label());
         let m = |r: &RunResult, f: fn(&Sample) -> f64| median(r.samples.iter().map(f));
         let rows: [Row; 7] = [
             ("pods/s", |s| s.pods_per_second),
@@ -697,6 +841,7 @@ fn print_summary(results: &[RunResult]) {
             for r in &runs {
                 let v = m(r, f);
                 match drover.filter(|d| d.scheduler != r.scheduler) {
+                    _ if v.is_nan() => print!(" {:>34}", "-"),
                     Some(d) => print!(" {:>22.2} ({:>5.2}×)", v, m(d, f) / v),
                     None => print!(" {v:>34.2}"),
                 }
@@ -707,7 +852,7 @@ fn print_summary(results: &[RunResult]) {
 }
 
 /// An SVG of nodes used against pods placed, one line per scheduler, one panel per
-/// pool and scenario (the first run of each).
+/// pool and scenario (columns) and way of arrival (rows), from the first run of each.
 fn chart(results: &[RunResult]) -> String {
     let panels: Vec<(usize, &str)> = {
         let mut v: Vec<(usize, &str)> = results.iter().map(|r| (r.nodes, r.scenario)).collect();
@@ -719,64 +864,69 @@ fn chart(results: &[RunResult]) -> String {
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="12">"#,
         w * panels.len() as f64,
-        h + 40.0
+        (h + 40.0) * Mode::ALL.len() as f64
     );
-    for (p, (nodes, scenario)) in panels.iter().enumerate() {
-        let x0 = w * p as f64;
-        let runs: Vec<&RunResult> = results
-            .iter()
-            .filter(|r| r.nodes == *nodes && r.scenario == *scenario)
-            .collect();
-        let max_pods = runs
-            .iter()
-            .filter_map(|r| r.samples.first())
-            .map(|s| s.curve.len())
-            .max()
-            .unwrap_or(1)
-            .max(1) as f64;
-        let max_nodes = *nodes as f64;
-        svg += &format!(
-            r##"<text x="{}" y="20">{nodes} nodes, {scenario}: nodes used vs pods placed</text><rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="#888"/>"##,
-            x0 + pad,
-            x0 + pad,
-            30.0,
-            w - 2.0 * pad,
-            h - pad
-        );
-        for (i, r) in runs.iter().enumerate() {
-            let Some(s) = r.samples.first() else { continue };
-            let step = (s.curve.len() / 400).max(1);
-            let points: Vec<String> = s
-                .curve
+    for (row, mode) in Mode::ALL.into_iter().enumerate() {
+        let y0 = (h + 40.0) * row as f64;
+        for (p, (nodes, scenario)) in panels.iter().enumerate() {
+            let x0 = w * p as f64;
+            let runs: Vec<&RunResult> = results
                 .iter()
-                .enumerate()
-                .step_by(step)
-                .map(|(k, &n)| {
-                    format!(
-                        "{:.1},{:.1}",
-                        x0 + pad + (w - 2.0 * pad) * (k as f64 + 1.0) / max_pods,
-                        30.0 + (h - pad) * (1.0 - n as f64 / max_nodes)
-                    )
-                })
+                .filter(|r| r.nodes == *nodes && r.scenario == *scenario && r.mode == mode)
                 .collect();
-            let color = colors[i % colors.len()];
+            let max_pods = runs
+                .iter()
+                .filter_map(|r| r.samples.first())
+                .map(|s| s.curve.len())
+                .max()
+                .unwrap_or(1)
+                .max(1) as f64;
+            let max_nodes = *nodes as f64;
             svg += &format!(
-                r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/><text x="{}" y="{}" fill="{color}">{}</text>"#,
-                points.join(" "),
-                x0 + pad + 8.0,
-                50.0 + 16.0 * i as f64,
-                r.scheduler.label()
+                r##"<text x="{}" y="{}">{nodes} nodes, {scenario}, {}: nodes used vs pods placed</text><rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="#888"/>"##,
+                x0 + pad,
+                y0 + 20.0,
+                mode.label(),
+                x0 + pad,
+                y0 + 30.0,
+                w - 2.0 * pad,
+                h - pad
+            );
+            for (i, r) in runs.iter().enumerate() {
+                let Some(s) = r.samples.first() else { continue };
+                let step = (s.curve.len() / 400).max(1);
+                let points: Vec<String> = s
+                    .curve
+                    .iter()
+                    .enumerate()
+                    .step_by(step)
+                    .map(|(k, &n)| {
+                        format!(
+                            "{:.1},{:.1}",
+                            x0 + pad + (w - 2.0 * pad) * (k as f64 + 1.0) / max_pods,
+                            y0 + 30.0 + (h - pad) * (1.0 - n as f64 / max_nodes)
+                        )
+                    })
+                    .collect();
+                let color = colors[i % colors.len()];
+                svg += &format!(
+                    r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/><text x="{}" y="{}" fill="{color}">{}</text>"#,
+                    points.join(" "),
+                    x0 + pad + 8.0,
+                    y0 + 50.0 + 16.0 * i as f64,
+                    r.scheduler.label()
+                );
+            }
+            svg += &format!(
+                r#"<text x="{}" y="{}">pods placed (max {max_pods})</text><text x="{}" y="{}">0</text><text x="{}" y="{}">{nodes}</text>"#,
+                x0 + pad,
+                y0 + h + 5.0,
+                x0 + pad - 15.0,
+                y0 + h - pad + 30.0,
+                x0 + 5.0,
+                y0 + 40.0
             );
         }
-        svg += &format!(
-            r#"<text x="{}" y="{}">pods placed (max {max_pods})</text><text x="{}" y="{}">0</text><text x="{}" y="{}">{nodes}</text>"#,
-            x0 + pad,
-            h + 5.0,
-            x0 + pad - 15.0,
-            h - pad + 30.0,
-            x0 + 5.0,
-            40.0
-        );
     }
     svg + "</svg>\n"
 }
