@@ -76,40 +76,168 @@ pub fn place(
     })
 }
 
+/// Where each pod of a batch goes (or why nowhere), in the order given.
+pub type Placements = Vec<Result<usize, Unschedulable>>;
+
 /// Places pending pods together, counting each on its node before the next; returns the
-/// node of each pod (or why none), in the order given. Higher priority goes first, then,
-/// when bin packing, the larger pods (best fit decreasing: the small ones fill the gaps
-/// the large ones leave, where arriving last they would open nodes), then the order given.
+/// node of each pod (or why none), in the order given. Higher priorities go first, each
+/// on what the ones before left. Spreading places a priority's pods in the order given.
+/// Bin packing tries that order too, the larger pods first (first fit decreasing), and
+/// filling one node at a time with the pods that best match what it has left (the dot
+/// product of a pod's requests with the node's free share of each resource). Each wins on
+/// some mixes — the first where varied shapes arrive mixed, the others where the large
+/// ones must go first or shapes must be paired — and the one that places the most pods on
+/// the fewest nodes is kept (the earlier on a tie).
 pub fn place_batch(
     pods: &[PodInfo],
     nodes: &mut [NodeInfo],
     policy: Policy,
     weights: &Weights,
-) -> Vec<Result<usize, Unschedulable>> {
-    let mut order: Vec<usize> = (0..pods.len()).collect();
-    match policy {
-        Policy::BinPack => {
-            let total = nodes
-                .iter()
-                .fold(Resources::default(), |sum, n| sum + n.allocatable);
-            order.sort_by_cached_key(|&i| {
-                (
-                    Reverse(pods[i].priority),
-                    Reverse(size(&pods[i], &total, weights)),
-                )
-            });
-        }
-        Policy::Spread => order.sort_by_key(|&i| Reverse(pods[i].priority)),
+) -> Placements {
+    let mut levels: BTreeMap<Reverse<i32>, Vec<usize>> = BTreeMap::new();
+    for (i, pod) in pods.iter().enumerate() {
+        levels.entry(Reverse(pod.priority)).or_default().push(i);
     }
     let mut placed: Vec<Option<Result<usize, Unschedulable>>> = vec![None; pods.len()];
-    for i in order {
-        let at = place(&pods[i], nodes, policy, weights);
-        if let Ok(n) = at {
-            nodes[n].add(&pods[i]);
+    for given in levels.into_values() {
+        for (i, at) in place_level(&given, pods, nodes, policy, weights) {
+            placed[i] = Some(at);
         }
-        placed[i] = Some(at);
     }
     placed.into_iter().flatten().collect()
+}
+
+/// Places the pods `given` (of one priority) by the best of the orders `place_batch`
+/// tries; returns each pod's index and where it goes.
+fn place_level(
+    given: &[usize],
+    pods: &[PodInfo],
+    nodes: &mut [NodeInfo],
+    policy: Policy,
+    weights: &Weights,
+) -> Vec<(usize, Result<usize, Unschedulable>)> {
+    if policy == Policy::Spread || given.len() < 2 {
+        return in_order(given, pods, nodes, policy, weights);
+    }
+    let total = nodes
+        .iter()
+        .fold(Resources::default(), |sum, n| sum + n.allocatable);
+    let mut larger_first = given.to_vec();
+    larger_first.sort_by_cached_key(|&i| Reverse(size(&pods[i], &total, weights)));
+    type Candidate<'a> = &'a dyn Fn(&mut [NodeInfo]) -> Vec<(usize, Result<usize, Unschedulable>)>;
+    let candidates: [Candidate; 3] = [
+        &|n| in_order(given, pods, n, policy, weights),
+        &|n| in_order(&larger_first, pods, n, policy, weights),
+        &|n| node_by_node(given, pods, n, weights),
+    ];
+    // Each tries from the same loads; the best one's loads are kept.
+    let before: Vec<Load> = nodes.iter().map(|n| n.load.clone()).collect();
+    let mut best: Option<(
+        Vec<(usize, Result<usize, Unschedulable>)>,
+        Vec<Load>,
+        (usize, usize),
+    )> = None;
+    for candidate in candidates {
+        for (node, load) in nodes.iter_mut().zip(&before) {
+            node.load.clone_from(load);
+        }
+        let placed = candidate(nodes);
+        let cost = (
+            placed.iter().filter(|(_, at)| at.is_err()).count(),
+            nodes
+                .iter()
+                .filter(|n| n.load.requested.fit.pods > 0)
+                .count(),
+        );
+        if best.as_ref().is_none_or(|(_, _, c)| cost < *c) {
+            best = Some((placed, nodes.iter().map(|n| n.load.clone()).collect(), cost));
+        }
+    }
+    let (placed, loads, _) = best.unwrap_or_default();
+    for (node, load) in nodes.iter_mut().zip(loads) {
+        node.load = load;
+    }
+    placed
+}
+
+/// Places the pods in `order`, each on its best node.
+fn in_order(
+    order: &[usize],
+    pods: &[PodInfo],
+    nodes: &mut [NodeInfo],
+    policy: Policy,
+    weights: &Weights,
+) -> Vec<(usize, Result<usize, Unschedulable>)> {
+    order
+        .iter()
+        .map(|&i| {
+            let at = place(&pods[i], nodes, policy, weights);
+            if let Ok(n) = at {
+                nodes[n].add(&pods[i]);
+            }
+            (i, at)
+        })
+        .collect()
+}
+
+/// Fills one node at a time, the fullest first (then by name), each time with the pod
+/// whose requests best match what the node has free (the first given among equals); the
+/// pods no node took are tried once more alone, which says why.
+fn node_by_node(
+    order: &[usize],
+    pods: &[PodInfo],
+    nodes: &mut [NodeInfo],
+    weights: &Weights,
+) -> Vec<(usize, Result<usize, Unschedulable>)> {
+    let mut by_fill: Vec<usize> = (0..nodes.len()).collect();
+    by_fill.sort_by_cached_key(|&n| {
+        (
+            Reverse(score::score(
+                Policy::BinPack,
+                weights,
+                &Default::default(),
+                &nodes[n],
+            )),
+            nodes[n].name.clone(),
+        )
+    });
+    let mut left: Vec<usize> = order.to_vec();
+    let mut placed = vec![];
+    for n in by_fill {
+        loop {
+            let mut best: Option<(u128, usize)> = None;
+            for (k, &i) in left.iter().enumerate() {
+                if filter::check(&pods[i], &nodes[n]).is_err() {
+                    continue;
+                }
+                let fit = alignment(&pods[i], &nodes[n], weights);
+                if best.is_none_or(|(f, _)| fit > f) {
+                    best = Some((fit, k));
+                }
+            }
+            let Some((_, k)) = best else { break };
+            let i = left.remove(k);
+            nodes[n].add(&pods[i]);
+            placed.push((i, Ok(n)));
+        }
+    }
+    placed.extend(in_order(&left, pods, nodes, Policy::BinPack, weights));
+    placed
+}
+
+/// How well a pod's requests match what a node has free: the dot product of both as
+/// shares of the node's allocatable, weighted.
+fn alignment(pod: &PodInfo, node: &NodeInfo, weights: &Weights) -> u128 {
+    let free = node.allocatable - node.load.requested.fit;
+    Kind::ALL
+        .into_iter()
+        .filter(|&k| node.allocatable.get(k) > 0)
+        .map(|k| {
+            let a = u128::from(node.allocatable.get(k));
+            let share = |v: u64| u128::from(v) * u128::from(score::MAX) / a;
+            u128::from(weights.of(k)) * share(pod.requests.fit.get(k)) * share(free.get(k))
+        })
+        .sum()
 }
 
 /// A pod's size for ordering: its requests as weighted shares of the nodes' total.

@@ -441,3 +441,58 @@ fn packing_is_close_to_the_exhaustive_optimum() {
         "a batch packs no worse than arrival order"
     );
 }
+
+/// The benchmark's mix (`cargo xtask bench scheduler`: CPU and memory drawn from a few
+/// sizes, half a pool of 4-CPU/16Gi nodes by CPU): pending together, the pods fill no more
+/// nodes than the lower bound (CPU over a node's), where in arrival order they need more.
+#[test]
+fn a_batch_of_the_bench_mix_packs_to_the_lower_bound() {
+    const CPUS: [u64; 5] = [100, 250, 500, 1000, 2000];
+    const MEMORIES: [u64; 6] = [128, 256, 512, 1024, 2048, 4096];
+    let mut online_over = 0;
+    for seed in 1..=2u64 {
+        let nodes_n = 500;
+        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            usize::try_from(state % n as u64).unwrap()
+        };
+        let (mut pods, mut cpu) = (vec![], 0);
+        while cpu < 4000 * nodes_n as u64 / 2 {
+            let (c, m) = (CPUS[next(5)], MEMORIES[next(6)]);
+            cpu += c;
+            pods.push(pod(c, m << 20));
+        }
+        let bound = usize::try_from(cpu.div_ceil(4000)).unwrap();
+        let fresh = || -> Vec<NodeInfo> {
+            (0..nodes_n)
+                .map(|i| node(&format!("n{i:04}"), 4000, 16 << 30))
+                .collect()
+        };
+        let used = |nodes: &[NodeInfo]| {
+            nodes
+                .iter()
+                .filter(|n| n.load.requested.fit.pods > 0)
+                .count()
+        };
+        let mut online = fresh();
+        place_all(&pods, &mut online, Policy::BinPack);
+        let mut batch = fresh();
+        let placed = place_batch(&pods, &mut batch, Policy::BinPack, &Weights::default());
+        assert!(placed.iter().all(Result::is_ok));
+        println!(
+            "seed {seed}: {} pods, lower bound {bound} nodes: arrival order {}, batch {}",
+            pods.len(),
+            used(&online),
+            used(&batch)
+        );
+        assert_eq!(used(&batch), bound, "seed {seed}");
+        online_over += used(&online) - bound;
+    }
+    assert!(
+        online_over > 0,
+        "the mix is not one arrival order packs perfectly"
+    );
+}
