@@ -79,6 +79,9 @@ pub fn place(
 /// Where each pod of a batch goes (or why nowhere), in the order given.
 pub type Placements = Vec<Result<usize, Unschedulable>>;
 
+/// Pods (by index) and where each goes.
+type Placed = Vec<(usize, Result<usize, Unschedulable>)>;
+
 /// Places pending pods together, counting each on its node before the next; returns the
 /// node of each pod (or why none), in the order given. Higher priorities go first, each
 /// on what the ones before left. Spreading places a priority's pods in the order given.
@@ -115,7 +118,7 @@ fn place_level(
     nodes: &mut [NodeInfo],
     policy: Policy,
     weights: &Weights,
-) -> Vec<(usize, Result<usize, Unschedulable>)> {
+) -> Placed {
     if policy == Policy::Spread || given.len() < 2 {
         return in_order(given, pods, nodes, policy, weights);
     }
@@ -124,7 +127,7 @@ fn place_level(
         .fold(Resources::default(), |sum, n| sum + n.allocatable);
     let mut larger_first = given.to_vec();
     larger_first.sort_by_cached_key(|&i| Reverse(size(&pods[i], &total, weights)));
-    type Candidate<'a> = &'a dyn Fn(&mut [NodeInfo]) -> Vec<(usize, Result<usize, Unschedulable>)>;
+    type Candidate<'a> = &'a dyn Fn(&mut [NodeInfo]) -> Placed;
     let candidates: [Candidate; 3] = [
         &|n| in_order(given, pods, n, policy, weights),
         &|n| in_order(&larger_first, pods, n, policy, weights),
@@ -132,11 +135,7 @@ fn place_level(
     ];
     // Each tries from the same loads; the best one's loads are kept.
     let before: Vec<Load> = nodes.iter().map(|n| n.load.clone()).collect();
-    let mut best: Option<(
-        Vec<(usize, Result<usize, Unschedulable>)>,
-        Vec<Load>,
-        (usize, usize),
-    )> = None;
+    let mut best: Option<(Placed, Vec<Load>, (usize, usize))> = None;
     for candidate in candidates {
         for (node, load) in nodes.iter_mut().zip(&before) {
             node.load.clone_from(load);
@@ -167,7 +166,7 @@ fn in_order(
     nodes: &mut [NodeInfo],
     policy: Policy,
     weights: &Weights,
-) -> Vec<(usize, Result<usize, Unschedulable>)> {
+) -> Placed {
     order
         .iter()
         .map(|&i| {
@@ -188,7 +187,7 @@ fn node_by_node(
     pods: &[PodInfo],
     nodes: &mut [NodeInfo],
     weights: &Weights,
-) -> Vec<(usize, Result<usize, Unschedulable>)> {
+) -> Placed {
     let mut by_fill: Vec<usize> = (0..nodes.len()).collect();
     by_fill.sort_by_cached_key(|&n| {
         (
