@@ -149,7 +149,7 @@ fn compare(kind: Kind, replicas: u32, runs: usize) -> Result<()> {
             "\n== {scenario}: drover {}/{} qps/burst, kube-controller-manager {}/{}",
             drover_limits.0, drover_limits.1, KCM_LIMITS.0, KCM_LIMITS.1
         );
-        set_limits(&layout, &CONTROLLER, drover_limits)?;
+        set_limits(&layout, &CONTROLLER, drover_limits, BENCH_CPU)?;
         let mut result = ScenarioResult {
             scenario: scenario.into(),
             drover_limits,
@@ -177,7 +177,7 @@ fn compare(kind: Kind, replicas: u32, runs: usize) -> Result<()> {
         print_table(kind, &result, replicas);
         results.push(result);
     }
-    set_limits(&layout, &CONTROLLER, DROVER_LIMITS)?;
+    set_limits(&layout, &CONTROLLER, DROVER_LIMITS, SHIPPED_CPU)?;
     if nodes_before.len() < nodes {
         cluster::set_fake_nodes(nodes_before.len())?;
     }
@@ -201,6 +201,8 @@ pub(crate) struct DroverComponent {
     /// `app.kubernetes.io/name` of its pods.
     pub pods: &'static str,
     pub lease: &'static str,
+    /// Its resources in the chart's values.
+    pub resources: &'static str,
     /// How its process's command line starts on the host.
     pub command: &'static str,
 }
@@ -209,6 +211,7 @@ pub(crate) const CONTROLLER: DroverComponent = DroverComponent {
     values: "controller",
     pods: "drover",
     lease: "drover-controller",
+    resources: "resources",
     command: "/drover controller",
 };
 
@@ -216,15 +219,21 @@ pub(crate) const SCHEDULER: DroverComponent = DroverComponent {
     values: "scheduler",
     pods: "drover-scheduler",
     lease: "drover-scheduler",
+    resources: "scheduler.resources",
     command: "/drover scheduler",
 };
 
-/// Points an installed component at new client limits and waits until its replacement
-/// leads (once its predecessor's lease is released or lapses).
+/// What a component's pod requests of CPU: while benchmarked, and as the chart ships it.
+pub(crate) const BENCH_CPU: &str = "1";
+pub(crate) const SHIPPED_CPU: &str = "50m";
+
+/// Points an installed component at new client limits and a CPU request, and waits until
+/// its replacement leads (once its predecessor's lease is released or lapses).
 pub(crate) fn set_limits(
     layout: &Layout,
     component: &DroverComponent,
     (qps, burst): (f64, u32),
+    cpu: &str,
 ) -> Result<()> {
     let kubectl = Kubectl::new(layout)?;
     cmd(layout.bin("helm")?)
@@ -241,9 +250,12 @@ pub(crate) fn set_limits(
             "180s",
         ])
         .arg("--set")
+        // Benchmarked, the Go side runs as host processes, each with a root task's CPU
+        // weight (1024 shares); the chart's small CPU request would give drover 51 and
+        // starve it whenever the two cores are busy. A request of one CPU is 1024 shares.
         .arg(format!(
-            "{0}.kubeApiQps={qps},{0}.kubeApiBurst={burst}",
-            component.values
+            "{0}.kubeApiQps={qps},{0}.kubeApiBurst={burst},{1}.requests.cpu={cpu}",
+            component.values, component.resources
         ))
         .run()?;
     wait_leading(&kubectl, component)

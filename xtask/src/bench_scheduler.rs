@@ -31,7 +31,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::bench::{
-    SCHEDULER, clock_ticks, cpu_ticks, host_pid, median, rss_kib, set_limits, wait_leading,
+    BENCH_CPU, SCHEDULER, SHIPPED_CPU, clock_ticks, cpu_ticks, host_pid, median, rss_kib,
+    set_limits, wait_leading,
 };
 use crate::cluster;
 use crate::fake_nodes;
@@ -176,7 +177,7 @@ pub fn run(args: SchedulerBench) -> Result<()> {
                 "-- {scenario}: every scheduler at {}/{} qps/burst",
                 limits.0, limits.1
             );
-            set_limits(&layout, &SCHEDULER, limits)?;
+            set_limits(&layout, &SCHEDULER, limits, BENCH_CPU)?;
             for mode in Mode::ALL {
                 for scheduler in Scheduler::ALL {
                     let mut samples = vec![];
@@ -223,7 +224,7 @@ pub fn run(args: SchedulerBench) -> Result<()> {
         }
         delete_pool(&kubectl, &pool)?;
     }
-    set_limits(&layout, &SCHEDULER, (50.0, 100))?;
+    set_limits(&layout, &SCHEDULER, (50.0, 100), SHIPPED_CPU)?;
     print_summary(&results);
     let out = layout.repo.join("target/bench");
     fs::create_dir_all(&out)?;

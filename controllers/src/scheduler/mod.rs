@@ -188,17 +188,15 @@ fn node_by_node(
     nodes: &mut [NodeInfo],
     weights: &Weights,
 ) -> Placed {
+    let fill: Vec<u64> = nodes
+        .iter()
+        .map(|n| score::score(Policy::BinPack, weights, &Default::default(), n))
+        .collect();
     let mut by_fill: Vec<usize> = (0..nodes.len()).collect();
-    by_fill.sort_by_cached_key(|&n| {
-        (
-            Reverse(score::score(
-                Policy::BinPack,
-                weights,
-                &Default::default(),
-                &nodes[n],
-            )),
-            nodes[n].name.clone(),
-        )
+    by_fill.sort_by(|&a, &b| {
+        fill[b]
+            .cmp(&fill[a])
+            .then_with(|| nodes[a].name.cmp(&nodes[b].name))
     });
     let mut left: Vec<usize> = order.to_vec();
     let mut placed = vec![];

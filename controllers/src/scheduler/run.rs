@@ -228,7 +228,8 @@ pub async fn run(
             "watches synced"
         );
         loop {
-            let wake = s.pass();
+            // A pass holds its thread; the watches and bindings go on on the others.
+            let wake = tokio::task::block_in_place(|| s.pass());
             let wait = wake.map_or(FLUSH, |at| at.saturating_duration_since(Instant::now()));
             tokio::select! {
                 () = s.changed.notified() => {}
@@ -339,8 +340,11 @@ impl Scheduler {
         for (i, info) in on {
             nodes[i].add(info);
         }
+        // The watch goes on (counting what it shows bound) while the pods are placed.
+        drop(assumed);
         let infos: Vec<PodInfo> = pending.iter().map(|p| PodInfo::from_pod(p)).collect();
         let placed = place_batch(&infos, &mut nodes, self.config.policy, &self.config.weights);
+        let mut assumed = lock(&self.assumed);
         for ((pod, info), at) in pending.into_iter().zip(infos).zip(placed) {
             let uid = pod.uid().unwrap_or_default();
             match at {
