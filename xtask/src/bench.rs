@@ -236,6 +236,8 @@ pub(crate) fn set_limits(
     cpu: &str,
 ) -> Result<()> {
     let kubectl = Kubectl::new(layout)?;
+    // Gone first: on the single real node, two pods requesting a CPU each do not fit.
+    scale(&kubectl, component, 0)?;
     cmd(layout.bin("helm")?)
         .arg("--kubeconfig")
         .arg(layout.admin_kubeconfig())
@@ -259,6 +261,33 @@ pub(crate) fn set_limits(
         ))
         .run()?;
     wait_leading(&kubectl, component)
+}
+
+/// Sets the replicas of a component's Deployment; at 0, waits until its pods are gone.
+pub(crate) fn scale(kubectl: &Kubectl, component: &DroverComponent, replicas: u32) -> Result<()> {
+    kubectl
+        .cmd()
+        .args([
+            "-n",
+            install::NAMESPACE,
+            "scale",
+            "deployment",
+            component.pods,
+        ])
+        .arg(format!("--replicas={replicas}"))
+        .run()?;
+    if replicas == 0 {
+        kubectl
+            .cmd()
+            .args(["-n", install::NAMESPACE, "wait", "--for=delete", "pod"])
+            .arg(format!(
+                "--selector=app.kubernetes.io/name={}",
+                component.pods
+            ))
+            .arg("--timeout=120s")
+            .run()?;
+    }
+    Ok(())
 }
 
 /// Waits until one pod of the component runs, holds its lease and shows on the host.

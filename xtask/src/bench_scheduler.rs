@@ -31,7 +31,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::bench::{
-    BENCH_CPU, SCHEDULER, SHIPPED_CPU, clock_ticks, cpu_ticks, host_pid, median, rss_kib,
+    BENCH_CPU, SCHEDULER, SHIPPED_CPU, clock_ticks, cpu_ticks, host_pid, median, rss_kib, scale,
     set_limits, wait_leading,
 };
 use crate::cluster;
@@ -421,7 +421,7 @@ impl Started {
     fn start(layout: &Layout, kubectl: &Kubectl, r: &Run) -> Result<Self> {
         match r.scheduler {
             Scheduler::Drover => {
-                scale_drover(kubectl, 1)?;
+                scale(kubectl, &SCHEDULER, 1)?;
                 wait_leading(kubectl, &SCHEDULER)?;
                 let pid = host_pid(&SCHEDULER).context("drover's scheduler is not running")?;
                 Ok(Self { pid, kube: None })
@@ -441,33 +441,6 @@ impl Started {
             kube.stop();
         }
     }
-}
-
-/// Sets the replicas of drover's scheduler; at 0, waits until its pods are gone.
-fn scale_drover(kubectl: &Kubectl, replicas: u32) -> Result<()> {
-    kubectl
-        .cmd()
-        .args([
-            "-n",
-            install::NAMESPACE,
-            "scale",
-            "deployment",
-            SCHEDULER.pods,
-        ])
-        .arg(format!("--replicas={replicas}"))
-        .run()?;
-    if replicas == 0 {
-        kubectl
-            .cmd()
-            .args(["-n", install::NAMESPACE, "wait", "--for=delete", "pod"])
-            .arg(format!(
-                "--selector=app.kubernetes.io/name={}",
-                SCHEDULER.pods
-            ))
-            .arg("--timeout=120s")
-            .run()?;
-    }
-    Ok(())
 }
 
 /// One run: a fresh namespace, every pod created at once (`CREATORS` kubectl processes)
@@ -516,7 +489,7 @@ fn measure(layout: &Layout, kubectl: &Kubectl, r: &Run) -> Result<Sample> {
         .map(|m| m.len())
         .unwrap_or(0);
     if r.scheduler == Scheduler::Drover && r.mode == Mode::Backlog {
-        scale_drover(kubectl, 0)?;
+        scale(kubectl, &SCHEDULER, 0)?;
     }
     let streamed = match r.mode {
         Mode::Stream => Some(Started::start(layout, kubectl, r)?),
