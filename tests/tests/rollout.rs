@@ -274,6 +274,12 @@ async fn a_rolling_update_under_load_drops_no_request_and_stays_within_bounds() 
     })
     .await;
     let preview = service_ip(&client, &ns.name, "web-preview").await;
+    // Ready preview pods reach the new Service's endpoints and kube-proxy's rules a moment
+    // later (refused until then); from then on every answer is the new version.
+    wait_for("the preview Service to answer", ROLLOUT_TIMEOUT, || async {
+        http_get(preview, 80, "/").ok()
+    })
+    .await;
     for _ in 0..20 {
         let (code, body) = http_get(preview, 80, "/").unwrap();
         assert_eq!(code, 200);

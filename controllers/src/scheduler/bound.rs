@@ -18,14 +18,21 @@ pub struct Bound {
     relist: Option<Box<Bound>>,
 }
 
-/// The node a pod is bound to, unless it has finished (then it holds nothing).
-pub fn holding_node(pod: &Pod) -> Option<&str> {
-    let finished = matches!(
+/// Whether the pod has finished (Succeeded or Failed): it holds nothing of its node.
+pub fn is_terminal(pod: &Pod) -> bool {
+    matches!(
         pod.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Succeeded" | "Failed")
-    );
-    let node = pod.spec.as_ref()?.node_name.as_deref()?;
-    (!finished && !node.is_empty()).then_some(node)
+    )
+}
+
+/// The node the pod is bound to.
+pub fn bound_node(pod: &Pod) -> Option<&str> {
+    pod.spec
+        .as_ref()?
+        .node_name
+        .as_deref()
+        .filter(|n| !n.is_empty())
 }
 
 impl Bound {
@@ -48,7 +55,7 @@ impl Bound {
     pub fn apply(&mut self, pod: &Pod) {
         let key = ObjectRef::from_obj(pod);
         self.remove(&key);
-        let Some(node) = holding_node(pod) else {
+        let Some(node) = bound_node(pod).filter(|_| !is_terminal(pod)) else {
             return;
         };
         let info = PodInfo::load_of(pod);

@@ -10,8 +10,8 @@
 //! A pod that fits nowhere is tried again once a node or a bound pod has changed and its
 //! backoff (1 s doubling to 10 s) has passed, and at least every 5 minutes.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,8 +28,11 @@ use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
 use tracing::{debug, info, warn};
 
-use super::bound::Bound;
-use super::{NodeInfo, PodInfo, Policy, Unschedulable, Weights, place_batch};
+use super::bound::{Bound, bound_node, is_terminal};
+use super::{
+    Load, NodeInfo, Placements, PodInfo, Policy, Unschedulable, Weights, bind_order, filter,
+    place_batch,
+};
 use crate::runtime::metrics::Metrics;
 
 /// The scheduler's name in metrics and logs.
@@ -58,6 +61,22 @@ struct Assumed {
     node: String,
     info: PodInfo,
     since: Instant,
+}
+
+/// The last placement of the pending pods: the node of each it placed.
+#[derive(Debug)]
+struct Plan {
+    /// The cluster's generation it was made at.
+    generation: u64,
+    nodes: HashMap<ObjectRef<Pod>, String>,
+}
+
+/// What passes keep of the pods they placed but held back.
+#[derive(Debug, Default)]
+struct HeldBack {
+    plan: Option<Plan>,
+    /// How many younger pods were bound before each.
+    overtaken: HashMap<ObjectRef<Pod>, usize>,
 }
 
 /// A pod that fit nowhere.
@@ -97,25 +116,15 @@ struct Scheduler {
     bound: Mutex<Bound>,
     retries: Mutex<HashMap<String, Retry>>,
     binds: Arc<Semaphore>,
+    /// Bindings started and not yet answered.
+    outstanding: AtomicUsize,
+    /// The last pass left placed pods pending because enough bindings were outstanding.
+    holding: AtomicBool,
+    held_back: Mutex<HeldBack>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn is_terminal(pod: &Pod) -> bool {
-    matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded" | "Failed")
-    )
-}
-
-fn bound_node(pod: &Pod) -> Option<&str> {
-    pod.spec
-        .as_ref()?
-        .node_name
-        .as_deref()
-        .filter(|n| !n.is_empty())
 }
 
 /// What the scheduler keeps of a pod: enough to place it and to count it on its node.
@@ -168,6 +177,9 @@ pub async fn run(
         assumed: Mutex::default(),
         bound: Mutex::default(),
         retries: Mutex::default(),
+        outstanding: AtomicUsize::new(0),
+        holding: AtomicBool::new(false),
+        held_back: Mutex::default(),
     });
     info!(name = %scheduler.config.name, policy = ?scheduler.config.policy, "scheduling");
 
@@ -268,10 +280,12 @@ impl Scheduler {
         }
     }
 
-    /// Places every pending pod that is due; returns when the next retry is due.
+    /// Places the pending pods that are due and binds as many as the binder can take;
+    /// returns when the next retry is due.
     fn pass(self: &Arc<Self>) -> Option<Instant> {
         let now = Instant::now();
         let generation = self.generation.load(Ordering::Relaxed);
+        self.holding.store(false, Ordering::Relaxed);
         let all = self.pods.state();
         let mut assumed = lock(&self.assumed);
         // An assumption the watch has not confirmed in time (the binding got lost).
@@ -291,8 +305,7 @@ impl Scheduler {
             })
             .collect();
         let mut retries = lock(&self.retries);
-        let pending_uids: std::collections::HashSet<String> =
-            pending.iter().filter_map(|p| p.uid()).collect();
+        let pending_uids: HashSet<String> = pending.iter().filter_map(|p| p.uid()).collect();
         retries.retain(|uid, _| pending_uids.contains(uid));
         pending.retain(|p| {
             retries
@@ -300,6 +313,17 @@ impl Scheduler {
                 .is_none_or(|r| r.due(generation) <= now)
         });
         self.metrics.set_queue_depth(SCHEDULER, pending.len());
+        let room = self
+            .commit_limit()
+            .saturating_sub(self.outstanding.load(Ordering::Relaxed));
+        if pending.is_empty() || room == 0 {
+            if !pending.is_empty() {
+                self.holding.store(true, Ordering::Relaxed);
+                self.wake_if_held();
+            }
+            let generation = self.generation.load(Ordering::Relaxed);
+            return retries.values().map(|r| r.due(generation)).min();
+        }
         // The oldest first: binding goes in this order (placement puts higher priority
         // and larger pods before, see `place_batch`).
         pending.sort_by_key(|p| {
@@ -310,10 +334,6 @@ impl Scheduler {
             )
         });
 
-        if pending.is_empty() {
-            let generation = self.generation.load(Ordering::Relaxed);
-            return retries.values().map(|r| r.due(generation)).min();
-        }
         let mut nodes: Vec<NodeInfo> = self
             .nodes
             .state()
@@ -327,31 +347,85 @@ impl Scheduler {
             })
             .collect();
         drop(bound);
-        let index: HashMap<&str, usize> = nodes
+        let index: HashMap<String, usize> = nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| (n.name.as_str(), i))
+            .map(|(i, n)| (n.name.clone(), i))
             .collect();
-        let on: Vec<(usize, &PodInfo)> = assumed
-            .values()
-            .filter_map(|a| Some((*index.get(a.node.as_str())?, &a.info)))
-            .collect();
-        drop(index);
-        for (i, info) in on {
-            nodes[i].add(info);
+        for a in assumed.values() {
+            if let Some(&i) = index.get(&a.node) {
+                nodes[i].add(&a.info);
+            }
         }
         // The watch goes on (counting what it shows bound) while the pods are placed.
         drop(assumed);
         let infos: Vec<PodInfo> = pending.iter().map(|p| PodInfo::from_pod(p)).collect();
-        let placed = place_batch(&infos, &mut nodes, self.config.policy, &self.config.weights);
+        let keys: Vec<ObjectRef<Pod>> = pending
+            .iter()
+            .map(|p| ObjectRef::from_obj(p.as_ref()))
+            .collect();
+        let mut held_back = lock(&self.held_back);
+        let targets = self.targets(
+            &mut held_back,
+            &keys,
+            &infos,
+            &mut nodes,
+            &index,
+            generation,
+        );
+        let pending_keys: HashSet<&ObjectRef<Pod>> = keys.iter().collect();
+        held_back.overtaken.retain(|k, _| pending_keys.contains(k));
+        let overtaken: Vec<usize> = keys
+            .iter()
+            .map(|k| held_back.overtaken.get(k).copied().unwrap_or(0))
+            .collect();
+
+        // Which of the placed pods bind now: as many as there is room for, in bind order.
+        let mut bind_now = vec![false; pending.len()];
+        let mut room = room;
+        for i in bind_order(&targets, &infos, &nodes, &overtaken) {
+            let Ok(n) = targets[i] else { continue };
+            if room == 0 {
+                // Placed, but its binding could not start soon: it stays pending and is
+                // placed again with the pods that arrive meanwhile.
+                self.holding.store(true, Ordering::Relaxed);
+                break;
+            }
+            if filter::check(&infos[i], &nodes[n]).is_err() {
+                // Room the plan counted on went to a pod bound by someone else meanwhile.
+                held_back.plan = None;
+                self.holding.store(true, Ordering::Relaxed);
+                continue;
+            }
+            nodes[n].add(&infos[i]);
+            bind_now[i] = true;
+            room -= 1;
+        }
+        // Held pods count the younger ones bound before them (pending is oldest first).
+        let mut younger = 0;
+        for (i, key) in keys.iter().enumerate().rev() {
+            if bind_now[i] {
+                younger += 1;
+            } else if targets[i].is_ok() && younger > 0 {
+                *held_back.overtaken.entry(key.clone()).or_default() += younger;
+            }
+        }
+        drop(held_back);
+
         let mut assumed = lock(&self.assumed);
-        for ((pod, info), at) in pending.into_iter().zip(infos).zip(placed) {
+        for ((((pod, key), info), target), bind) in pending
+            .into_iter()
+            .zip(keys)
+            .zip(infos)
+            .zip(targets)
+            .zip(bind_now)
+        {
             let uid = pod.uid().unwrap_or_default();
-            match at {
-                Ok(i) => {
-                    let node = nodes[i].name.clone();
+            match target {
+                Ok(n) if bind => {
+                    let node = nodes[n].name.clone();
                     assumed.insert(
-                        ObjectRef::from_obj(pod.as_ref()),
+                        key,
                         Assumed {
                             node: node.clone(),
                             info,
@@ -361,6 +435,7 @@ impl Scheduler {
                     retries.remove(&uid);
                     self.spawn_bind(pod, node);
                 }
+                Ok(_) => {}
                 Err(why) => {
                     let r = retries.entry(uid).or_insert(Retry {
                         attempts: 0,
@@ -374,14 +449,71 @@ impl Scheduler {
                 }
             }
         }
+        self.wake_if_held();
         let generation = self.generation.load(Ordering::Relaxed);
         retries.values().map(|r| r.due(generation)).min()
     }
 
+    /// Another pass, for pods the last one held back, once half the outstanding bindings
+    /// it allows are answered.
+    fn wake_if_held(&self) {
+        if self.holding.load(Ordering::Relaxed)
+            && self.outstanding.load(Ordering::Relaxed) <= self.commit_limit() / 2
+        {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Pods placed but not yet bound at most: the bindings in flight and as many again
+    /// waiting, so the binder never idles while a pass runs.
+    fn commit_limit(&self) -> usize {
+        2 * self.config.binds_in_flight.max(1)
+    }
+
+    /// Where each pending pod goes: the last plan's node while it holds every one of them
+    /// and the cluster has not changed but for this scheduler's own bindings, else a new
+    /// plan of them all together (see [`place_batch`]). `nodes` come back with the loads
+    /// they had.
+    fn targets(
+        &self,
+        held: &mut HeldBack,
+        keys: &[ObjectRef<Pod>],
+        infos: &[PodInfo],
+        nodes: &mut [NodeInfo],
+        index: &HashMap<String, usize>,
+        generation: u64,
+    ) -> Placements {
+        if let Some(p) = held.plan.as_ref().filter(|p| p.generation == generation) {
+            let kept: Option<Placements> = keys
+                .iter()
+                .map(|k| Some(Ok(*index.get(p.nodes.get(k)?)?)))
+                .collect();
+            if let Some(kept) = kept {
+                return kept;
+            }
+        }
+        let loads: Vec<Load> = nodes.iter().map(|n| n.load.clone()).collect();
+        let placed = place_batch(infos, nodes, self.config.policy, &self.config.weights);
+        for (node, load) in nodes.iter_mut().zip(loads) {
+            node.load = load;
+        }
+        held.plan = Some(Plan {
+            generation,
+            nodes: keys
+                .iter()
+                .zip(&placed)
+                .filter_map(|(k, at)| Some((k.clone(), nodes[*at.as_ref().ok()?].name.clone())))
+                .collect(),
+        });
+        placed
+    }
+
     fn spawn_bind(self: &Arc<Self>, pod: Arc<Pod>, node: String) {
         let s = self.clone();
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let Ok(permit) = s.binds.clone().acquire_owned().await else {
+                s.outstanding.fetch_sub(1, Ordering::Relaxed);
                 return;
             };
             let namespace = pod.namespace().unwrap_or_default();
@@ -398,6 +530,10 @@ impl Scheduler {
                 .await;
             s.metrics.write(SCHEDULER, "create", "pods/binding");
             drop(permit);
+            // Pods held back wait for room among the outstanding bindings; a pass for them
+            // once half of it is free.
+            s.outstanding.fetch_sub(1, Ordering::Relaxed);
+            s.wake_if_held();
             match result {
                 Ok(_) => {
                     debug!(pod = %name, %namespace, %node, "bound");

@@ -66,7 +66,7 @@ fn bin_packing_fills_a_node_before_starting_the_next_and_spreading_does_not() {
 }
 
 #[test]
-fn a_batch_places_larger_pods_first_within_a_priority() {
+fn a_batch_packs_tighter_than_arrival_order_within_a_priority() {
     let shapes = [pod(1000, 1), pod(1000, 1), pod(3000, 1), pod(3000, 1)];
     let fresh = || {
         vec![
@@ -75,24 +75,18 @@ fn a_batch_places_larger_pods_first_within_a_priority() {
             node("c", 4000, 16),
         ]
     };
-    let used = |nodes: &[NodeInfo]| {
-        nodes
-            .iter()
-            .filter(|n| n.load.requested.fit.pods > 0)
-            .count()
-    };
     // In arrival order the small pods share a node and each large one opens another.
     let mut nodes = fresh();
     place_all(&shapes, &mut nodes, Policy::BinPack);
-    assert_eq!(used(&nodes), 3);
-    // Together, the large ones go first and the small ones fill their gaps; results come
-    // back in the order given.
+    assert_eq!(nodes_used(&nodes), 3);
+    // Together, the small ones fill the gaps the large ones leave; results come back in
+    // the order given.
     let mut nodes = fresh();
     let at: Vec<usize> = place_batch(&shapes, &mut nodes, Policy::BinPack, &Weights::default())
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(used(&nodes), 2);
+    assert_eq!(nodes_used(&nodes), 2);
     assert_eq!(at, [0, 1, 0, 1]);
     // A higher priority goes first whatever its size: it takes the node the first large
     // pod would have.
@@ -400,10 +394,7 @@ fn packing_is_close_to_the_exhaustive_optimum() {
                 placed.iter().all(Result::is_ok),
                 "every pod fits an empty node"
             );
-            nodes
-                .iter()
-                .filter(|n| n.load.requested.fit.pods > 0)
-                .count()
+            nodes_used(&nodes)
         };
         let packed = used(Policy::BinPack, false);
         let batched = used(Policy::BinPack, true);
@@ -442,57 +433,172 @@ fn packing_is_close_to_the_exhaustive_optimum() {
     );
 }
 
-/// The benchmark's mix (`cargo xtask bench scheduler`: CPU and memory drawn from a few
-/// sizes, half a pool of 4-CPU/16Gi nodes by CPU): pending together, the pods fill no more
-/// nodes than the lower bound (CPU over a node's), where in arrival order they need more.
-#[test]
-fn a_batch_of_the_bench_mix_packs_to_the_lower_bound() {
+/// The benchmark's mix (`cargo xtask bench scheduler`): CPU and memory drawn from a few
+/// sizes until half a pool of `nodes` 4-CPU/16Gi nodes is asked for by CPU; with the
+/// lower bound of nodes for it (CPU over a node's) and the empty pool.
+fn bench_mix(seed: u64, nodes: usize) -> (Vec<PodInfo>, usize, Vec<NodeInfo>) {
     const CPUS: [u64; 5] = [100, 250, 500, 1000, 2000];
     const MEMORIES: [u64; 6] = [128, 256, 512, 1024, 2048, 4096];
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        usize::try_from(state % n as u64).unwrap()
+    };
+    let (mut pods, mut cpu) = (vec![], 0);
+    while cpu < 4000 * nodes as u64 / 2 {
+        let (c, m) = (CPUS[next(5)], MEMORIES[next(6)]);
+        cpu += c;
+        pods.push(pod(c, m << 20));
+    }
+    let bound = usize::try_from(cpu.div_ceil(4000)).unwrap();
+    let pool = (0..nodes)
+        .map(|i| node(&format!("n{i:04}"), 4000, 16 << 30))
+        .collect();
+    (pods, bound, pool)
+}
+
+/// Pending together, the bench's pods fill no more nodes than the lower bound, where in
+/// arrival order they need more.
+#[test]
+fn a_batch_of_the_bench_mix_packs_to_the_lower_bound() {
     let mut online_over = 0;
     for seed in 1..=2u64 {
-        let nodes_n = 500;
-        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        let mut next = |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            usize::try_from(state % n as u64).unwrap()
-        };
-        let (mut pods, mut cpu) = (vec![], 0);
-        while cpu < 4000 * nodes_n as u64 / 2 {
-            let (c, m) = (CPUS[next(5)], MEMORIES[next(6)]);
-            cpu += c;
-            pods.push(pod(c, m << 20));
-        }
-        let bound = usize::try_from(cpu.div_ceil(4000)).unwrap();
-        let fresh = || -> Vec<NodeInfo> {
-            (0..nodes_n)
-                .map(|i| node(&format!("n{i:04}"), 4000, 16 << 30))
-                .collect()
-        };
-        let used = |nodes: &[NodeInfo]| {
-            nodes
-                .iter()
-                .filter(|n| n.load.requested.fit.pods > 0)
-                .count()
-        };
-        let mut online = fresh();
+        let (pods, bound, pool) = bench_mix(seed, 500);
+        let mut online = pool.clone();
         place_all(&pods, &mut online, Policy::BinPack);
-        let mut batch = fresh();
+        let mut batch = pool;
         let placed = place_batch(&pods, &mut batch, Policy::BinPack, &Weights::default());
         assert!(placed.iter().all(Result::is_ok));
         println!(
             "seed {seed}: {} pods, lower bound {bound} nodes: arrival order {}, batch {}",
             pods.len(),
-            used(&online),
-            used(&batch)
+            nodes_used(&online),
+            nodes_used(&batch)
         );
-        assert_eq!(used(&batch), bound, "seed {seed}");
-        online_over += used(&online) - bound;
+        assert_eq!(nodes_used(&batch), bound, "seed {seed}");
+        online_over += nodes_used(&online) - bound;
     }
     assert!(
         online_over > 0,
         "the mix is not one arrival order packs perfectly"
+    );
+}
+
+#[test]
+fn bind_order_takes_the_fullest_planned_nodes_first_and_the_overtaken_before_them() {
+    let nodes = vec![node("a", 4000, 16), node("b", 4000, 16)];
+    let pods = vec![
+        pod(1000, 1),
+        pod(2000, 1),
+        pod(2000, 1),
+        pod(1000, 1),
+        pod(500, 1),
+    ];
+    let why = Unschedulable {
+        nodes: 2,
+        reasons: BTreeMap::new(),
+    };
+    // a is planned full (the second and third pods), b half (the first and fourth); the
+    // last fits nowhere.
+    let at: Placements = vec![Ok(1), Ok(0), Ok(0), Ok(1), Err(why)];
+    assert_eq!(bind_order(&at, &pods, &nodes, &[0; 5]), [1, 2, 0, 3]);
+    // What is bound already counts: b is the fuller with 2 CPUs on it.
+    let mut loaded = nodes.clone();
+    loaded[1].add(&pod(2000, 1));
+    assert_eq!(bind_order(&at, &pods, &loaded, &[0; 5]), [0, 3, 1, 2]);
+    // A pod passed over too often goes first.
+    assert_eq!(
+        bind_order(&at, &pods, &nodes, &[0, 0, 0, MAX_OVERTAKEN, 0]),
+        [3, 1, 2, 0]
+    );
+}
+
+/// A stream of pods faster than the binder, as the scheduler meets it: each pass, `arrive`
+/// more pods join the pending ones, all are placed together, and `bind` of them are bound
+/// (in `bind_order`, or oldest first); the rest stay pending. Returns the nodes used and
+/// the most passes a pod waited beyond those it would have oldest first.
+fn stream(
+    pods: &[PodInfo],
+    pool: &[NodeInfo],
+    arrive: usize,
+    bind: usize,
+    ordered: bool,
+) -> (usize, usize) {
+    let mut nodes = pool.to_vec();
+    // (index, pod, younger pods bound before it)
+    let mut pending: Vec<(usize, PodInfo, usize)> = vec![];
+    let mut arrivals = pods.iter().enumerate();
+    let (mut pass, mut worst) = (0usize, 0usize);
+    loop {
+        pending.extend(
+            arrivals
+                .by_ref()
+                .take(arrive)
+                .map(|(i, p)| (i, p.clone(), 0)),
+        );
+        if pending.is_empty() {
+            return (nodes_used(&nodes), worst);
+        }
+        let infos: Vec<PodInfo> = pending.iter().map(|p| p.1.clone()).collect();
+        let mut plan = nodes.clone();
+        let at = place_batch(&infos, &mut plan, Policy::BinPack, &Weights::default());
+        let overtaken: Vec<usize> = pending.iter().map(|p| p.2).collect();
+        let order: Vec<usize> = if ordered {
+            bind_order(&at, &infos, &nodes, &overtaken)
+        } else {
+            (0..pending.len()).collect()
+        };
+        let mut now = vec![false; pending.len()];
+        for &i in order.iter().take(bind) {
+            nodes[*at[i].as_ref().unwrap()].add(&infos[i]);
+            now[i] = true;
+        }
+        let mut younger = 0;
+        for i in (0..pending.len()).rev() {
+            if now[i] {
+                younger += 1;
+                // Oldest first, pod `index` would have been bound in pass index / bind.
+                worst = worst.max(pass.saturating_sub(pending[i].0 / bind));
+            } else {
+                pending[i].2 += younger;
+            }
+        }
+        let mut i = 0;
+        pending.retain(|_| {
+            i += 1;
+            !now[i - 1]
+        });
+        pass += 1;
+    }
+}
+
+/// Pods arriving twice as fast as they can be bound: placed again with those arriving
+/// meanwhile and bound fullest node first, they fill the lower bound of nodes, and none
+/// waits more than a few passes longer than oldest first would have; bound oldest first,
+/// they fill more.
+#[test]
+fn a_stream_that_outruns_the_binder_packs_to_the_lower_bound() {
+    let mut oldest_first_over = 0;
+    for seed in 2..=3u64 {
+        let (pods, bound, pool) = bench_mix(seed, 500);
+        let (ordered, worst) = stream(&pods, &pool, 64, 32, true);
+        let (oldest_first, _) = stream(&pods, &pool, 64, 32, false);
+        println!(
+            "seed {seed}: {} pods, lower bound {bound}: bind order {ordered} (a pod at most \
+             {worst} passes later), oldest first {oldest_first}",
+            pods.len()
+        );
+        assert_eq!(ordered, bound, "seed {seed}");
+        assert!(
+            worst <= MAX_OVERTAKEN.div_ceil(16) + 1,
+            "seed {seed}: {worst} passes late"
+        );
+        oldest_first_over += oldest_first - bound;
+    }
+    assert!(
+        oldest_first_over > 0,
+        "oldest first packs as tightly: the test shows nothing"
     );
 }
