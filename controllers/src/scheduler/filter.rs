@@ -183,6 +183,13 @@ impl std::fmt::Display for Reason {
 
 const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
 
+/// Whether `node` may take `pod`: [`check`] without the reasons, the requests first (what
+/// most nodes fail on when many are full, and cheap to tell).
+pub fn fits(pod: &PodInfo, node: &NodeInfo) -> bool {
+    let free = node.allocatable - node.load.requested.fit;
+    free.short_of(&pod.requests.fit).is_empty() && check(pod, node).is_ok()
+}
+
 /// Whether `node` may take `pod`; if not, every reason why.
 pub fn check(pod: &PodInfo, node: &NodeInfo) -> Result<(), Vec<Reason>> {
     let mut reasons = vec![];

@@ -5,12 +5,13 @@
 pub mod bound;
 pub mod filter;
 pub mod quantity;
+pub mod queue;
 pub mod resources;
 pub mod run;
 pub mod score;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 pub use filter::{Load, NodeInfo, PodInfo, Reason};
 use resources::{Kind, Resources};
@@ -52,28 +53,31 @@ pub fn place(
     weights: &Weights,
 ) -> Result<usize, Unschedulable> {
     let mut best: Option<(u64, usize)> = None;
-    let mut reasons: BTreeMap<Reason, usize> = BTreeMap::new();
     for (i, node) in nodes.iter().enumerate() {
-        match filter::check(pod, node) {
-            Ok(()) => {
-                let s = score::score(policy, weights, &pod.requests, node);
-                let better =
-                    best.is_none_or(|(bs, bi)| s > bs || (s == bs && node.name < nodes[bi].name));
-                if better {
-                    best = Some((s, i));
-                }
-            }
-            Err(why) => {
-                for r in why {
-                    *reasons.entry(r).or_default() += 1;
-                }
-            }
+        if !filter::fits(pod, node) {
+            continue;
+        }
+        let s = score::score(policy, weights, &pod.requests, node);
+        if best.is_none_or(|(bs, bi)| s > bs || (s == bs && node.name < nodes[bi].name)) {
+            best = Some((s, i));
         }
     }
-    best.map(|(_, i)| i).ok_or(Unschedulable {
+    best.map(|(_, i)| i)
+        .ok_or_else(|| unschedulable(pod, nodes))
+}
+
+/// Why no node takes `pod`.
+fn unschedulable(pod: &PodInfo, nodes: &[NodeInfo]) -> Unschedulable {
+    let mut reasons: BTreeMap<Reason, usize> = BTreeMap::new();
+    for why in nodes.iter().filter_map(|n| filter::check(pod, n).err()) {
+        for r in why {
+            *reasons.entry(r).or_default() += 1;
+        }
+    }
+    Unschedulable {
         nodes: nodes.len(),
         reasons,
-    })
+    }
 }
 
 /// Where each pod of a batch goes (or why nowhere), in the order given.
@@ -156,64 +160,6 @@ fn place_level(
     placed
 }
 
-/// How far a pod may be passed over: by this many younger pods bound before it.
-pub const MAX_OVERTAKEN: usize = 512;
-
-/// The order in which to bind placed pods (`at`, pods given oldest first) when the binder
-/// cannot take them all at once. Pods of the nodes the plan fills fullest go first (full
-/// in their fullest resource), node by node in the order of each node's oldest pod; pods
-/// the plan puts on a node it leaves part-empty wait, to be placed again together with
-/// those arriving meanwhile — so a stream that outruns the binder packs about as tightly
-/// as a batch. A pod already passed over by `MAX_OVERTAKEN` younger ones goes before
-/// these, oldest first. Unplaced pods are left out.
-pub fn bind_order(
-    at: &Placements,
-    pods: &[PodInfo],
-    nodes: &[NodeInfo],
-    overtaken: &[usize],
-) -> Vec<usize> {
-    let mut planned: HashMap<usize, Resources> = HashMap::new();
-    let mut oldest: HashMap<usize, usize> = HashMap::new();
-    for (i, n) in at
-        .iter()
-        .enumerate()
-        .filter_map(|(i, a)| Some((i, *a.as_ref().ok()?)))
-    {
-        let r = planned.entry(n).or_insert(nodes[n].load.requested.fit);
-        *r = *r + pods[i].requests.fit;
-        oldest.entry(n).or_insert(i);
-    }
-    let fullness: HashMap<usize, u64> = planned
-        .iter()
-        .map(|(&n, r)| (n, dominant_share(r, &nodes[n].allocatable)))
-        .collect();
-    let mut order: Vec<usize> = (0..at.len()).filter(|&i| at[i].is_ok()).collect();
-    order.sort_by_key(|&i| {
-        let n = at[i].as_ref().map_or(0, |n| *n);
-        if overtaken.get(i).is_some_and(|&o| o >= MAX_OVERTAKEN) {
-            (false, Reverse(0), 0, i)
-        } else {
-            (true, Reverse(fullness[&n]), oldest[&n], i)
-        }
-    });
-    order
-}
-
-/// The share of `allocatable` that `used` takes of the resource it takes most of, in
-/// millionths.
-fn dominant_share(used: &Resources, allocatable: &Resources) -> u64 {
-    Kind::ALL
-        .into_iter()
-        .filter(|&k| allocatable.get(k) > 0)
-        .map(|k| {
-            let share =
-                u128::from(used.get(k)) * u128::from(score::MAX) / u128::from(allocatable.get(k));
-            u64::try_from(share).unwrap_or(u64::MAX)
-        })
-        .max()
-        .unwrap_or(0)
-}
-
 /// How many of the nodes hold a pod.
 pub fn nodes_used(nodes: &[NodeInfo]) -> usize {
     nodes
@@ -267,7 +213,7 @@ fn node_by_node(
         loop {
             let mut best: Option<(u128, usize)> = None;
             for (k, &i) in left.iter().enumerate() {
-                if filter::check(&pods[i], &nodes[n]).is_err() {
+                if !filter::fits(&pods[i], &nodes[n]) {
                     continue;
                 }
                 let fit = alignment(&pods[i], &nodes[n], weights);

@@ -29,10 +29,8 @@ use tokio::sync::{Notify, Semaphore};
 use tracing::{debug, info, warn};
 
 use super::bound::{Bound, bound_node, is_terminal};
-use super::{
-    Load, NodeInfo, Placements, PodInfo, Policy, Unschedulable, Weights, bind_order, filter,
-    place_batch,
-};
+use super::queue::{Decision, Queue};
+use super::{NodeInfo, PodInfo, Policy, Unschedulable, Weights};
 use crate::runtime::metrics::Metrics;
 
 /// The scheduler's name in metrics and logs.
@@ -61,22 +59,6 @@ struct Assumed {
     node: String,
     info: PodInfo,
     since: Instant,
-}
-
-/// The last placement of the pending pods: the node of each it placed.
-#[derive(Debug)]
-struct Plan {
-    /// The cluster's generation it was made at.
-    generation: u64,
-    nodes: HashMap<ObjectRef<Pod>, String>,
-}
-
-/// What passes keep of the pods they placed but held back.
-#[derive(Debug, Default)]
-struct HeldBack {
-    plan: Option<Plan>,
-    /// How many younger pods were bound before each.
-    overtaken: HashMap<ObjectRef<Pod>, usize>,
 }
 
 /// A pod that fit nowhere.
@@ -120,7 +102,7 @@ struct Scheduler {
     outstanding: AtomicUsize,
     /// The last pass left placed pods pending because enough bindings were outstanding.
     holding: AtomicBool,
-    held_back: Mutex<HeldBack>,
+    queue: Mutex<Queue<ObjectRef<Pod>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -179,7 +161,7 @@ pub async fn run(
         retries: Mutex::default(),
         outstanding: AtomicUsize::new(0),
         holding: AtomicBool::new(false),
-        held_back: Mutex::default(),
+        queue: Mutex::default(),
     });
     info!(name = %scheduler.config.name, policy = ?scheduler.config.policy, "scheduling");
 
@@ -316,7 +298,10 @@ impl Scheduler {
         let room = self
             .commit_limit()
             .saturating_sub(self.outstanding.load(Ordering::Relaxed));
-        if pending.is_empty() || room == 0 {
+        // Pods queue behind the binder: placing them all again for a few bindings is
+        // not worth it; the pass waits for half the room (see `wake_if_held`).
+        let queued = pending.len() > room && room < self.commit_limit() / 2;
+        if pending.is_empty() || queued {
             if !pending.is_empty() {
                 self.holding.store(true, Ordering::Relaxed);
                 self.wake_if_held();
@@ -347,15 +332,18 @@ impl Scheduler {
             })
             .collect();
         drop(bound);
-        let index: HashMap<String, usize> = nodes
+        let index: HashMap<&str, usize> = nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| (n.name.clone(), i))
+            .map(|(i, n)| (n.name.as_str(), i))
             .collect();
-        for a in assumed.values() {
-            if let Some(&i) = index.get(&a.node) {
-                nodes[i].add(&a.info);
-            }
+        let on: Vec<(usize, &PodInfo)> = assumed
+            .values()
+            .filter_map(|a| Some((*index.get(a.node.as_str())?, &a.info)))
+            .collect();
+        drop(index);
+        for (i, info) in on {
+            nodes[i].add(info);
         }
         // The watch goes on (counting what it shows bound) while the pods are placed.
         drop(assumed);
@@ -364,65 +352,22 @@ impl Scheduler {
             .iter()
             .map(|p| ObjectRef::from_obj(p.as_ref()))
             .collect();
-        let mut held_back = lock(&self.held_back);
-        let targets = self.targets(
-            &mut held_back,
+        let decisions = lock(&self.queue).pass(
             &keys,
             &infos,
             &mut nodes,
-            &index,
             generation,
+            room,
+            (self.config.policy, &self.config.weights),
         );
-        let pending_keys: HashSet<&ObjectRef<Pod>> = keys.iter().collect();
-        held_back.overtaken.retain(|k, _| pending_keys.contains(k));
-        let overtaken: Vec<usize> = keys
-            .iter()
-            .map(|k| held_back.overtaken.get(k).copied().unwrap_or(0))
-            .collect();
-
-        // Which of the placed pods bind now: as many as there is room for, in bind order.
-        let mut bind_now = vec![false; pending.len()];
-        let mut room = room;
-        for i in bind_order(&targets, &infos, &nodes, &overtaken) {
-            let Ok(n) = targets[i] else { continue };
-            if room == 0 {
-                // Placed, but its binding could not start soon: it stays pending and is
-                // placed again with the pods that arrive meanwhile.
-                self.holding.store(true, Ordering::Relaxed);
-                break;
-            }
-            if filter::check(&infos[i], &nodes[n]).is_err() {
-                // Room the plan counted on went to a pod bound by someone else meanwhile.
-                held_back.plan = None;
-                self.holding.store(true, Ordering::Relaxed);
-                continue;
-            }
-            nodes[n].add(&infos[i]);
-            bind_now[i] = true;
-            room -= 1;
-        }
-        // Held pods count the younger ones bound before them (pending is oldest first).
-        let mut younger = 0;
-        for (i, key) in keys.iter().enumerate().rev() {
-            if bind_now[i] {
-                younger += 1;
-            } else if targets[i].is_ok() && younger > 0 {
-                *held_back.overtaken.entry(key.clone()).or_default() += younger;
-            }
-        }
-        drop(held_back);
 
         let mut assumed = lock(&self.assumed);
-        for ((((pod, key), info), target), bind) in pending
-            .into_iter()
-            .zip(keys)
-            .zip(infos)
-            .zip(targets)
-            .zip(bind_now)
+        for (((pod, key), info), decision) in
+            pending.into_iter().zip(keys).zip(infos).zip(decisions)
         {
             let uid = pod.uid().unwrap_or_default();
-            match target {
-                Ok(n) if bind => {
+            match decision {
+                Decision::Bind(n) => {
                     let node = nodes[n].name.clone();
                     assumed.insert(
                         key,
@@ -435,8 +380,8 @@ impl Scheduler {
                     retries.remove(&uid);
                     self.spawn_bind(pod, node);
                 }
-                Ok(_) => {}
-                Err(why) => {
+                Decision::Hold => self.holding.store(true, Ordering::Relaxed),
+                Decision::Unschedulable(why) => {
                     let r = retries.entry(uid).or_insert(Retry {
                         attempts: 0,
                         failed_at: now,
@@ -468,44 +413,6 @@ impl Scheduler {
     /// waiting, so the binder never idles while a pass runs.
     fn commit_limit(&self) -> usize {
         2 * self.config.binds_in_flight.max(1)
-    }
-
-    /// Where each pending pod goes: the last plan's node while it holds every one of them
-    /// and the cluster has not changed but for this scheduler's own bindings, else a new
-    /// plan of them all together (see [`place_batch`]). `nodes` come back with the loads
-    /// they had.
-    fn targets(
-        &self,
-        held: &mut HeldBack,
-        keys: &[ObjectRef<Pod>],
-        infos: &[PodInfo],
-        nodes: &mut [NodeInfo],
-        index: &HashMap<String, usize>,
-        generation: u64,
-    ) -> Placements {
-        if let Some(p) = held.plan.as_ref().filter(|p| p.generation == generation) {
-            let kept: Option<Placements> = keys
-                .iter()
-                .map(|k| Some(Ok(*index.get(p.nodes.get(k)?)?)))
-                .collect();
-            if let Some(kept) = kept {
-                return kept;
-            }
-        }
-        let loads: Vec<Load> = nodes.iter().map(|n| n.load.clone()).collect();
-        let placed = place_batch(infos, nodes, self.config.policy, &self.config.weights);
-        for (node, load) in nodes.iter_mut().zip(loads) {
-            node.load = load;
-        }
-        held.plan = Some(Plan {
-            generation,
-            nodes: keys
-                .iter()
-                .zip(&placed)
-                .filter_map(|(k, at)| Some((k.clone(), nodes[*at.as_ref().ok()?].name.clone())))
-                .collect(),
-        });
-        placed
     }
 
     fn spawn_bind(self: &Arc<Self>, pod: Arc<Pod>, node: String) {
