@@ -54,6 +54,48 @@ pub struct SchedulerBench {
     /// Runs per scheduler and scenario; the median is reported.
     #[arg(long, default_value_t = 1)]
     runs: usize,
+    /// Only these schedulers (all when not given).
+    #[arg(long, value_delimiter = ',', value_enum)]
+    schedulers: Vec<Scheduler>,
+    /// Only these arrivals (both when not given).
+    #[arg(long, value_delimiter = ',', value_enum)]
+    modes: Vec<Mode>,
+    /// Only these client limits (both when not given).
+    #[arg(long, value_delimiter = ',', value_enum)]
+    limits: Vec<Limits>,
+}
+
+/// The client limits every scheduler runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Limits {
+    /// As both ship: 50 QPS, burst 100.
+    AsShipped,
+    /// 500 QPS, burst 1000.
+    Raised,
+}
+
+impl Limits {
+    fn label(self) -> &'static str {
+        match self {
+            Limits::AsShipped => "as shipped",
+            Limits::Raised => "raised",
+        }
+    }
+
+    fn qps_burst(self) -> (f64, u32) {
+        match self {
+            Limits::AsShipped => (50.0, 100),
+            Limits::Raised => (500.0, 1000),
+        }
+    }
+}
+
+/// The chosen values, or all when none was.
+fn chosen<T: Copy + PartialEq>(asked: &[T], all: &[T]) -> Vec<T> {
+    all.iter()
+        .copied()
+        .filter(|v| asked.is_empty() || asked.contains(v))
+        .collect()
 }
 
 /// Every simulated node of a pool: 4 CPUs, 16Gi, 110 pods.
@@ -67,7 +109,7 @@ const CREATORS: usize = 16;
 const CPUS: [u64; 5] = [100, 250, 500, 1000, 2000];
 const MEMORIES: [u64; 6] = [128, 256, 512, 1024, 2048, 4096];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 enum Scheduler {
     Drover,
     KubeDefault,
@@ -99,7 +141,7 @@ impl Scheduler {
 }
 
 /// How a run's pods reach the scheduler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
 enum Mode {
     /// Created while the scheduler runs.
     Stream,
@@ -160,8 +202,15 @@ pub fn run(args: SchedulerBench) -> Result<()> {
     cluster::up(fake.len().max(cluster::DEFAULT_FAKE_NODES))?;
     install::install_drover(&layout)?;
     let tick = clock_ticks()?;
-    let scenarios: [(&str, (f64, u32)); 2] =
-        [("as shipped", (50.0, 100)), ("raised", (500.0, 1000))];
+    let scenarios: Vec<(&str, (f64, u32))> =
+        chosen(&args.limits, &[Limits::AsShipped, Limits::Raised])
+            .into_iter()
+            .map(|l| (l.label(), l.qps_burst()))
+            .collect();
+    let (modes, schedulers) = (
+        chosen(&args.modes, &Mode::ALL),
+        chosen(&args.schedulers, &Scheduler::ALL),
+    );
     let mut results = vec![];
     for &nodes in &args.nodes {
         let pool = format!("p{nodes}");
@@ -172,14 +221,14 @@ pub fn run(args: SchedulerBench) -> Result<()> {
             shapes.len(),
             args.seed
         );
-        for (scenario, limits) in scenarios {
+        for &(scenario, limits) in &scenarios {
             println!(
                 "-- {scenario}: every scheduler at {}/{} qps/burst",
                 limits.0, limits.1
             );
             set_limits(&layout, &SCHEDULER, limits, BENCH_CPU)?;
-            for mode in Mode::ALL {
-                for scheduler in Scheduler::ALL {
+            for &mode in &modes {
+                for &scheduler in &schedulers {
                     let mut samples = vec![];
                     for run in 0..args.runs {
                         let s = measure(
@@ -299,22 +348,32 @@ fn create_pool(kubectl: &Kubectl, pool: &str, count: usize) -> Result<()> {
         let list = json!({"apiVersion": "v1", "kind": "List", "items": chunk});
         kubectl.apply("bench-pool", &serde_json::to_string(&list)?)?;
     }
-    let deadline = Instant::now() + Duration::from_secs(300);
+    // Ready, and untainted by the node lifecycle controller, which lifts its `not-ready`
+    // taint from new nodes a few a second: a run started before would see part of the
+    // pool, and the first scheduler to run a pool different nodes than the later ones.
+    let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let list = kubectl.json(&["get", "nodes", "-l", &format!("{POOL_LABEL}={pool}")])?;
         let ready = list["items"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|n| crate::kubectl::condition_true(n, "Ready"))
+            .filter(|n| {
+                let only_ours = n["spec"]["taints"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .all(|t| t["key"] == fake_nodes::ANNOTATION);
+                crate::kubectl::condition_true(n, "Ready") && only_ours
+            })
             .count();
         if ready == count {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("{ready} of {count} nodes of pool {pool} Ready after 300s");
+            bail!("{ready} of {count} nodes of pool {pool} Ready and untainted after 600s");
         }
-        std::thread::sleep(Duration::from_secs(1));
+        std::thread::sleep(Duration::from_secs(2));
     }
 }
 

@@ -29,7 +29,7 @@ impl HostPort {
 }
 
 /// What the scheduler knows of a node.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct NodeInfo {
     pub name: String,
     pub allocatable: Resources,
@@ -187,7 +187,7 @@ const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
 /// most nodes fail on when many are full, and cheap to tell).
 pub fn fits(pod: &PodInfo, node: &NodeInfo) -> bool {
     let free = node.allocatable - node.load.requested.fit;
-    free.short_of(&pod.requests.fit).is_empty() && check(pod, node).is_ok()
+    free.covers(&pod.requests.fit) && check(pod, node).is_ok()
 }
 
 /// Whether `node` may take `pod`; if not, every reason why.

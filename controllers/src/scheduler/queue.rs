@@ -30,8 +30,6 @@ pub enum Decision {
 /// The last plan: each placed pod's node.
 #[derive(Debug)]
 struct Plan<K> {
-    /// The cluster's generation it was made at.
-    generation: u64,
     nodes: HashMap<K, String>,
     /// Pods pending when all were placed together, and placed on top since.
     size: usize,
@@ -60,20 +58,20 @@ impl<K: Clone + Eq + Hash> Queue<K> {
     /// count what is bound and being bound: places them, then picks up to `room` of them
     /// to bind now, in [`bind_order`], and counts those on their nodes.
     ///
-    /// The last plan stands while the cluster's `generation` has not moved and it holds
-    /// every pending pod but those new since, which are placed on top of it; once these
-    /// make up a quarter of it, or a pass finds none new (the stream has paused), all are
-    /// placed together again.
+    /// The last plan stands for the pods it placed, and those new since are placed on top
+    /// of it; once these make up a quarter of it, or a pass finds none new (the stream
+    /// has paused), all are placed together again. Capacity that appears meanwhile waits
+    /// for that; a planned node that no longer takes its pod (taken by others, tainted,
+    /// gone) drops the plan at once.
     pub fn pass(
         &mut self,
         keys: &[K],
         pods: &[PodInfo],
         nodes: &mut [NodeInfo],
-        generation: u64,
         room: usize,
         (policy, weights): (Policy, &Weights),
     ) -> Vec<Decision> {
-        let at = self.place(keys, pods, nodes, generation, (policy, weights));
+        let at = self.place(keys, pods, nodes, (policy, weights));
         let pending: HashSet<&K> = keys.iter().collect();
         self.overtaken.retain(|k, _| pending.contains(k));
         let overtaken: Vec<usize> = keys
@@ -118,36 +116,33 @@ impl<K: Clone + Eq + Hash> Queue<K> {
         keys: &[K],
         pods: &[PodInfo],
         nodes: &mut [NodeInfo],
-        generation: u64,
         (policy, weights): (Policy, &Weights),
     ) -> Placements {
         let loads: Vec<_> = nodes.iter().map(|n| n.load.clone()).collect();
-        let (size, added, placed): (usize, usize, Placements) =
-            match self.on_plan(keys, nodes, generation) {
-                // The last plan stands: the pods new since go on top of it.
-                Some((known, new)) => {
-                    for (i, at) in known.iter().enumerate() {
-                        if let Some(n) = *at {
-                            nodes[n].add(&pods[i]);
-                        }
+        let (size, added, placed): (usize, usize, Placements) = match self.on_plan(keys, nodes) {
+            // The last plan stands: the pods new since go on top of it.
+            Some((known, new)) => {
+                for (i, at) in known.iter().enumerate() {
+                    if let Some(n) = *at {
+                        nodes[n].add(&pods[i]);
                     }
-                    let fresh: Vec<PodInfo> = new.iter().map(|&i| pods[i].clone()).collect();
-                    let mut placed: Vec<Option<Result<usize, Unschedulable>>> =
-                        known.into_iter().map(|at| at.map(Ok)).collect();
-                    for (&i, at) in new.iter().zip(place_batch(&fresh, nodes, policy, weights)) {
-                        placed[i] = Some(at);
-                    }
-                    let (size, added) = self.plan.as_ref().map_or((0, 0), |p| (p.size, p.added));
-                    (
-                        size,
-                        added + new.len(),
-                        placed.into_iter().flatten().collect(),
-                    )
                 }
-                None => (pods.len(), 0, place_batch(pods, nodes, policy, weights)),
-            };
+                let fresh: Vec<PodInfo> = new.iter().map(|&i| pods[i].clone()).collect();
+                let mut placed: Vec<Option<Result<usize, Unschedulable>>> =
+                    known.into_iter().map(|at| at.map(Ok)).collect();
+                for (&i, at) in new.iter().zip(place_batch(&fresh, nodes, policy, weights)) {
+                    placed[i] = Some(at);
+                }
+                let (size, added) = self.plan.as_ref().map_or((0, 0), |p| (p.size, p.added));
+                (
+                    size,
+                    added + new.len(),
+                    placed.into_iter().flatten().collect(),
+                )
+            }
+            None => (pods.len(), 0, place_batch(pods, nodes, policy, weights)),
+        };
         self.plan = Some(Plan {
-            generation,
             nodes: keys
                 .iter()
                 .zip(&placed)
@@ -164,13 +159,8 @@ impl<K: Clone + Eq + Hash> Queue<K> {
 
     /// When the last plan stands for these pods: the node it gives each (None: new since)
     /// and which are new.
-    fn on_plan(
-        &self,
-        keys: &[K],
-        nodes: &[NodeInfo],
-        generation: u64,
-    ) -> Option<(Vec<Option<usize>>, Vec<usize>)> {
-        let plan = self.plan.as_ref().filter(|p| p.generation == generation)?;
+    fn on_plan(&self, keys: &[K], nodes: &[NodeInfo]) -> Option<(Vec<Option<usize>>, Vec<usize>)> {
+        let plan = self.plan.as_ref()?;
         let index: HashMap<&str, usize> = nodes
             .iter()
             .enumerate()
@@ -191,7 +181,7 @@ impl<K: Clone + Eq + Hash> Queue<K> {
 }
 
 /// How far a pod may be passed over: by this many younger pods bound before it.
-pub const MAX_OVERTAKEN: usize = 512;
+pub const MAX_OVERTAKEN: usize = 256;
 
 /// The order in which to bind placed pods (`at`, pods given oldest first) when the binder
 /// cannot take them all at once. Pods of the nodes the plan fills fullest go first (full

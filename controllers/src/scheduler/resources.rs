@@ -61,6 +61,11 @@ impl Resources {
         }
     }
 
+    /// Whether `self` holds at least `need` of every resource.
+    pub fn covers(&self, need: &Resources) -> bool {
+        Kind::ALL.into_iter().all(|k| need.get(k) <= self.get(k))
+    }
+
     /// The resources of which `self` holds less than `need`.
     pub fn short_of(&self, need: &Resources) -> Vec<Kind> {
         Kind::ALL

@@ -9,6 +9,10 @@
 //! so a burst of pods is never over-committed onto one node before the watch catches up.
 //! A pod that fits nowhere is tried again once a node or a bound pod has changed and its
 //! backoff (1 s doubling to 10 s) has passed, and at least every 5 minutes.
+//!
+//! At most twice `binds_in_flight` placed pods wait for their binding; pods beyond that
+//! stay pending in the [`Queue`] and are placed again in a later pass, with those that
+//! arrive meanwhile, once half of that room is free.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -92,6 +96,8 @@ struct Scheduler {
     nodes: Store<Node>,
     /// Moves when a node changes or a bound pod goes: capacity may have appeared.
     generation: AtomicU64,
+    /// Whether the node event being followed changes what placement reads of the node.
+    node_changed: AtomicBool,
     changed: Notify,
     assumed: Mutex<HashMap<ObjectRef<Pod>, Assumed>>,
     /// Pods the watch shows bound, counted on their nodes.
@@ -102,6 +108,7 @@ struct Scheduler {
     outstanding: AtomicUsize,
     /// The last pass left placed pods pending because enough bindings were outstanding.
     holding: AtomicBool,
+    /// The pending pods' last plan, kept from pass to pass.
     queue: Mutex<Queue<ObjectRef<Pod>>>,
 }
 
@@ -155,6 +162,7 @@ pub async fn run(
         pods,
         nodes,
         generation: AtomicU64::new(0),
+        node_changed: AtomicBool::new(false),
         changed: Notify::new(),
         assumed: Mutex::default(),
         bound: Mutex::default(),
@@ -192,16 +200,29 @@ pub async fn run(
             }
             futures::future::ready(Ok(()))
         });
-    let s = scheduler.clone();
+    let (s, seen) = (scheduler.clone(), scheduler.clone());
     let node_events = watcher(Api::<Node>::all(client), watcher::Config::default())
         .default_backoff()
         .modify(crate::runtime::trim::node)
+        // Only what placement reads counts as a change (a node's status is rewritten on
+        // every heartbeat): compared before the store takes the new version, counted after.
+        .inspect_ok(move |event| {
+            let changed = match event {
+                watcher::Event::Apply(node) => seen
+                    .nodes
+                    .get(&ObjectRef::from_obj(node))
+                    .is_none_or(|old| NodeInfo::from_node(&old) != NodeInfo::from_node(node)),
+                watcher::Event::Delete(_) | watcher::Event::InitDone => true,
+                watcher::Event::Init | watcher::Event::InitApply(_) => false,
+            };
+            seen.node_changed.store(changed, Ordering::Relaxed);
+        })
         .reflect(nodes_writer)
-        .try_for_each(move |event| {
-            if matches!(event, watcher::Event::Apply(_) | watcher::Event::Delete(_)) {
+        .try_for_each(move |_| {
+            if s.node_changed.load(Ordering::Relaxed) {
                 s.generation.fetch_add(1, Ordering::Relaxed);
+                s.changed.notify_one();
             }
-            s.changed.notify_one();
             futures::future::ready(Ok(()))
         });
     let watches = async {
@@ -267,6 +288,14 @@ impl Scheduler {
     fn pass(self: &Arc<Self>) -> Option<Instant> {
         let now = Instant::now();
         let generation = self.generation.load(Ordering::Relaxed);
+        let room = self
+            .commit_limit()
+            .saturating_sub(self.outstanding.load(Ordering::Relaxed));
+        // Pods queue behind the binder: placing them again (with any new ones) for a few
+        // bindings is not worth it; the pass waits for half the room (`wake_if_held`).
+        if self.holding.load(Ordering::Relaxed) && room < self.commit_limit() / 2 {
+            return self.next_retry(&lock(&self.retries));
+        }
         self.holding.store(false, Ordering::Relaxed);
         let all = self.pods.state();
         let mut assumed = lock(&self.assumed);
@@ -295,19 +324,13 @@ impl Scheduler {
                 .is_none_or(|r| r.due(generation) <= now)
         });
         self.metrics.set_queue_depth(SCHEDULER, pending.len());
-        let room = self
-            .commit_limit()
-            .saturating_sub(self.outstanding.load(Ordering::Relaxed));
-        // Pods queue behind the binder: placing them all again for a few bindings is
-        // not worth it; the pass waits for half the room (see `wake_if_held`).
         let queued = pending.len() > room && room < self.commit_limit() / 2;
         if pending.is_empty() || queued {
-            if !pending.is_empty() {
+            if queued {
                 self.holding.store(true, Ordering::Relaxed);
                 self.wake_if_held();
             }
-            let generation = self.generation.load(Ordering::Relaxed);
-            return retries.values().map(|r| r.due(generation)).min();
+            return self.next_retry(&retries);
         }
         // The oldest first: binding goes in this order (placement puts higher priority
         // and larger pods before, see `place_batch`).
@@ -356,7 +379,6 @@ impl Scheduler {
             &keys,
             &infos,
             &mut nodes,
-            generation,
             room,
             (self.config.policy, &self.config.weights),
         );
@@ -395,6 +417,11 @@ impl Scheduler {
             }
         }
         self.wake_if_held();
+        self.next_retry(&retries)
+    }
+
+    /// When the first pod that fit nowhere is due to be tried again.
+    fn next_retry(&self, retries: &HashMap<String, Retry>) -> Option<Instant> {
         let generation = self.generation.load(Ordering::Relaxed);
         retries.values().map(|r| r.due(generation)).min()
     }

@@ -351,7 +351,7 @@ proptest! {
             }
             let infos: Vec<PodInfo> = pending.iter().map(|&i| pods[i].clone()).collect();
             let decisions = queue.pass(
-                &pending, &infos, &mut nodes, 0, room, (Policy::BinPack, &Weights::default()),
+                &pending, &infos, &mut nodes, room, (Policy::BinPack, &Weights::default()),
             );
             prop_assert!(decisions.iter().filter(|d| matches!(d, queue::Decision::Bind(_))).count() <= room);
             let mut held = vec![];
@@ -592,7 +592,7 @@ fn a_queue_pass_binds_what_there_is_room_for_and_holds_the_rest() {
     ];
     let mut queue = queue::Queue::default();
     let policy = (Policy::BinPack, &Weights::default());
-    let decisions = queue.pass(&[0, 1, 2, 3, 4], &pods, &mut nodes, 0, 2, policy);
+    let decisions = queue.pass(&[0, 1, 2, 3, 4], &pods, &mut nodes, 2, policy);
     let bound: Vec<usize> = decisions
         .iter()
         .filter_map(|d| match d {
@@ -615,9 +615,9 @@ fn a_queue_pass_binds_what_there_is_room_for_and_holds_the_rest() {
     nodes[other].add(&pod(4000, 1));
     let held: Vec<usize> = (0..4).filter(|&i| decisions[i] == Hold).collect();
     let held_pods: Vec<PodInfo> = held.iter().map(|&i| pods[i].clone()).collect();
-    let again = queue.pass(&held, &held_pods, &mut nodes, 0, 2, policy);
+    let again = queue.pass(&held, &held_pods, &mut nodes, 2, policy);
     assert_eq!(again, [Hold, Hold]);
-    let last = queue.pass(&held, &held_pods, &mut nodes, 0, 2, policy);
+    let last = queue.pass(&held, &held_pods, &mut nodes, 2, policy);
     assert!(
         last.iter().all(|d| matches!(d, Unschedulable(_))),
         "{last:?}"
@@ -644,7 +644,6 @@ fn stream(pods: &[PodInfo], pool: &[NodeInfo], arrive: usize, room: usize) -> (u
             &pending,
             &infos,
             &mut nodes,
-            0,
             room,
             (Policy::BinPack, &Weights::default()),
         );
