@@ -109,6 +109,10 @@ struct SchedulerArgs {
     /// Bindings in flight at once.
     #[arg(long, default_value_t = 32)]
     binds_in_flight: usize,
+    /// Bin packing: how long (milliseconds) a pod may wait, while more pods keep arriving,
+    /// to be placed with them; 0 binds each pod as soon as it is placed.
+    #[arg(long, default_value_t = 1000)]
+    pack_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -148,6 +152,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     ephemeral: args.ephemeral_storage_weight,
                 },
                 binds_in_flight: args.binds_in_flight,
+                pack_wait: Duration::from_millis(args.pack_wait_ms),
             };
             serve(
                 args.common,

@@ -228,9 +228,11 @@ pub fn run(args: SchedulerBench) -> Result<()> {
             );
             set_limits(&layout, &SCHEDULER, limits, BENCH_CPU)?;
             for &mode in &modes {
-                for &scheduler in &schedulers {
-                    let mut samples = vec![];
-                    for run in 0..args.runs {
+                // Runs take turns (each scheduler's first, then each one's second...): what
+                // a run leaves in the cluster (events, etcd history) weighs on all alike.
+                let mut samples: Vec<Vec<Sample>> = vec![vec![]; schedulers.len()];
+                for run in 0..args.runs {
+                    for (&scheduler, samples) in schedulers.iter().zip(&mut samples) {
                         let s = measure(
                             &layout,
                             &kubectl,
@@ -260,6 +262,8 @@ pub fn run(args: SchedulerBench) -> Result<()> {
                         );
                         samples.push(s);
                     }
+                }
+                for (&scheduler, samples) in schedulers.iter().zip(samples) {
                     results.push(RunResult {
                         nodes,
                         scenario,

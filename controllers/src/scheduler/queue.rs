@@ -1,8 +1,9 @@
 //! Pending pods from one pass to the next when they arrive faster than they can be
-//! bound: the last plan of them, and how often each was passed over. A pass binds only as
-//! many as the binder can take soon; the others stay pending and are placed again with
-//! those that arrive meanwhile, so a stream that outruns the binder packs about as
-//! tightly as a batch.
+//! bound, or when bin packing lets them wait for more: the last plan of them, and how
+//! often each was passed over. A pass binds only as many as the binder can take soon, and
+//! (while pods keep arriving) only those the plan puts on a full node; the others stay
+//! pending and are placed again with those that arrive meanwhile, so a stream packs about
+//! as tightly as a batch.
 
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
@@ -23,6 +24,9 @@ pub enum Decision {
     Bind(usize),
     /// Placed, but its binding could not start soon: it stays pending.
     Hold,
+    /// Placed on a node the plan leaves part-empty: it stays pending, to be placed again
+    /// with the pods that arrive meanwhile.
+    Wait,
     /// It fits on no node.
     Unschedulable(Unschedulable),
 }
@@ -56,7 +60,8 @@ impl<K> Default for Queue<K> {
 impl<K: Clone + Eq + Hash> Queue<K> {
     /// One pass over the pending pods (`keys` and `pods`, oldest first) on `nodes`, which
     /// count what is bound and being bound: places them, then picks up to `room` of them
-    /// to bind now, in [`bind_order`], and counts those on their nodes.
+    /// to bind now, in [`bind_order`], and counts those on their nodes. A pod that
+    /// `may_wait` is bound only if the plan fills its node ([`FULL`]).
     ///
     /// The last plan stands for the pods it placed, and those new since are placed on top
     /// of it; once these make up a quarter of it, or a pass finds none new (the stream
@@ -69,6 +74,7 @@ impl<K: Clone + Eq + Hash> Queue<K> {
         pods: &[PodInfo],
         nodes: &mut [NodeInfo],
         room: usize,
+        may_wait: &[bool],
         (policy, weights): (Policy, &Weights),
     ) -> Vec<Decision> {
         let at = self.place(keys, pods, nodes, (policy, weights));
@@ -78,14 +84,24 @@ impl<K: Clone + Eq + Hash> Queue<K> {
             .iter()
             .map(|k| self.overtaken.get(k).copied().unwrap_or(0))
             .collect();
+        let fullness = planned_fullness(&at, pods, nodes);
         let order = bind_order(&at, pods, nodes, &overtaken);
         let targets: Vec<Option<usize>> = at.iter().map(|a| a.as_ref().ok().copied()).collect();
         let mut decisions: Vec<Decision> = at
             .into_iter()
             .map(|a| a.map_or_else(Decision::Unschedulable, |_| Decision::Hold))
             .collect();
-        for i in order.into_iter().take(room) {
+        let mut binding = 0;
+        for i in order {
+            if binding == room {
+                break;
+            }
             let Some(n) = targets[i] else { continue };
+            if may_wait[i] && overtaken[i] < MAX_OVERTAKEN && fullness[&n] < FULL {
+                decisions[i] = Decision::Wait;
+                continue;
+            }
+            binding += 1;
             if !filter::fits(&pods[i], &nodes[n]) {
                 // Room the plan counted on went to a pod bound by someone else: the pod
                 // waits for a new plan.
@@ -100,7 +116,7 @@ impl<K: Clone + Eq + Hash> Queue<K> {
         for (key, decision) in keys.iter().zip(&decisions).rev() {
             match decision {
                 Decision::Bind(_) => younger += 1,
-                Decision::Hold if younger > 0 => {
+                Decision::Hold | Decision::Wait if younger > 0 => {
                     *self.overtaken.entry(key.clone()).or_default() += younger;
                 }
                 _ => {}
@@ -183,6 +199,10 @@ impl<K: Clone + Eq + Hash> Queue<K> {
 /// How far a pod may be passed over: by this many younger pods bound before it.
 pub const MAX_OVERTAKEN: usize = 256;
 
+/// A node the plan fills to this share (in millionths) of its fullest resource is full:
+/// pods that may wait are bound to it at once.
+pub const FULL: u64 = 990_000;
+
 /// The order in which to bind placed pods (`at`, pods given oldest first) when the binder
 /// cannot take them all at once. Pods of the nodes the plan fills fullest go first (full
 /// in their fullest resource), node by node in the order of each node's oldest pod; pods
@@ -196,21 +216,13 @@ pub fn bind_order(
     nodes: &[NodeInfo],
     overtaken: &[usize],
 ) -> Vec<usize> {
-    let mut planned: HashMap<usize, Resources> = HashMap::new();
+    let fullness = planned_fullness(at, pods, nodes);
     let mut oldest: HashMap<usize, usize> = HashMap::new();
-    for (i, n) in at
-        .iter()
-        .enumerate()
-        .filter_map(|(i, a)| Some((i, *a.as_ref().ok()?)))
-    {
-        let r = planned.entry(n).or_insert(nodes[n].load.requested.fit);
-        *r = *r + pods[i].requests.fit;
-        oldest.entry(n).or_insert(i);
+    for (i, a) in at.iter().enumerate() {
+        if let Ok(n) = a {
+            oldest.entry(*n).or_insert(i);
+        }
     }
-    let fullness: HashMap<usize, u64> = planned
-        .iter()
-        .map(|(&n, r)| (n, dominant_share(r, &nodes[n].allocatable)))
-        .collect();
     let mut order: Vec<usize> = (0..at.len()).filter(|&i| at[i].is_ok()).collect();
     order.sort_by_key(|&i| {
         let n = at[i].as_ref().map_or(0, |n| *n);
@@ -221,6 +233,22 @@ pub fn bind_order(
         }
     });
     order
+}
+
+/// How full the plan `at` leaves each node it puts pods on: the share of its fullest
+/// resource, in millionths.
+fn planned_fullness(at: &Placements, pods: &[PodInfo], nodes: &[NodeInfo]) -> HashMap<usize, u64> {
+    let mut planned: HashMap<usize, Resources> = HashMap::new();
+    for (i, a) in at.iter().enumerate() {
+        if let Ok(n) = a {
+            let r = planned.entry(*n).or_insert(nodes[*n].load.requested.fit);
+            *r = *r + pods[i].requests.fit;
+        }
+    }
+    planned
+        .into_iter()
+        .map(|(n, r)| (n, dominant_share(&r, &nodes[n].allocatable)))
+        .collect()
 }
 
 /// The share of `allocatable` that `used` takes of the resource it takes most of, in

@@ -12,7 +12,9 @@
 //!
 //! At most twice `binds_in_flight` placed pods wait for their binding; pods beyond that
 //! stay pending in the [`Queue`] and are placed again in a later pass, with those that
-//! arrive meanwhile, once half of that room is free.
+//! arrive meanwhile, once half of that room is free. Bin packing also lets a pod wait
+//! (for at most `pack_wait`) while pods keep arriving, unless the plan fills its node:
+//! placed with the later ones, it may fill a node they leave part-empty.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -48,6 +50,8 @@ pub struct Config {
     pub weights: Weights,
     /// Bindings in flight at once.
     pub binds_in_flight: usize,
+    /// Bin packing: how long a pod may wait for more pods to be placed with.
+    pub pack_wait: Duration,
 }
 
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -56,6 +60,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const FLUSH: Duration = Duration::from_secs(300);
 /// A bound pod the watch has not shown bound after this long no longer counts.
 const ASSUME_TTL: Duration = Duration::from_secs(60);
+/// No pod arriving for this long ends a stream: the pods waiting for more are bound.
+const STREAM_PAUSE: Duration = Duration::from_millis(100);
 
 /// A pod bound (or being bound) by this scheduler, not yet seen bound by the watch.
 #[derive(Debug)]
@@ -110,6 +116,8 @@ struct Scheduler {
     holding: AtomicBool,
     /// The pending pods' last plan, kept from pass to pass.
     queue: Mutex<Queue<ObjectRef<Pod>>>,
+    /// When each pending pod was first seen.
+    first_seen: Mutex<HashMap<ObjectRef<Pod>, Instant>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -170,6 +178,7 @@ pub async fn run(
         outstanding: AtomicUsize::new(0),
         holding: AtomicBool::new(false),
         queue: Mutex::default(),
+        first_seen: Mutex::default(),
     });
     info!(name = %scheduler.config.name, policy = ?scheduler.config.policy, "scheduling");
 
@@ -318,6 +327,13 @@ impl Scheduler {
         let mut retries = lock(&self.retries);
         let pending_uids: HashSet<String> = pending.iter().filter_map(|p| p.uid()).collect();
         retries.retain(|uid, _| pending_uids.contains(uid));
+        let pending_keys: HashSet<ObjectRef<Pod>> = pending
+            .iter()
+            .map(|p| ObjectRef::from_obj(p.as_ref()))
+            .collect();
+        let mut first_seen = lock(&self.first_seen);
+        first_seen.retain(|k, _| pending_keys.contains(k));
+        drop(pending_keys);
         pending.retain(|p| {
             retries
                 .get(&p.uid().unwrap_or_default())
@@ -375,15 +391,29 @@ impl Scheduler {
             .iter()
             .map(|p| ObjectRef::from_obj(p.as_ref()))
             .collect();
+        // Bin packing: while pods keep arriving, those that came within `pack_wait` may
+        // wait for more to be placed with.
+        let arrived = keys.iter().any(|k| !first_seen.contains_key(k));
+        let packing = self.config.policy == Policy::BinPack && arrived;
+        let may_wait: Vec<bool> = keys
+            .iter()
+            .map(|k| {
+                let since = *first_seen.entry(k.clone()).or_insert(now);
+                packing && now.duration_since(since) < self.config.pack_wait
+            })
+            .collect();
+        drop(first_seen);
         let decisions = lock(&self.queue).pass(
             &keys,
             &infos,
             &mut nodes,
             room,
+            &may_wait,
             (self.config.policy, &self.config.weights),
         );
 
         let mut assumed = lock(&self.assumed);
+        let mut waiting = false;
         for (((pod, key), info), decision) in
             pending.into_iter().zip(keys).zip(infos).zip(decisions)
         {
@@ -403,6 +433,7 @@ impl Scheduler {
                     self.spawn_bind(pod, node);
                 }
                 Decision::Hold => self.holding.store(true, Ordering::Relaxed),
+                Decision::Wait => waiting = true,
                 Decision::Unschedulable(why) => {
                     let r = retries.entry(uid).or_insert(Retry {
                         attempts: 0,
@@ -417,7 +448,11 @@ impl Scheduler {
             }
         }
         self.wake_if_held();
+        let stream_end = waiting.then(|| now + STREAM_PAUSE);
         self.next_retry(&retries)
+            .into_iter()
+            .chain(stream_end)
+            .min()
     }
 
     /// When the first pod that fit nowhere is due to be tried again.
