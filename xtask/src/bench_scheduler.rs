@@ -75,6 +75,8 @@ enum Limits {
 }
 
 impl Limits {
+    const ALL: [Limits; 2] = [Limits::AsShipped, Limits::Raised];
+
     fn label(self) -> &'static str {
         match self {
             Limits::AsShipped => "as shipped",
@@ -202,12 +204,8 @@ pub fn run(args: SchedulerBench) -> Result<()> {
     cluster::up(fake.len().max(cluster::DEFAULT_FAKE_NODES))?;
     install::install_drover(&layout)?;
     let tick = clock_ticks()?;
-    let scenarios: Vec<(&str, (f64, u32))> =
-        chosen(&args.limits, &[Limits::AsShipped, Limits::Raised])
-            .into_iter()
-            .map(|l| (l.label(), l.qps_burst()))
-            .collect();
-    let (modes, schedulers) = (
+    let (scenarios, modes, schedulers) = (
+        chosen(&args.limits, &Limits::ALL),
         chosen(&args.modes, &Mode::ALL),
         chosen(&args.schedulers, &Scheduler::ALL),
     );
@@ -221,7 +219,7 @@ pub fn run(args: SchedulerBench) -> Result<()> {
             shapes.len(),
             args.seed
         );
-        for &(scenario, limits) in &scenarios {
+        for (scenario, limits) in scenarios.iter().map(|l| (l.label(), l.qps_burst())) {
             println!(
                 "-- {scenario}: every scheduler at {}/{} qps/burst",
                 limits.0, limits.1

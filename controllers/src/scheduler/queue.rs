@@ -85,7 +85,7 @@ impl<K: Clone + Eq + Hash> Queue<K> {
             .map(|k| self.overtaken.get(k).copied().unwrap_or(0))
             .collect();
         let fullness = planned_fullness(&at, pods, nodes);
-        let order = bind_order(&at, pods, nodes, &overtaken);
+        let order = order_by_fullness(&at, &fullness, &overtaken);
         let targets: Vec<Option<usize>> = at.iter().map(|a| a.as_ref().ok().copied()).collect();
         let mut decisions: Vec<Decision> = at
             .into_iter()
@@ -216,7 +216,15 @@ pub fn bind_order(
     nodes: &[NodeInfo],
     overtaken: &[usize],
 ) -> Vec<usize> {
-    let fullness = planned_fullness(at, pods, nodes);
+    order_by_fullness(at, &planned_fullness(at, pods, nodes), overtaken)
+}
+
+/// [`bind_order`] given how full the plan leaves each node ([`planned_fullness`]).
+fn order_by_fullness(
+    at: &Placements,
+    fullness: &HashMap<usize, u64>,
+    overtaken: &[usize],
+) -> Vec<usize> {
     let mut oldest: HashMap<usize, usize> = HashMap::new();
     for (i, a) in at.iter().enumerate() {
         if let Ok(n) = a {

@@ -116,8 +116,8 @@ struct Scheduler {
     holding: AtomicBool,
     /// The pending pods' last plan, kept from pass to pass.
     queue: Mutex<Queue<ObjectRef<Pod>>>,
-    /// When each pending pod was first seen.
-    first_seen: Mutex<HashMap<ObjectRef<Pod>, Instant>>,
+    /// When each pending pod (by uid) was first seen.
+    first_seen: Mutex<HashMap<String, Instant>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -327,13 +327,8 @@ impl Scheduler {
         let mut retries = lock(&self.retries);
         let pending_uids: HashSet<String> = pending.iter().filter_map(|p| p.uid()).collect();
         retries.retain(|uid, _| pending_uids.contains(uid));
-        let pending_keys: HashSet<ObjectRef<Pod>> = pending
-            .iter()
-            .map(|p| ObjectRef::from_obj(p.as_ref()))
-            .collect();
         let mut first_seen = lock(&self.first_seen);
-        first_seen.retain(|k, _| pending_keys.contains(k));
-        drop(pending_keys);
+        first_seen.retain(|uid, _| pending_uids.contains(uid));
         pending.retain(|p| {
             retries
                 .get(&p.uid().unwrap_or_default())
@@ -393,12 +388,16 @@ impl Scheduler {
             .collect();
         // Bin packing: while pods keep arriving, those that came within `pack_wait` may
         // wait for more to be placed with.
-        let arrived = keys.iter().any(|k| !first_seen.contains_key(k));
-        let packing = self.config.policy == Policy::BinPack && arrived;
-        let may_wait: Vec<bool> = keys
+        let uids: Vec<String> = pending
             .iter()
-            .map(|k| {
-                let since = *first_seen.entry(k.clone()).or_insert(now);
+            .map(|p| p.uid().unwrap_or_default())
+            .collect();
+        let arrived = uids.iter().any(|uid| !first_seen.contains_key(uid));
+        let packing = self.config.policy == Policy::BinPack && arrived;
+        let may_wait: Vec<bool> = uids
+            .into_iter()
+            .map(|uid| {
+                let since = *first_seen.entry(uid).or_insert(now);
                 packing && now.duration_since(since) < self.config.pack_wait
             })
             .collect();
