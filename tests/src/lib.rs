@@ -228,6 +228,8 @@ pub async fn real_node(client: &Client) -> String {
 pub enum Placement {
     /// The real node (containers really run).
     RealNode(String),
+    /// Wherever the cluster's scheduler puts it (the kind cluster's workers).
+    AnyNode,
     /// Any simulated node.
     FakeNode,
     /// The simulated nodes of one [`FakeNodePool`].
@@ -329,6 +331,7 @@ pub fn sample_pod(name: &str, version: &str, placement: &Placement) -> Pod {
         Placement::RealNode(node) => {
             spec["nodeSelector"] = json!({"kubernetes.io/hostname": node});
         }
+        Placement::AnyNode => {}
         Placement::FakeNode | Placement::Pool(_) => {
             spec["nodeSelector"] = match placement {
                 Placement::Pool(pool) => json!({POOL_LABEL: pool}),

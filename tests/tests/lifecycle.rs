@@ -56,6 +56,11 @@ fn remains() -> Vec<String> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // The kind cluster (its node containers, Docker's containerd and shims) is not
+        // this cluster's and may run beside it.
+        if cgroup.contains("/docker/") || cmdline.contains("/run/docker/") {
+            continue;
+        }
         if exe.starts_with(CACHE_BIN)
             || cgroup.contains("/kubepods")
             || name.starts_with("containerd")
@@ -91,7 +96,7 @@ fn remains() -> Vec<String> {
     let tables = host_ok("nft", &["list", "tables"]);
     for t in tables
         .lines()
-        .filter(|t| t.contains("drover") || t.contains("kube"))
+        .filter(|t| (t.contains("drover") || t.contains("kube")) && !t.contains("drover-kind"))
     {
         left.push(format!("nftables {t}"));
     }

@@ -21,7 +21,17 @@ pub fn apply_system(layout: &Layout, kubectl: &Kubectl) -> Result<()> {
     kubectl.apply("metrics-server", &render(layout, "metrics-server.yaml")?)
 }
 
+/// The host-process cluster signs the kubelet's serving certificate with the cluster CA.
+const KUBELET_TLS: &str =
+    "--kubelet-certificate-authority=/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+
 fn render(layout: &Layout, file: &str) -> Result<String> {
+    Ok(render_with(layout, file)?.replace("{{KUBELET_TLS}}", KUBELET_TLS))
+}
+
+/// A manifest of `cluster/manifests/` with the build's values filled in; cluster-specific
+/// placeholders are left to the caller.
+pub fn render_with(layout: &Layout, file: &str) -> Result<String> {
     let path = layout.repo.join("cluster/manifests").join(file);
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     Ok(text

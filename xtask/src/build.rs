@@ -18,13 +18,16 @@ use crate::layout::Layout;
 use crate::versions::{Pin, Versions};
 
 /// Every component `build_all` builds, in build order.
-pub const COMPONENTS: [&str; 6] = [
+pub const COMPONENTS: [&str; 9] = [
     "kubernetes",
     "etcd",
     "kwok",
     "helm",
     "coredns",
     "metrics-server",
+    "kind",
+    "flannel",
+    "local-path-provisioner",
 ];
 
 /// The component that provides a binary.
@@ -35,12 +38,16 @@ pub fn component_of_binary(binary: &str) -> Result<&'static str> {
         | "kube-scheduler"
         | "kubelet"
         | "kube-proxy"
-        | "kubectl" => "kubernetes",
+        | "kubectl"
+        | "kubeadm" => "kubernetes",
         "etcd" | "etcdctl" => "etcd",
         "kwok" => "kwok",
         "helm" => "helm",
         "coredns" => "coredns",
         "metrics-server" => "metrics-server",
+        "kind" => "kind",
+        "flanneld" => "flannel",
+        "local-path-provisioner" => "local-path-provisioner",
         other => bail!("no component builds a binary named {other:?}"),
     })
 }
@@ -60,6 +67,8 @@ struct Recipe {
     /// Kubernetes consumes its staging modules through `./staging` replaces, which a
     /// consumer must point at the published `v0.MINOR.PATCH` modules instead.
     staging_replaces: bool,
+    /// Needs cgo (linked statically all the same, so the binary runs in any image).
+    cgo: bool,
 }
 
 fn recipe(component: &'static str, pin: &Pin) -> Result<Recipe> {
@@ -73,6 +82,7 @@ fn recipe(component: &'static str, pin: &Pin) -> Result<Recipe> {
         extra_modules: vec![],
         version_vars: vec![],
         staging_replaces: false,
+        cgo: false,
     };
     match component {
         "kubernetes" => {
@@ -84,6 +94,7 @@ fn recipe(component: &'static str, pin: &Pin) -> Result<Recipe> {
                 "kubelet",
                 "kube-proxy",
                 "kubectl",
+                "kubeadm",
             ] {
                 r.binaries.push((bin, format!("{m}/cmd/{bin}")));
             }
@@ -129,6 +140,18 @@ fn recipe(component: &'static str, pin: &Pin) -> Result<Recipe> {
             r.version_vars
                 .push(("k8s.io/client-go/pkg/version.gitVersion".into(), v.clone()));
         }
+        "kind" => r.binaries.push(("kind", m.clone())),
+        "flannel" => {
+            r.binaries.push(("flanneld", m.clone()));
+            r.version_vars
+                .push((format!("{m}/pkg/version.Version"), v.clone()));
+            // Its udp backend is written in C.
+            r.cgo = true;
+        }
+        "local-path-provisioner" => {
+            r.binaries.push(("local-path-provisioner", m.clone()));
+            r.version_vars.push(("main.VERSION".into(), v.clone()));
+        }
         other => bail!("no build recipe for {other:?}"),
     }
     Ok(r)
@@ -143,6 +166,9 @@ impl Recipe {
 
     fn ldflags(&self) -> String {
         let mut flags = String::from("-s -w");
+        if self.cgo {
+            flags.push_str(" -linkmode external -extldflags -static");
+        }
         for (var, value) in &self.version_vars {
             flags.push_str(&format!(" -X {var}={value}"));
         }
@@ -237,6 +263,7 @@ fn build_one(layout: &Layout, r: &Recipe) -> Result<()> {
     let _ = fs::remove_dir_all(&partial);
     fs::create_dir_all(&partial)?;
     let mut build = go_cmd(layout, &src)
+        .env("CGO_ENABLED", if r.cgo { "1" } else { "0" })
         .args(["build", "-v", "-trimpath", "-ldflags"])
         .arg(r.ldflags())
         .arg("-o")

@@ -254,7 +254,8 @@ fn log_tail(layout: &Layout, component: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn link_client_binaries(layout: &Layout) -> Result<()> {
+/// Links the client binaries into the directory users put on PATH.
+pub fn link_client_binaries(layout: &Layout) -> Result<()> {
     let dir = layout.client_bin_dir();
     fs::create_dir_all(&dir)?;
     for bin in CLIENT_BINARIES {

@@ -39,9 +39,14 @@ const SYSCTLS: [(&str, &str); 5] = [
     ("fs/inotify/max_user_watches", "524288"),
 ];
 
-/// Installs whatever packages are missing, with apt-get.
+/// Installs whatever packages of the host-process cluster are missing, with apt-get.
 pub fn ensure_packages() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES
+    ensure_packages_of(&PACKAGES)
+}
+
+/// Installs whatever packages of `(package, file that proves it)` are missing.
+pub fn ensure_packages_of(packages: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .filter(|(_, proof)| !Path::new(proof).exists())
         .map(|(pkg, _)| *pkg)

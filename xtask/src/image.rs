@@ -60,7 +60,7 @@ pub fn build_named(layout: &Layout, names: &[&str]) -> Result<Vec<PathBuf>> {
     let mut archives = vec![];
     for name in names {
         let specs = match *name {
-            "pause" => vec![pause(layout)?],
+            "pause" => vec![pause(layout, PAUSE_IMAGE)?],
             "coredns" => vec![single_binary(
                 layout,
                 "coredns",
@@ -151,7 +151,7 @@ pub fn import(layout: &Layout, archives: &[PathBuf]) -> Result<()> {
 
 /// One file, directory or symlink of an image's single layer.
 #[derive(Debug)]
-enum Entry {
+pub(crate) enum Entry {
     File {
         path: String,
         data: Vec<u8>,
@@ -168,16 +168,16 @@ enum Entry {
 }
 
 #[derive(Debug)]
-struct ImageSpec {
-    reference: String,
-    entries: Vec<Entry>,
-    entrypoint: Vec<String>,
-    user: String,
-    env: Vec<String>,
-    exposed_ports: Vec<u16>,
+pub(crate) struct ImageSpec {
+    pub reference: String,
+    pub entries: Vec<Entry>,
+    pub entrypoint: Vec<String>,
+    pub user: String,
+    pub env: Vec<String>,
+    pub exposed_ports: Vec<u16>,
 }
 
-fn pause(layout: &Layout) -> Result<ImageSpec> {
+pub(crate) fn pause(layout: &Layout, reference: &str) -> Result<ImageSpec> {
     let out = layout.images().join("build");
     fs::create_dir_all(&out)?;
     let binary = out.join("pause");
@@ -188,7 +188,7 @@ fn pause(layout: &Layout) -> Result<ImageSpec> {
         .run()
         .context("building the pause binary (needs gcc and libc6-dev)")?;
     Ok(ImageSpec {
-        reference: PAUSE_IMAGE.into(),
+        reference: reference.into(),
         entries: vec![Entry::File {
             path: "pause".into(),
             data: fs::read(&binary)?,
@@ -202,7 +202,12 @@ fn pause(layout: &Layout) -> Result<ImageSpec> {
 }
 
 /// An image holding one statically linked binary from the cluster build.
-fn single_binary(layout: &Layout, binary: &str, reference: &str, user: &str) -> Result<ImageSpec> {
+pub(crate) fn single_binary(
+    layout: &Layout,
+    binary: &str,
+    reference: &str,
+    user: &str,
+) -> Result<ImageSpec> {
     let path = layout.bin(binary)?;
     let data = fs::read(&path).with_context(|| {
         format!(
@@ -324,7 +329,7 @@ fn parse_ldd(out: &str) -> Vec<PathBuf> {
 }
 
 /// Adds a file at an absolute path, with directory entries for its parents.
-fn add_file(entries: &mut Vec<Entry>, path: &Path, data: Vec<u8>, mode: u32) {
+pub(crate) fn add_file(entries: &mut Vec<Entry>, path: &Path, data: Vec<u8>, mode: u32) {
     let relative = path.to_string_lossy().trim_start_matches('/').to_string();
     add_parent_dirs(entries, &relative);
     entries.push(Entry::File {
@@ -336,7 +341,7 @@ fn add_file(entries: &mut Vec<Entry>, path: &Path, data: Vec<u8>, mode: u32) {
 
 /// Directory entries for every parent of a relative path that has none yet, outermost
 /// first (a tar must create `usr` before `usr/bin`).
-fn add_parent_dirs(entries: &mut Vec<Entry>, relative: &str) {
+pub(crate) fn add_parent_dirs(entries: &mut Vec<Entry>, relative: &str) {
     let mut prefix = String::new();
     let parts: Vec<&str> = relative.split('/').collect();
     for part in &parts[..parts.len().saturating_sub(1)] {
@@ -357,7 +362,7 @@ fn add_parent_dirs(entries: &mut Vec<Entry>, relative: &str) {
 }
 
 /// /etc/passwd, /etc/group and a writable /tmp, which most programs expect.
-fn base_entries() -> Vec<Entry> {
+pub(crate) fn base_entries() -> Vec<Entry> {
     vec![
         Entry::Dir {
             path: "etc".into(),
@@ -381,7 +386,7 @@ fn base_entries() -> Vec<Entry> {
 }
 
 /// Debian's static busybox and a symlink for each of its applets.
-fn busybox_entries() -> Result<Vec<Entry>> {
+pub(crate) fn busybox_entries() -> Result<Vec<Entry>> {
     let busybox = Path::new("/bin/busybox");
     let data = fs::read(busybox).context("reading /bin/busybox (package busybox-static)")?;
     let applets = cmd(busybox).arg("--list-full").output()?;
@@ -431,7 +436,7 @@ fn layer_tar(entries: &[Entry]) -> Result<Vec<u8>> {
 }
 
 /// Writes the image as an OCI image-layout archive named after its reference.
-fn write_archive(layout: &Layout, spec: &ImageSpec) -> Result<PathBuf> {
+pub(crate) fn write_archive(layout: &Layout, spec: &ImageSpec) -> Result<PathBuf> {
     let (_, tag) = spec
         .reference
         .rsplit_once(':')

@@ -1,5 +1,6 @@
 //! Installing drover on the local cluster: the image, the Helm release, the sample App.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -16,14 +17,26 @@ pub const RELEASE: &str = "drover";
 /// Builds the drover image, imports it and installs (or upgrades) the chart with it.
 /// Returns the image reference.
 pub fn install_drover(layout: &Layout) -> Result<String> {
+    install_drover_on(layout, &layout.admin_kubeconfig(), &|archives| {
+        image::import(layout, archives)
+    })
+}
+
+/// Builds the drover image, hands it to the cluster's nodes with `load` and installs (or
+/// upgrades) the chart with it on the cluster of `kubeconfig`. Returns the image reference.
+pub fn install_drover_on(
+    layout: &Layout,
+    kubeconfig: &Path,
+    load: &dyn Fn(&[PathBuf]) -> Result<()>,
+) -> Result<String> {
     let (reference, archive) = image::build_drover(layout)?;
-    image::import(layout, &[archive])?;
+    load(&[archive])?;
     let (_, tag) = reference
         .rsplit_once(':')
         .context("image reference has no tag")?;
     cmd(layout.bin("helm")?)
         .arg("--kubeconfig")
-        .arg(layout.admin_kubeconfig())
+        .arg(kubeconfig)
         .args(["upgrade", "--install", RELEASE])
         .arg(layout.repo.join("charts/drover"))
         .args([
@@ -68,7 +81,25 @@ pub fn up(fake_nodes: usize) -> Result<()> {
     cluster::up(fake_nodes)?;
     let layout = Layout::detect()?;
     install_drover(&layout)?;
-    let kubectl = Kubectl::new(&layout)?;
+    apply_sample(&Kubectl::new(&layout)?)?;
+    println!(
+        "\nready in {}s: the cluster, drover, and the sample App `web` (3 pods behind Service web).\n\n\
+         export KUBECONFIG={} PATH={}:$PATH\n\
+         kubectl get apps.drover.dev                     # Desired, Ready, Available\n\
+         kubectl get pods -l drover.dev/app=web -o wide\n\
+         kubectl scale app.drover.dev/web --replicas=5\n\
+         kubectl describe app.drover.dev/web             # conditions and events\n\
+         curl http://$(kubectl get svc web -o jsonpath='{{.spec.clusterIP}}')/",
+        started.elapsed().as_secs(),
+        layout.admin_kubeconfig().display(),
+        layout.client_bin_dir().display(),
+    );
+    Ok(())
+}
+
+/// Applies the sample App `web` and waits until it is Available.
+pub fn apply_sample(kubectl: &Kubectl) -> Result<()> {
+    let layout = Layout::detect()?;
     kubectl
         .cmd()
         .args(["apply", "-n", "default", "-f"])
@@ -85,18 +116,5 @@ pub fn up(fake_nodes: usize) -> Result<()> {
             "--timeout=180s",
         ])
         .run()
-        .context("waiting for the sample App")?;
-    println!(
-        "\nready in {}s: the cluster, drover, and the sample App `web` (3 pods behind Service web).\n\n\
-         export KUBECONFIG={} PATH={}:$PATH\n\
-         kubectl get apps.drover.dev                     # Desired, Ready, Available\n\
-         kubectl get pods -l drover.dev/app=web -o wide\n\
-         kubectl scale app.drover.dev/web --replicas=5\n\
-         kubectl describe app.drover.dev/web             # conditions and events\n\
-         curl http://$(kubectl get svc web -o jsonpath='{{.spec.clusterIP}}')/",
-        started.elapsed().as_secs(),
-        layout.admin_kubeconfig().display(),
-        layout.client_bin_dir().display(),
-    );
-    Ok(())
+        .context("waiting for the sample App")
 }

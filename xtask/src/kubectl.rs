@@ -16,9 +16,13 @@ pub struct Kubectl {
 
 impl Kubectl {
     pub fn new(layout: &Layout) -> Result<Self> {
+        Self::with_kubeconfig(layout, layout.admin_kubeconfig())
+    }
+
+    pub fn with_kubeconfig(layout: &Layout, kubeconfig: PathBuf) -> Result<Self> {
         Ok(Self {
             binary: layout.bin("kubectl")?,
-            kubeconfig: layout.admin_kubeconfig(),
+            kubeconfig,
         })
     }
 

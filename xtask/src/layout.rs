@@ -156,6 +156,16 @@ impl Layout {
         self.state.join("cni/networks")
     }
 
+    /// The kind cluster's files on the host: its kubeconfig, kind's configuration, the
+    /// runtime wrapper and PID of a dockerd started here.
+    pub fn kind_state(&self) -> PathBuf {
+        PathBuf::from("/var/lib/drover/kind")
+    }
+
+    pub fn kind_kubeconfig(&self) -> PathBuf {
+        self.kind_state().join("kubeconfig")
+    }
+
     /// Marker files recording what `up` changed on the host, so `down` undoes exactly that.
     pub fn host_marker(&self, what: &str) -> PathBuf {
         self.state.join("host").join(what)

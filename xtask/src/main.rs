@@ -15,6 +15,7 @@ mod fake_nodes;
 mod host;
 mod image;
 mod install;
+mod kind;
 mod kubectl;
 mod layout;
 mod network;
@@ -46,6 +47,12 @@ enum Task {
     Cluster {
         #[command(subcommand)]
         action: ClusterAction,
+    },
+    /// The kind cluster: a control plane and workers, each a container with its own
+    /// kubelet and containerd, built without a registry.
+    Kind {
+        #[command(subcommand)]
+        action: kind::KindAction,
     },
     /// Benchmarks: drover side by side with the stock component doing the same job.
     Bench(bench::BenchArgs),
@@ -103,6 +110,7 @@ fn main() -> Result<()> {
             } => cluster::logs(&component, follow, tail),
             ClusterAction::FakeNodes { count } => cluster::set_fake_nodes(count),
         },
+        Task::Kind { action } => kind::run(action),
         Task::Bench(args) => bench::run(args),
         Task::Crd(args) => crd::run(args),
         Task::Image(args) => image::run(args),

@@ -114,38 +114,42 @@ pub fn install_guard() -> Result<()> {
             .run()
             .with_context(|| format!("routing {range} into the sink"))?;
     }
-    // `add` then `delete` makes the script replace an existing table atomically.
+    replace_nft_table(
+        GUARD_TABLE,
+        &format!(
+            "\tchain forward {{\n\
+             \t\ttype filter hook forward priority -10; policy accept;\n\
+             \t\tiifname \"{POD_BRIDGE}\" oifname != \"{POD_BRIDGE}\" counter drop\n\
+             \t}}\n"
+        ),
+    )
+    .context("installing the nftables forward guard")
+}
+
+/// Creates or replaces the nftables table `inet <name>` with `body` (its chains), at
+/// once: `add` then `delete` in one script replaces an existing table atomically.
+pub fn replace_nft_table(name: &str, body: &str) -> Result<()> {
     let script = format!(
-        "add table inet {GUARD_TABLE}\n\
-         delete table inet {GUARD_TABLE}\n\
-         table inet {GUARD_TABLE} {{\n\
-         \tchain forward {{\n\
-         \t\ttype filter hook forward priority -10; policy accept;\n\
-         \t\tiifname \"{POD_BRIDGE}\" oifname != \"{POD_BRIDGE}\" counter drop\n\
-         \t}}\n\
-         }}\n"
+        "add table inet {name}\ndelete table inet {name}\ntable inet {name} {{\n{body}}}\n"
     );
-    let path = std::env::temp_dir().join("drover-guard.nft");
+    let path = std::env::temp_dir().join(format!("{name}.nft"));
     std::fs::write(&path, script)?;
-    cmd("nft")
-        .arg("-f")
-        .arg(&path)
-        .run()
-        .context("installing the nftables forward guard")?;
+    let result = cmd("nft").arg("-f").arg(&path).run();
     let _ = std::fs::remove_file(path);
+    result.with_context(|| format!("installing nftables table inet {name}"))
+}
+
+/// Deletes the nftables table `inet <name>` if it exists.
+pub fn delete_nft_table(name: &str) -> Result<()> {
+    if cmd("nft").args(["list", "table", "inet", name]).succeeds() {
+        cmd("nft").args(["delete", "table", "inet", name]).run()?;
+    }
     Ok(())
 }
 
 /// Removes the sink (its routes go with it) and the guard table.
 pub fn remove_guard() -> Result<()> {
-    if cmd("nft")
-        .args(["list", "table", "inet", GUARD_TABLE])
-        .succeeds()
-    {
-        cmd("nft")
-            .args(["delete", "table", "inet", GUARD_TABLE])
-            .run()?;
-    }
+    delete_nft_table(GUARD_TABLE)?;
     delete_link(SINK_BRIDGE)
 }
 

@@ -12,6 +12,7 @@ use crate::cluster;
 use crate::cmd::cmd;
 use crate::crd;
 use crate::install;
+use crate::kind;
 use crate::layout::Layout;
 
 #[derive(Debug, Args)]
@@ -93,6 +94,36 @@ pub fn run(args: TestArgs) -> Result<()> {
             .env("DROVER_AUDIT_LOG", layout.audit_log())
             .run_inherit()?;
     }
+
+    // The kind cluster runs beside the host-process one until it carries every suite.
+    step("kind cluster up");
+    let workers = kind::DEFAULT_WORKERS;
+    kind::cluster_up(
+        &layout,
+        &kind::UpArgs {
+            workers,
+            node_image: None,
+        },
+    )?;
+    step("install drover on kind");
+    install::install_drover_on(&layout, &layout.kind_kubeconfig(), &kind::load_images)?;
+    step("end-to-end: kind");
+    cmd(&cargo)
+        .current_dir(&layout.repo)
+        // One at a time: a test stops a worker, which would take others' pods with it.
+        .args([
+            "test",
+            "-p",
+            "drover-e2e",
+            "--test",
+            "kind",
+            "--",
+            "--test-threads=1",
+        ])
+        .env("KUBECONFIG", layout.kind_kubeconfig())
+        .env("PATH", &path)
+        .env("DROVER_KIND_NODES", (workers + 1).to_string())
+        .run_inherit()?;
     println!("\nall tests passed in {}s", started.elapsed().as_secs());
     Ok(())
 }
