@@ -1,16 +1,17 @@
-//! Helpers for drover's end-to-end tests. They run against the real cluster named by
-//! `KUBECONFIG` (the local cluster of `cargo xtask cluster up`, or any other) and fail
-//! loudly when there is none: a test that needs a cluster never skips.
+//! Helpers for drover's end-to-end tests. They run against the kind cluster named by
+//! `KUBECONFIG` (that of `cargo xtask up`) and fail loudly when there is none: a test
+//! that needs a cluster never skips.
 
 // Test support: a failed expectation is a failed test, so panicking is the point.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod observer;
 
+use std::cell::RefCell;
 use std::future::Future;
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::process::{Command, Output, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::net::IpAddr;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use drover_crds::App;
@@ -19,18 +20,37 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-/// The label simulated (kwok) nodes carry, as `cargo xtask cluster` creates them.
+/// The label simulated (kwok) nodes carry, as `cargo xtask up` creates them.
 pub const FAKE_NODE_LABEL: (&str, &str) = ("type", "kwok");
 /// The taint that keeps ordinary pods off simulated nodes.
 pub const FAKE_NODE_TAINT: (&str, &str) = ("kwok.x-k8s.io/node", "fake");
 pub const SAMPLE_IMAGE: &str = "registry.local/drover/sample";
+/// The cluster's pod and Service ranges, as `cargo xtask up` sets them.
+pub const POD_RANGE: &str = "10.112.0.0/12";
+pub const SERVICE_RANGE: &str = "10.97.0.0/16";
+
+/// Whether an IPv4 address or network (`a.b.c.d`, `a.b.c.d/len`) lies inside `range`.
+pub fn within(net: &str, range: &str) -> bool {
+    fn parse(net: &str) -> Option<(u32, u32)> {
+        let (addr, len) = net.split_once('/').unwrap_or((net, "32"));
+        Some((
+            addr.parse::<std::net::Ipv4Addr>().ok()?.into(),
+            len.parse().ok()?,
+        ))
+    }
+    let (Some((addr, len)), Some((base, base_len))) = (parse(net), parse(range)) else {
+        return false;
+    };
+    let mask = u32::MAX.checked_shl(32 - base_len).unwrap_or(0);
+    len >= base_len && addr & mask == base & mask
+}
 
 /// A client for the cluster under test; panics with instructions when there is none.
 pub async fn client() -> Client {
     if std::env::var_os("KUBECONFIG").is_none() {
         panic!(
             "KUBECONFIG is not set: the end-to-end tests need a cluster. Run `cargo xtask test`, \
-             or `cargo xtask cluster up` and the export line it prints."
+             or `cargo xtask up` and the export line it prints."
         );
     }
     let client = Client::try_default()
@@ -178,15 +198,37 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
+    wait_until(what, timeout, || {
+        let pending = check();
+        async move { pending.await.ok_or_else(String::new) }
+    })
+    .await
+}
+
+/// Like [`wait_for`], but `check` says what it saw when it is not done yet, and the
+/// last of those goes into the panic: a timeout then shows where things got stuck.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
     let deadline = Instant::now() + timeout;
+    let mut seen = String::new();
     loop {
-        if let Some(v) = check().await {
-            return v;
+        match check().await {
+            Ok(v) => return v,
+            Err(now) if !now.is_empty() => seen = now,
+            Err(_) => {}
         }
         assert!(
             Instant::now() < deadline,
-            "timed out after {}s waiting for {what}",
-            timeout.as_secs()
+            "timed out after {}s waiting for {what}{}",
+            timeout.as_secs(),
+            if seen.is_empty() {
+                String::new()
+            } else {
+                format!("; last seen: {seen}")
+            }
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -203,32 +245,54 @@ pub fn is_ready(node: &Node) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// The name of the one node run by a real kubelet.
-pub async fn real_node(client: &Client) -> String {
-    let nodes = Api::<Node>::all(client.clone())
+/// The nodes run by a real kubelet (the kind cluster's containers), not kwok.
+pub async fn real_nodes(client: &Client) -> Vec<Node> {
+    Api::<Node>::all(client.clone())
         .list(&ListParams::default())
         .await
-        .expect("listing nodes");
-    let real: Vec<String> = nodes
+        .expect("listing nodes")
         .items
-        .iter()
+        .into_iter()
         .filter(|n| !is_fake(n))
+        .collect()
+}
+
+/// The label of the control plane's node, which ordinary pods do not go to (tainted).
+pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
+
+/// The real worker nodes' names, sorted.
+pub async fn workers(client: &Client) -> Vec<String> {
+    let mut names: Vec<String> = real_nodes(client)
+        .await
+        .into_iter()
+        .filter(|n| !n.labels().contains_key(CONTROL_PLANE_LABEL))
         .map(|n| n.name_any())
         .collect();
-    assert_eq!(
-        real.len(),
-        1,
-        "expected exactly one real node, found {real:?}"
-    );
-    real[0].clone()
+    names.sort();
+    assert!(!names.is_empty(), "the cluster has no real worker node");
+    names
+}
+
+/// The node a pod is bound to ("" while pending).
+pub fn node_of(p: &Pod) -> String {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default()
+}
+
+/// Runs the `docker` of this machine (the kind nodes' daemon) and returns its stdout.
+pub fn docker(args: &[&str]) -> String {
+    host_ok("docker", args)
 }
 
 /// Where a test pod should run.
 #[derive(Debug, Clone)]
 pub enum Placement {
-    /// The real node (containers really run).
+    /// This real node (containers really run).
     RealNode(String),
-    /// Wherever the cluster's scheduler puts it (the kind cluster's workers).
+    /// Wherever the cluster's scheduler puts it: a real worker (simulated nodes are
+    /// tainted).
     AnyNode,
     /// Any simulated node.
     FakeNode,
@@ -379,14 +443,108 @@ pub async fn wait_pod_ready(pods: &Api<Pod>, name: &str, timeout: Duration) -> P
     .await
 }
 
-/// A plain HTTP/1.0 GET; returns the status code and body.
+/// The node whose network namespace the tests' HTTP requests leave from. The host has
+/// no route into the cluster's ranges (`up` leaves the host's networking alone); every
+/// node has, to pods directly and to Services through kube-proxy's rules.
+pub const PROBE_NODE: &str = "drover-control-plane";
+
+/// Reads `ip port path` lines and answers each with `<exit status> <response in hex>`:
+/// a fresh connection per request (so kube-proxy balances each anew), 10 s at most.
+const RELAY_SCRIPT: &str = r#"
+while read -r ip port path; do
+  out=$(timeout 10 bash -c 'exec 3<>"/dev/tcp/$0/$1" && printf "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" "$2" "$0" >&3 && cat <&3' "$ip" "$port" "$path" 2>&1 | od -An -v -tx1 | tr -d ' \n'; exit "${PIPESTATUS[0]}")
+  echo "$? $out"
+done
+"#;
+
+/// A shell on [`PROBE_NODE`] that makes HTTP requests for this thread: one `docker exec`
+/// per thread rather than per request keeps load tests light.
+struct Relay {
+    child: Child,
+    input: ChildStdin,
+    output: BufReader<ChildStdout>,
+}
+
+impl Relay {
+    fn start() -> std::io::Result<Self> {
+        let mut child = Command::new("docker")
+            .args(["exec", "-i", PROBE_NODE, "bash", "-c", RELAY_SCRIPT])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let input = child.stdin.take().expect("piped stdin");
+        let output = BufReader::new(child.stdout.take().expect("piped stdout"));
+        Ok(Self {
+            child,
+            input,
+            output,
+        })
+    }
+
+    /// The raw response, or what the request failed with; `Err` when the relay broke.
+    fn get(
+        &mut self,
+        ip: IpAddr,
+        port: u16,
+        path: &str,
+    ) -> std::io::Result<Result<Vec<u8>, String>> {
+        writeln!(self.input, "{ip} {port} {path}")?;
+        self.input.flush()?;
+        let mut line = String::new();
+        if self.output.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::other(format!(
+                "the HTTP relay on {PROBE_NODE} exited"
+            )));
+        }
+        let (status, hex) = line.trim_end().split_once(' ').unwrap_or((line.trim(), ""));
+        let bytes = decode_hex(hex)
+            .ok_or_else(|| std::io::Error::other(format!("relay answered {line:?}")))?;
+        Ok(match status {
+            "0" => Ok(bytes),
+            "124" => Err(format!("{ip}:{port}{path}: timed out after 10s")),
+            _ => Err(format!(
+                "{ip}:{port}{path}: {}",
+                String::from_utf8_lossy(&bytes).trim()
+            )),
+        })
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+thread_local! {
+    static RELAY: RefCell<Option<Relay>> = const { RefCell::new(None) };
+}
+
+/// A plain HTTP/1.0 GET from inside the cluster (see [`PROBE_NODE`]); returns the status
+/// code and body.
 pub fn http_get(ip: IpAddr, port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream =
-        TcpStream::connect_timeout(&SocketAddr::new(ip, port), Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
+    assert!(!path.contains(char::is_whitespace), "path {path:?}");
+    let response = RELAY.with(|cell| {
+        let mut relay = cell.borrow_mut();
+        if relay.is_none() {
+            *relay = Some(Relay::start()?);
+        }
+        let result = relay.as_mut().expect("started").get(ip, port, path);
+        if result.is_err() {
+            *relay = None;
+        }
+        result
+    })?;
+    let response = String::from_utf8_lossy(&response.map_err(std::io::Error::other)?).into_owned();
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     let code = head
         .split_whitespace()
@@ -419,30 +577,46 @@ pub async fn wait_rolled_out(
 ) -> Vec<Pod> {
     let apps: Api<App> = Api::namespaced(client.clone(), ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    wait_for(
+    wait_until(
         &format!("App {name} to run {replicas} ready pods of {image}"),
         ROLLOUT_TIMEOUT,
         || async {
-            let app = apps.get(name).await.ok()?;
-            let status = app.status.as_ref()?;
+            let app = apps.get(name).await.map_err(|e| e.to_string())?;
+            let status = app.status.clone().unwrap_or_default();
             let all = pods
                 .list(&ListParams::default().labels(&format!("drover.dev/app={name}")))
                 .await
-                .ok()?
+                .map_err(|e| e.to_string())?
                 .items;
+            let done_pod = |p: &Pod| {
+                is_active_pod(p)
+                    && is_pod_ready(p)
+                    && image_of(p) == image
+                    && p.labels().get("drover.dev/revision") == Some(&status.update_revision)
+            };
             let done = status.observed_generation == app.metadata.generation
                 && !status.update_revision.is_empty()
                 && status.updated_replicas == replicas
                 && status.available_replicas == replicas
                 && status.current_revision == status.update_revision
                 && all.len() == replicas as usize
-                && all.iter().all(|p| {
-                    is_active_pod(p)
-                        && is_pod_ready(p)
-                        && image_of(p) == image
-                        && p.labels().get("drover.dev/revision") == Some(&status.update_revision)
-                });
-            done.then_some(all)
+                && all.iter().all(done_pod);
+            if done {
+                return Ok(all);
+            }
+            Err(format!(
+                "generation {:?} observed {:?}; status updated {} available {} revision {} -> {}; \
+                 {} pods, {} of them ready and current, {} terminating",
+                app.metadata.generation,
+                status.observed_generation,
+                status.updated_replicas,
+                status.available_replicas,
+                status.current_revision,
+                status.update_revision,
+                all.len(),
+                all.iter().filter(|p| done_pod(p)).count(),
+                all.iter().filter(|p| !is_active_pod(p)).count(),
+            ))
         },
     )
     .await
@@ -560,4 +734,27 @@ pub fn audit_records(since: std::time::SystemTime, needle: &str) -> Vec<serde_js
         );
     }
     records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{decode_hex, within};
+
+    #[test]
+    fn within_compares_networks() {
+        assert!(within("10.112.3.4", "10.112.0.0/12"));
+        assert!(within("10.127.0.0/24", "10.112.0.0/12"));
+        assert!(!within("10.128.0.1", "10.112.0.0/12"));
+        assert!(!within("10.112.0.0/8", "10.112.0.0/12"));
+        assert!(!within("default", "10.112.0.0/12"));
+        assert!(within("1.2.3.4", "0.0.0.0/0"));
+    }
+
+    #[test]
+    fn hex_decodes_pairs_and_refuses_odd_input() {
+        assert_eq!(decode_hex("48540a"), Some(b"HT\n".to_vec()));
+        assert_eq!(decode_hex(""), Some(vec![]));
+        assert_eq!(decode_hex("4"), None);
+        assert_eq!(decode_hex("zz"), None);
+    }
 }

@@ -95,6 +95,16 @@ impl State {
         self.check();
     }
 
+    /// Records a pod as it is now.
+    fn saw(&mut self, pod: &Pod) {
+        let name = pod.name_any();
+        if !self.names_seen.contains(&name) {
+            self.names_seen.push(name.clone());
+        }
+        self.ready.insert(name.clone(), is_ready(pod));
+        self.pods.insert(name, is_active(pod));
+    }
+
     fn violations(&self) -> Vec<String> {
         self.suspects
             .iter()
@@ -181,31 +191,47 @@ impl ReplicaObserver {
             }
         });
         let pod_state = state.clone();
+        let (listed_tx, listed_rx) = tokio::sync::oneshot::channel();
         let pod_config = watcher::Config::default().labels(&format!("drover.dev/app={name}"));
         let pod_task = tokio::spawn(async move {
             let mut events = watcher(pods, pod_config).boxed();
+            let mut listed = Some(listed_tx);
+            // A (re)list arrives pod by pod between `Init` and `InitDone`: it is gathered
+            // apart and replaces the state whole, so a half-delivered list never counts.
+            let mut relist: Option<Vec<Pod>> = None;
             while let Ok(Some(event)) = events.try_next().await {
                 let mut s = pod_state.lock().unwrap();
                 match event {
-                    Event::Apply(pod) | Event::InitApply(pod) => {
-                        let name = pod.name_any();
-                        if !s.names_seen.contains(&name) {
-                            s.names_seen.push(name.clone());
+                    Event::Init => relist = Some(Vec::new()),
+                    Event::InitApply(pod) => relist.get_or_insert_with(Vec::new).push(pod),
+                    Event::InitDone => {
+                        s.pods.clear();
+                        s.ready.clear();
+                        for pod in relist.take().unwrap_or_default() {
+                            s.saw(&pod);
                         }
-                        s.ready.insert(name.clone(), is_ready(&pod));
-                        s.pods.insert(name, is_active(&pod));
+                        if let Some(tx) = listed.take() {
+                            let _ = tx.send(());
+                        }
                     }
+                    Event::Apply(pod) => s.saw(&pod),
                     Event::Delete(pod) => {
                         s.pods.remove(&pod.name_any());
                         s.ready.remove(&pod.name_any());
                     }
-                    Event::Init | Event::InitDone => {}
                 }
-                s.check();
+                if relist.is_none() {
+                    s.check();
+                }
             }
         });
-        // Let both watches deliver their initial lists.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The pods are known once the first list is complete; the App's first event
+        // comes with its own list.
+        tokio::time::timeout(Duration::from_secs(30), listed_rx)
+            .await
+            .expect("the observer's first pod list within 30 s")
+            .expect("the observer's pod watch ended before its first list");
+        tokio::time::sleep(Duration::from_millis(200)).await;
         Self {
             state,
             tasks: vec![app_task, pod_task],

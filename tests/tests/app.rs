@@ -82,12 +82,11 @@ fn assert_no_overshoot(report: &observer::Report) {
 async fn an_app_runs_its_replicas_behind_a_service_and_scales_with_kubectl() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-app").await;
-    let node = real_node(&client).await;
     let observer = ReplicaObserver::start(&client, &ns.name, "web").await;
     create(
         &client,
         &ns.name,
-        app_manifest("web", 3, "1", &Placement::RealNode(node)),
+        app_manifest("web", 3, "1", &Placement::AnyNode),
     )
     .await;
 
@@ -179,12 +178,11 @@ async fn an_app_runs_its_replicas_behind_a_service_and_scales_with_kubectl() {
 async fn deleted_pods_and_crashed_processes_are_replaced() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-heal").await;
-    let node = real_node(&client).await;
     let observer = ReplicaObserver::start(&client, &ns.name, "web").await;
     create(
         &client,
         &ns.name,
-        app_manifest("web", 3, "1", &Placement::RealNode(node)),
+        app_manifest("web", 3, "1", &Placement::AnyNode),
     )
     .await;
     let pods = wait_converged(&client, &ns.name, "web", 3).await;
@@ -536,12 +534,7 @@ async fn removing_the_ports_removes_the_service() {
 async fn crash_looping_containers_are_reported() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-crash").await;
-    let mut manifest = app_manifest(
-        "loop",
-        1,
-        "1",
-        &Placement::RealNode(real_node(&client).await),
-    );
+    let mut manifest = app_manifest("loop", 1, "1", &Placement::AnyNode);
     manifest["spec"]["template"]["spec"]["containers"][0]["command"] =
         json!(["sh", "-c", "exit 3"]);
     create(&client, &ns.name, manifest).await;

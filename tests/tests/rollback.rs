@@ -120,8 +120,7 @@ async fn undo_restores_the_image_and_the_config_and_config_edits_roll_the_app() 
         .create(&PostParams::default(), &config)
         .await
         .unwrap();
-    let node = real_node(&client).await;
-    let mut manifest = app_manifest(APP, 3, "1", &Placement::RealNode(node));
+    let mut manifest = app_manifest(APP, 3, "1", &Placement::AnyNode);
     let spec = &mut manifest["spec"]["template"]["spec"];
     spec["volumes"] = json!([{"name": "config", "configMap": {"name": CONFIG}}]);
     spec["containers"][0]["volumeMounts"] = json!([{"name": "config", "mountPath": "/config"}]);
@@ -202,11 +201,10 @@ async fn undo_restores_the_image_and_the_config_and_config_edits_roll_the_app() 
 async fn a_stalled_rollout_misses_its_deadline_and_rolls_back_when_asked_to() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-deadline").await;
-    let node = real_node(&client).await;
     let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
     // Both miss the deadline; only "web" goes back on its own.
     for (name, auto_rollback) in [(APP, true), ("stuck", false)] {
-        let mut manifest = app_manifest(name, 3, "1", &Placement::RealNode(node.clone()));
+        let mut manifest = app_manifest(name, 3, "1", &Placement::AnyNode);
         manifest["spec"]["progressDeadlineSeconds"] = json!(10);
         manifest["spec"]["autoRollback"] = json!(auto_rollback);
         let app: App = serde_json::from_value(manifest).unwrap();

@@ -27,8 +27,10 @@ const CLIENTS: usize = 4;
 const REQUEST_GAP: Duration = Duration::from_millis(2);
 /// How long a stopping sample pod keeps serving (failing readiness) before it closes its
 /// listener: longer than the cluster takes to drop it from the Service. Every rolling
-/// update relies on such a drain; it is the pod's part of zero downtime.
-const DRAIN: &str = "6s";
+/// update relies on such a drain; it is the pod's part of zero downtime. kube-proxy's
+/// network programming latency on a 2-core machine running every suite at once was
+/// measured at up to 11 s (`kubeproxy_network_programming_duration_seconds`).
+const DRAIN: &str = "15s";
 
 /// What the load saw: requests per version, and every failure with when it happened
 /// (since the load started).
@@ -196,11 +198,10 @@ async fn roll_under_load(
 async fn a_rolling_update_under_load_drops_no_request_and_stays_within_bounds() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-rollout").await;
-    let node = real_node(&client).await;
-    let mut manifest = app_manifest("web", 10, "1", &Placement::RealNode(node));
+    let mut manifest = app_manifest("web", 10, "1", &Placement::AnyNode);
     manifest["spec"]["strategy"] =
         json!({"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}});
-    manifest["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = json!(15);
+    manifest["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = json!(30);
     manifest["spec"]["template"]["spec"]["containers"][0]["env"] =
         json!([{"name": "SHUTDOWN_DELAY", "value": DRAIN}]);
     let app: App = serde_json::from_value(manifest).unwrap();
@@ -503,8 +504,7 @@ async fn scale(apps: &Api<App>, replicas: i32) {
 async fn scaling_mid_rollout_is_proportional_and_a_paused_rollout_keeps_its_split() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-proportional").await;
-    let node = real_node(&client).await;
-    let mut manifest = app_manifest("web", 4, "1", &Placement::RealNode(node));
+    let mut manifest = app_manifest("web", 4, "1", &Placement::AnyNode);
     manifest["spec"]["strategy"] =
         json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
     let app: App = serde_json::from_value(manifest).unwrap();
@@ -610,23 +610,35 @@ async fn a_rollout_survives_a_controller_crash_within_its_bounds() {
 async fn wait_split(client: &Client, ns: &str, new: usize, old: usize) -> App {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let apps: Api<App> = Api::namespaced(client.clone(), ns);
-    wait_for(
+    wait_until(
         &format!("a split of {new} new and {old} old pods"),
         ROLLOUT_TIMEOUT,
         || async {
             let all = pods
                 .list(&ListParams::default().labels("drover.dev/app=web"))
                 .await
-                .ok()?
+                .map_err(|e| e.to_string())?
                 .items;
+            let app = apps.get("web").await.map_err(|e| e.to_string())?;
             let count = |version: &str| {
                 all.iter()
                     .filter(|p| image_of(p).ends_with(version) && is_pod_ready(p))
                     .count()
             };
             let settled = all.iter().all(is_active_pod) && all.len() == new + old;
-            (settled && count(":2") == new && count(":1") == old).then_some(())?;
-            apps.get("web").await.ok()
+            if settled && count(":2") == new && count(":1") == old {
+                return Ok(app);
+            }
+            Err(format!(
+                "{} pods: {} ready new, {} ready old, {} terminating; canary status {:?}; \
+                 annotations {:?}",
+                all.len(),
+                count(":2"),
+                count(":1"),
+                all.iter().filter(|p| !is_active_pod(p)).count(),
+                app.status.as_ref().and_then(|s| s.canary.as_ref()),
+                app.metadata.annotations,
+            ))
         },
     )
     .await
@@ -826,8 +838,7 @@ async fn a_pod_disruption_budget_holds_a_rollout_until_it_allows_evictions() {
 async fn the_disruption_budget_is_kept_for_evictions_and_paces_scale_in() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-budget").await;
-    let node = real_node(&client).await;
-    let mut manifest = app_manifest("web", 4, "1", &Placement::RealNode(node));
+    let mut manifest = app_manifest("web", 4, "1", &Placement::AnyNode);
     manifest["spec"]["disruption"] = json!({"maxUnavailable": 1});
     let app: App = serde_json::from_value(manifest).unwrap();
     let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);

@@ -247,10 +247,10 @@ async fn pods_naming_drover_scheduler_are_placed_by_its_rules() {
 }
 
 #[tokio::test]
-async fn the_real_node_runs_a_pod_drover_scheduler_placed() {
+async fn a_real_node_runs_a_pod_drover_scheduler_placed() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-sched-real").await;
-    let node = real_node(&client).await;
+    let node = workers(&client).await.remove(0);
     let pod = scheduled_pod(
         "real",
         &Placement::RealNode(node.clone()),

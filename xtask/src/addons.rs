@@ -1,5 +1,6 @@
-//! The cluster's system add-ons (bootstrap RBAC, CoreDNS, metrics-server), applied from
-//! `cluster/manifests/` with the few values that depend on the build filled in.
+//! drover's add-ons to the kind cluster (metrics-server, kwok), applied from
+//! `cluster/manifests/` with the few values that depend on the build filled in, and the
+//! readiness of the system add-ons.
 
 use std::fs;
 
@@ -9,35 +10,13 @@ use crate::fake_nodes;
 use crate::image;
 use crate::kubectl::{Kubectl, condition_true};
 use crate::layout::Layout;
-use crate::network;
-
-/// Cluster-scoped RBAC the components need before anything else.
-pub fn apply_bootstrap(layout: &Layout, kubectl: &Kubectl) -> Result<()> {
-    kubectl.apply("bootstrap", &render(layout, "bootstrap.yaml")?)
-}
-
-pub fn apply_system(layout: &Layout, kubectl: &Kubectl) -> Result<()> {
-    kubectl.apply("coredns", &render(layout, "coredns.yaml")?)?;
-    kubectl.apply("metrics-server", &render(layout, "metrics-server.yaml")?)
-}
-
-/// The host-process cluster signs the kubelet's serving certificate with the cluster CA.
-const KUBELET_TLS: &str =
-    "--kubelet-certificate-authority=/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
-
-fn render(layout: &Layout, file: &str) -> Result<String> {
-    Ok(render_with(layout, file)?.replace("{{KUBELET_TLS}}", KUBELET_TLS))
-}
 
 /// A manifest of `cluster/manifests/` with the build's values filled in; cluster-specific
 /// placeholders are left to the caller.
-pub fn render_with(layout: &Layout, file: &str) -> Result<String> {
+pub fn render(layout: &Layout, file: &str) -> Result<String> {
     let path = layout.repo.join("cluster/manifests").join(file);
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     Ok(text
-        .replace("{{CLUSTER_DOMAIN}}", network::CLUSTER_DOMAIN)
-        .replace("{{DNS_SERVICE_IP}}", network::DNS_SERVICE_IP)
-        .replace("{{COREDNS_IMAGE}}", &image::coredns_image(layout)?)
         .replace(
             "{{METRICS_SERVER_IMAGE}}",
             &image::metrics_server_image(layout)?,

@@ -1,5 +1,5 @@
 //! Benchmarks of drover's App controller against Kubernetes' Deployment controller (in
-//! kube-controller-manager), on simulated nodes of one cluster, one after the other, with
+//! kube-controller-manager), on simulated nodes of the kind cluster, one after the other, with
 //! the same pod template and strategy — once with equal client rate limits, once as each
 //! ships. Reported side by side, as ratios: duration, API writes per pod (from the
 //! apiserver's audit log, by the controller's identity), controller CPU seconds and peak
@@ -12,8 +12,7 @@
 //!   updated and available and no old one is left.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
-use std::path::Path;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,11 +23,11 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::cluster;
+use crate::audit::AuditMark;
 use crate::cmd::cmd;
-use crate::components::Component;
 use crate::fake_nodes;
 use crate::install;
+use crate::kind;
 use crate::kubectl::Kubectl;
 use crate::layout::Layout;
 use crate::process;
@@ -129,15 +128,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
 fn compare(kind: Kind, replicas: u32, runs: usize) -> Result<()> {
     let layout = Layout::detect()?;
-    let kubectl = Kubectl::new(&layout)?;
+    let kubectl = kind::kubectl(&layout)?;
     let (nodes_before, _) = fake_nodes::observe(&kubectl).unwrap_or_default();
-    cluster::up(nodes_before.len().max(cluster::DEFAULT_FAKE_NODES))?;
-    install::install_drover(&layout)?;
     // 110 pods per simulated node, with room to spare.
     let nodes = (replicas as usize).div_ceil(100) + 1;
-    if nodes_before.len() < nodes {
-        cluster::set_fake_nodes(nodes)?;
-    }
+    install::cluster_with_drover(&layout, nodes_before.len().max(nodes))?;
     let tick = clock_ticks()?;
     let scenarios = [
         ("equal client limits", KCM_LIMITS),
@@ -179,7 +174,7 @@ fn compare(kind: Kind, replicas: u32, runs: usize) -> Result<()> {
     }
     set_limits(&layout, &CONTROLLER, DROVER_LIMITS, SHIPPED_CPU)?;
     if nodes_before.len() < nodes {
-        cluster::set_fake_nodes(nodes_before.len())?;
+        kind::set_fake_nodes(&kubectl, nodes_before.len())?;
     }
     let out = layout.repo.join("target/bench");
     fs::create_dir_all(&out)?;
@@ -203,7 +198,8 @@ pub(crate) struct DroverComponent {
     pub lease: &'static str,
     /// Its resources in the chart's values.
     pub resources: &'static str,
-    /// How its process's command line starts on the host.
+    /// How its process's command line starts (seen from the host, as every process of
+    /// the kind nodes is).
     pub command: &'static str,
 }
 
@@ -235,12 +231,12 @@ pub(crate) fn set_limits(
     (qps, burst): (f64, u32),
     cpu: &str,
 ) -> Result<()> {
-    let kubectl = Kubectl::new(layout)?;
-    // Gone first: on the single real node, two pods requesting a CPU each do not fit.
+    let kubectl = kind::kubectl(layout)?;
+    // Gone first: on a worker of two cores two pods requesting a CPU each may not fit.
     scale(&kubectl, component, 0)?;
     cmd(layout.bin("helm")?)
         .arg("--kubeconfig")
-        .arg(layout.admin_kubeconfig())
+        .arg(layout.kubeconfig())
         .args(["upgrade", install::RELEASE])
         .arg(layout.repo.join("charts/drover"))
         .args([
@@ -252,9 +248,10 @@ pub(crate) fn set_limits(
             "180s",
         ])
         .arg("--set")
-        // Benchmarked, the Go side runs as host processes, each with a root task's CPU
-        // weight (1024 shares); the chart's small CPU request would give drover 51 and
-        // starve it whenever the two cores are busy. A request of one CPU is 1024 shares.
+        // Benchmarked, the Go side runs on the control-plane node, whose container weighs
+        // as much as a worker's (1024 shares); the chart's small CPU request would give
+        // drover 51 of its worker's and starve it behind the node's own agents whenever
+        // the two cores are busy. A request of one CPU is 1024 shares.
         .arg(format!(
             "{0}.kubeApiQps={qps},{0}.kubeApiBurst={burst},{1}.requests.cpu={cpu}",
             component.values, component.resources
@@ -368,18 +365,7 @@ fn measure(
     tick: f64,
 ) -> Result<Sample> {
     let ns = format!("bench-{}-{run}", format!("{workload:?}").to_lowercase());
-    // A namespace left by an interrupted run goes first.
-    kubectl
-        .cmd()
-        .args([
-            "delete",
-            "namespace",
-            &ns,
-            "--ignore-not-found",
-            "--timeout=600s",
-        ])
-        .run()?;
-    kubectl.cmd().args(["create", "namespace", &ns]).run()?;
+    fresh_namespace(kubectl, &ns)?;
     let apply = |version: u32| {
         kubectl.apply(
             &format!("bench-{ns}"),
@@ -399,12 +385,10 @@ fn measure(
         Workload::App => {
             host_pid(&CONTROLLER).context("the drover controller process is not running")?
         }
-        Workload::Deployment => process::running_pid(layout, Component::KubeControllerManager)
+        Workload::Deployment => process_pid("kube-controller-manager")
             .context("kube-controller-manager is not running")?,
     };
-    let audit_from = fs::metadata(layout.audit_log())
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let audit = AuditMark::now(&layout.audit_log());
     let peak = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let sampler = {
@@ -444,7 +428,7 @@ fn measure(
         Workload::App => &[DROVER_USER],
         Workload::Deployment => &KCM_USERS,
     };
-    let writes = count_writes(&layout.audit_log(), audit_from, users)?;
+    let writes = count_writes(&audit.read_since(&layout.audit_log())?, users);
 
     kubectl
         .cmd()
@@ -544,17 +528,29 @@ fn wait_for_status(
     }
 }
 
-/// Writes (create, update, patch, delete) the given users made since `from` (a byte
-/// offset into the audit log).
-fn count_writes(log: &Path, from: u64, users: &[&str]) -> Result<u64> {
-    let mut file = fs::File::open(log).with_context(|| format!("opening {}", log.display()))?;
-    if file.metadata()?.len() < from {
-        bail!("the audit log was rotated during the run; run the benchmark again");
-    }
-    file.seek(SeekFrom::Start(from))?;
-    let mut text = String::new();
-    file.read_to_string(&mut text)?;
-    Ok(text
+/// Marks the namespaces the benchmarks create.
+const BENCH_NAMESPACE_LABEL: &str = "drover.dev/bench";
+
+/// Creates a run's namespace, once every namespace an earlier run left is gone: an
+/// interrupted run leaves its pods, which would take the simulated nodes' room.
+pub(crate) fn fresh_namespace(kubectl: &Kubectl, ns: &str) -> Result<()> {
+    kubectl
+        .cmd()
+        .args(["delete", "namespace", "-l", BENCH_NAMESPACE_LABEL])
+        .arg("--timeout=600s")
+        .run()?;
+    kubectl.cmd().args(["create", "namespace", ns]).run()?;
+    kubectl
+        .cmd()
+        .args(["label", "namespace", ns])
+        .arg(format!("{BENCH_NAMESPACE_LABEL}=true"))
+        .run()
+}
+
+/// Writes (create, update, patch, delete) the given users made, in a stretch of the
+/// audit log.
+fn count_writes(audit: &str, users: &[&str]) -> u64 {
+    audit
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|e| e["stage"] == "ResponseComplete")
@@ -563,7 +559,7 @@ fn count_writes(log: &Path, from: u64, users: &[&str]) -> Result<u64> {
                 .as_str()
                 .is_some_and(|u| users.contains(&u))
         })
-        .count() as u64)
+        .count() as u64
 }
 
 /// A component's host PID (its container's process).
@@ -571,6 +567,15 @@ pub(crate) fn host_pid(component: &DroverComponent) -> Option<i32> {
     process::host_processes()
         .into_iter()
         .find(|p| p.cmdline.starts_with(component.command))
+        .map(|p| p.pid)
+}
+
+/// The PID (as the host sees it) of the one process running the executable `name`, in
+/// whichever node container it runs.
+pub(crate) fn process_pid(name: &str) -> Option<i32> {
+    process::host_processes()
+        .into_iter()
+        .find(|p| p.exe.file_name().is_some_and(|n| n == name))
         .map(|p| p.pid)
 }
 
@@ -667,26 +672,20 @@ mod tests {
 
     #[test]
     fn counts_only_the_named_users_completed_writes() {
-        let dir = std::env::temp_dir().join(format!("drover-audit-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let log = dir.join("audit.log");
         let line = |user: &str, stage: &str| {
             json!({"stage": stage, "verb": "create", "user": {"username": user}}).to_string()
         };
-        let before = line(DROVER_USER, "ResponseComplete");
-        let body = [
+        let audit = [
             line(DROVER_USER, "ResponseComplete"),
             line(DROVER_USER, "ResponseStarted"),
             line(KCM_USERS[1], "ResponseComplete"),
             line("system:kube-scheduler", "ResponseComplete"),
+            "not json".into(),
         ]
         .join("\n");
-        fs::write(&log, format!("{before}\n{body}\n")).unwrap();
-        let from = before.len() as u64 + 1;
-        assert_eq!(count_writes(&log, from, &[DROVER_USER]).unwrap(), 1);
-        assert_eq!(count_writes(&log, from, &KCM_USERS).unwrap(), 1);
-        assert_eq!(count_writes(&log, 0, &[DROVER_USER]).unwrap(), 2);
-        fs::remove_dir_all(dir).unwrap();
+        assert_eq!(count_writes(&audit, &[DROVER_USER]), 1);
+        assert_eq!(count_writes(&audit, &KCM_USERS), 1);
+        assert_eq!(count_writes(&audit, &["nobody"]), 0);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `bench scheduler`: drover's scheduler against kube-scheduler on pools of simulated
-//! nodes, the same seeded mix of pod shapes for each, one after the other. kube-scheduler
-//! runs as a process of the benchmark's own with two profiles — its default
+//! nodes of the kind cluster, the same seeded mix of pod shapes for each, one after the
+//! other. kube-scheduler runs as a host process of the benchmark's own with two profiles — its default
 //! (`NodeResourcesFit` LeastAllocated, default `percentageOfNodesToScore`) and
 //! MostAllocated scoring every node — with the same client limits as drover's scheduler:
 //! as both ship (50/100), then raised (500/1000).
@@ -19,7 +19,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
-use std::io::{Read, Seek, SeekFrom};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,13 +29,14 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::audit::AuditMark;
 use crate::bench::{
-    BENCH_CPU, SCHEDULER, SHIPPED_CPU, clock_ticks, cpu_ticks, host_pid, median, rss_kib, scale,
-    set_limits, wait_leading,
+    BENCH_CPU, SCHEDULER, SHIPPED_CPU, clock_ticks, cpu_ticks, fresh_namespace, host_pid, median,
+    rss_kib, scale, set_limits, wait_leading,
 };
-use crate::cluster;
 use crate::fake_nodes;
 use crate::install;
+use crate::kind;
 use crate::kubectl::Kubectl;
 use crate::layout::Layout;
 
@@ -192,7 +192,7 @@ struct RunResult {
 
 pub fn run(args: SchedulerBench) -> Result<()> {
     let layout = Layout::detect()?;
-    let kubectl = Kubectl::new(&layout)?;
+    let kubectl = kind::kubectl(&layout)?;
     // Pools an interrupted run left would pass for real nodes (they are not labelled as
     // the cluster's simulated ones): they go first.
     kubectl
@@ -201,8 +201,7 @@ pub fn run(args: SchedulerBench) -> Result<()> {
         .arg(format!("/api/v1/nodes?labelSelector={POOL_LABEL}"))
         .run()?;
     let (fake, _) = fake_nodes::observe(&kubectl).unwrap_or_default();
-    cluster::up(fake.len().max(cluster::DEFAULT_FAKE_NODES))?;
-    install::install_drover(&layout)?;
+    install::cluster_with_drover(&layout, fake.len().max(fake_nodes::DEFAULT_COUNT))?;
     let tick = clock_ticks()?;
     let (scenarios, modes, schedulers) = (
         chosen(&args.limits, &Limits::ALL),
@@ -395,7 +394,10 @@ struct KubeScheduler {
 
 impl KubeScheduler {
     fn start(layout: &Layout, (qps, burst): (f64, u32)) -> Result<Self> {
-        let config = layout.config("bench-kube-scheduler.yaml");
+        // kube-scheduler's own identity (`system:kube-scheduler`, as the cluster's runs),
+        // so priority and fairness treat it as they treat the stock scheduler.
+        let kubeconfig = kind::component_kubeconfig(layout, "scheduler")?;
+        let config = layout.state.join("bench-kube-scheduler.yaml");
         fs::write(
             &config,
             format!(
@@ -418,7 +420,7 @@ profiles:
             type: MostAllocated
             resources: [{{name: cpu, weight: 1}}, {{name: memory, weight: 1}}]
 "#,
-                kubeconfig = layout.kubeconfig("scheduler").display()
+                kubeconfig = kubeconfig.display()
             ),
         )?;
         let log = fs::File::create(layout.log("bench-kube-scheduler"))?;
@@ -426,11 +428,11 @@ profiles:
             .arg(format!("--config={}", config.display()))
             .arg(format!(
                 "--authentication-kubeconfig={}",
-                layout.kubeconfig("scheduler").display()
+                kubeconfig.display()
             ))
             .arg(format!(
                 "--authorization-kubeconfig={}",
-                layout.kubeconfig("scheduler").display()
+                kubeconfig.display()
             ))
             .args(["--bind-address=127.0.0.1", "--secure-port=10269", "--v=1"])
             .stdin(Stdio::null())
@@ -516,17 +518,7 @@ fn measure(layout: &Layout, kubectl: &Kubectl, r: &Run) -> Result<Sample> {
         r.run
     )
     .to_lowercase();
-    kubectl
-        .cmd()
-        .args([
-            "delete",
-            "namespace",
-            &ns,
-            "--ignore-not-found",
-            "--timeout=600s",
-        ])
-        .run()?;
-    kubectl.cmd().args(["create", "namespace", &ns]).run()?;
+    fresh_namespace(kubectl, &ns)?;
     let pods: Vec<Value> = r
         .shapes
         .iter()
@@ -546,9 +538,7 @@ fn measure(layout: &Layout, kubectl: &Kubectl, r: &Run) -> Result<Sample> {
             })
         })
         .collect();
-    let audit_from = fs::metadata(layout.audit_log())
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let audit = AuditMark::now(&layout.audit_log());
     if r.scheduler == Scheduler::Drover && r.mode == Mode::Backlog {
         scale(kubectl, &SCHEDULER, 0)?;
     }
@@ -587,7 +577,7 @@ fn measure(layout: &Layout, kubectl: &Kubectl, r: &Run) -> Result<Sample> {
     waited?;
     let cpu_after = cpu_after?;
 
-    let mut sample = analyse(&layout.audit_log(), audit_from, &ns, r.shapes)?;
+    let mut sample = analyse(&audit.read_since(&layout.audit_log())?, &ns, r.shapes)?;
     if r.mode == Mode::Backlog {
         // Creation to binding includes the wait for the scheduler to start.
         sample.p50_ms = f64::NAN;
@@ -665,12 +655,11 @@ fn wait_all_bound(kubectl: &Kubectl, ns: &str) -> Result<()> {
 }
 
 /// Reads the run's pod creations and bindings off the audit log.
-fn analyse(log: &std::path::Path, from: u64, ns: &str, shapes: &[(u64, u64)]) -> Result<Sample> {
-    let text = audit_since(log, from)?;
+fn analyse(audit: &str, ns: &str, shapes: &[(u64, u64)]) -> Result<Sample> {
     let needle = format!("\"namespace\":\"{ns}\"");
     let mut created: HashMap<String, f64> = HashMap::new();
     let mut bound: Vec<(f64, String, String)> = vec![];
-    for line in text.lines().filter(|l| l.contains(&needle)) {
+    for line in audit.lines().filter(|l| l.contains(&needle)) {
         let Ok(e) = serde_json::from_str::<Value>(line) else {
             continue;
         };
@@ -760,36 +749,10 @@ fn analyse(log: &std::path::Path, from: u64, ns: &str, shapes: &[(u64, u64)]) ->
     })
 }
 
-/// The audit log from byte `from` on; if the apiserver rotated it meanwhile, the rest of
-/// the rotated file (the newest `audit-*.log`, which the log was renamed to) comes first.
-fn audit_since(log: &std::path::Path, from: u64) -> Result<String> {
-    let read_from = |path: &std::path::Path, offset: u64| -> Result<String> {
-        let mut file =
-            fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        file.seek(SeekFrom::Start(offset))?;
-        let mut text = String::new();
-        file.read_to_string(&mut text)?;
-        Ok(text)
-    };
-    if fs::metadata(log)?.len() >= from {
-        return read_from(log, from);
-    }
-    let dir = log.parent().context("the audit log's directory")?;
-    let rotated = fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .filter(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.starts_with("audit-") && name.ends_with(".log")
-        })
-        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
-        .context("the audit log shrank but no rotated file is there")?;
-    Ok(read_from(&rotated.path(), from)? + &read_from(log, 0)?)
-}
-
 /// Pod name → node, for the run's namespace.
 fn placements(ns: &str) -> Result<HashMap<String, String>> {
     let layout = Layout::detect()?;
-    let kubectl = Kubectl::new(&layout)?;
+    let kubectl = kind::kubectl(&layout)?;
     let out = kubectl
         .cmd()
         .args([

@@ -192,6 +192,22 @@ pub fn build_all(layout: &Layout) -> Result<()> {
     Ok(())
 }
 
+/// The client tools a user of the cluster runs, linked into one directory for `PATH`.
+const CLIENT_BINARIES: [&str; 2] = ["kubectl", "helm"];
+
+/// Links the client tools into [`Layout::client_bin_dir`].
+pub fn link_client_binaries(layout: &Layout) -> Result<()> {
+    let dir = layout.client_bin_dir();
+    fs::create_dir_all(&dir)?;
+    for bin in CLIENT_BINARIES {
+        let link = dir.join(bin);
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(layout.bin(bin)?, &link)
+            .with_context(|| format!("linking {}", link.display()))?;
+    }
+    Ok(())
+}
+
 fn check_go() -> Result<()> {
     let version = cmd("go").arg("version").output().context(
         "the Go toolchain is needed to build the cluster's components: install Go 1.26 or newer",

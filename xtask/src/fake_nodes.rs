@@ -6,6 +6,8 @@ use serde_json::{Value, json};
 
 use crate::kubectl::{Kubectl, condition_true};
 
+/// Simulated nodes a cluster gets unless asked otherwise.
+pub const DEFAULT_COUNT: usize = 3;
 /// kwok manages exactly the nodes carrying this annotation (never the real node).
 pub const ANNOTATION: &str = "kwok.x-k8s.io/node";
 pub const ANNOTATION_VALUE: &str = "fake";

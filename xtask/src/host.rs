@@ -1,5 +1,5 @@
-//! Preparing the host: the Debian packages the cluster runs on, kernel settings, mount
-//! propagation. What `prepare` changes is recorded so `restore` undoes exactly that.
+//! Preparing the host: the Debian packages the kind cluster is built and run with, and
+//! kernel settings. What `prepare` changes is recorded so `restore` undoes exactly that.
 
 use std::fs;
 use std::path::Path;
@@ -9,43 +9,41 @@ use anyhow::{Context, Result, bail};
 use crate::cmd::cmd;
 use crate::layout::Layout;
 
-/// Debian packages the cluster needs, each with a file that proves it is installed.
-const PACKAGES: [(&str, &str); 13] = [
+/// Debian packages `up` needs on the host, each with a file that proves it is installed.
+const PACKAGES: [(&str, &str); 12] = [
+    // The nodes' runtime, and jq for the runtime wrapper that drops capabilities.
+    ("docker.io", "/usr/sbin/dockerd"),
+    ("jq", "/usr/bin/jq"),
+    // The node image: a Debian root, and a containerd to preload images into it.
+    ("debootstrap", "/usr/sbin/debootstrap"),
     ("containerd", "/usr/bin/containerd"),
-    ("runc", "/usr/sbin/runc"),
-    ("containernetworking-plugins", "/usr/lib/cni/bridge"),
-    ("iptables", "/usr/sbin/iptables"),
+    // The network rule, and what the tests inspect the host with.
     ("nftables", "/usr/sbin/nft"),
+    ("iptables", "/usr/sbin/iptables"),
     ("iproute2", "/usr/bin/ip"),
-    ("conntrack", "/usr/sbin/conntrack"),
-    ("socat", "/usr/bin/socat"),
-    ("ethtool", "/usr/sbin/ethtool"),
-    // Health probes of the components.
-    ("curl", "/usr/bin/curl"),
-    // A static busybox is the userland of the sample image.
+    ("procps", "/usr/bin/ps"),
+    // A static busybox is the userland of the sample image and of helper images.
     ("busybox-static", "/bin/busybox"),
     // gcc and a static libc build the pause image.
     ("libc6-dev", "/usr/lib/x86_64-linux-gnu/libc.a"),
     ("gcc", "/usr/bin/gcc"),
+    ("ca-certificates", "/etc/ssl/certs"),
 ];
 
-/// Kernel settings the cluster needs: forwarding for Service traffic between pods, bridge
-/// netfilter for kube-proxy's rules on the pod bridge, inotify for kubelet and pods.
-const SYSCTLS: [(&str, &str); 5] = [
-    ("net/ipv4/ip_forward", "1"),
-    ("net/bridge/bridge-nf-call-iptables", "1"),
-    ("net/bridge/bridge-nf-call-ip6tables", "1"),
+/// Kernel settings the nodes need: every node's kubelet, containerd and pods watch files
+/// with inotify, and the defaults (128 instances) run out with a few nodes.
+const SYSCTLS: [(&str, &str); 2] = [
     ("fs/inotify/max_user_instances", "8192"),
     ("fs/inotify/max_user_watches", "524288"),
 ];
 
-/// Installs whatever packages of the host-process cluster are missing, with apt-get.
+/// Installs whatever packages `up` needs are missing, with apt-get.
 pub fn ensure_packages() -> Result<()> {
     ensure_packages_of(&PACKAGES)
 }
 
 /// Installs whatever packages of `(package, file that proves it)` are missing.
-pub fn ensure_packages_of(packages: &[(&str, &str)]) -> Result<()> {
+fn ensure_packages_of(packages: &[(&str, &str)]) -> Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .filter(|(_, proof)| !Path::new(proof).exists())
@@ -68,10 +66,10 @@ pub fn ensure_packages_of(packages: &[(&str, &str)]) -> Result<()> {
     Ok(())
 }
 
-/// Kernel settings, mount propagation and cgroup checks; safe to repeat.
+/// Root, and the kernel settings; safe to repeat.
 pub fn prepare(layout: &Layout) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
-        bail!("the local cluster runs host daemons and changes the network: run as root");
+        bail!("the local cluster runs dockerd and sets a host firewall rule: run as root");
     }
     let markers = layout.host_marker("");
     fs::create_dir_all(&markers)?;
@@ -81,21 +79,16 @@ pub fn prepare(layout: &Layout) -> Result<()> {
             format!("reading {}: the kernel lacks this setting", path.display())
         })?;
         let marker = layout.host_marker(&format!("sysctl-{}", key.replace('/', ".")));
-        if current.trim() != value {
+        // Only raised, never lowered.
+        let raise = current
+            .trim()
+            .parse::<u64>()
+            .is_ok_and(|c| c < value.parse().unwrap_or(0));
+        if raise {
             if !marker.exists() {
                 fs::write(&marker, current.trim())?;
             }
             fs::write(&path, value).with_context(|| format!("setting {}", path.display()))?;
-        }
-    }
-    // The kubelet needs shared propagation for volume mounts; this VM boots with `/` private.
-    if !root_is_shared()? {
-        cmd("mount").args(["--make-rshared", "/"]).run()?;
-        fs::write(layout.host_marker("rshared-root"), "")?;
-    }
-    for controller in ["cpu", "cpuacct", "cpuset", "memory", "pids"] {
-        if !cgroup_controller_available(controller) {
-            bail!("the {controller} cgroup controller is not mounted; the kubelet needs it");
         }
     }
     Ok(())
@@ -115,30 +108,8 @@ pub fn restore(layout: &Layout) -> Result<()> {
             let path = Path::new("/proc/sys").join(key.replace('.', "/"));
             fs::write(&path, old.trim())
                 .with_context(|| format!("restoring {}", path.display()))?;
-        } else if name == "rshared-root" {
-            cmd("mount").args(["--make-rprivate", "/"]).run()?;
+            fs::remove_file(entry.path())?;
         }
     }
     Ok(())
-}
-
-fn root_is_shared() -> Result<bool> {
-    let info = fs::read_to_string("/proc/self/mountinfo")?;
-    Ok(info.lines().any(|line| {
-        let f: Vec<&str> = line.split(' ').collect();
-        f.get(4) == Some(&"/")
-            && f.iter()
-                .skip(6)
-                .take_while(|x| **x != "-")
-                .any(|x| x.starts_with("shared:"))
-    }))
-}
-
-fn cgroup_controller_available(controller: &str) -> bool {
-    let v1 = Path::new("/sys/fs/cgroup").join(controller).join("tasks");
-    let v2 = fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").is_ok_and(|c| {
-        c.split_whitespace()
-            .any(|x| x == controller || (controller == "cpuacct" && x == "cpu"))
-    });
-    v1.exists() || v2
 }

@@ -1,7 +1,7 @@
-//! OCI images without Docker: each image is one deterministic layer built here, written
-//! as an OCI archive into the cache and imported into containerd's `k8s.io` namespace
-//! (the one the CRI sees). Nothing is ever pulled: pods use these names verbatim with
-//! `imagePullPolicy: IfNotPresent` or `Never`.
+//! OCI images without a registry: each image is one deterministic layer built here,
+//! written as an OCI archive into the cache and loaded into the kind nodes' containerd.
+//! Nothing is ever pulled: pods use these names verbatim with `imagePullPolicy:
+//! IfNotPresent` or `Never`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,6 @@ use crate::cmd::cmd;
 use crate::digest::sha256_hex;
 use crate::layout::Layout;
 
-pub const PAUSE_IMAGE: &str = "registry.local/k8s/pause:1";
 pub const SAMPLE_REPOSITORY: &str = "registry.local/drover/sample";
 pub const DROVER_REPOSITORY: &str = "registry.local/drover/drover";
 /// The sample image's tags; they differ only in the version the server reports.
@@ -23,11 +22,11 @@ pub const SAMPLE_VERSIONS: [&str; 3] = ["1", "2", "3"];
 
 #[derive(Debug, Args)]
 pub struct ImageArgs {
-    /// Images to build: pause, coredns, metrics-server, sample, drover (default: all).
+    /// Images to build: sample, drover (default: both).
     names: Vec<String>,
-    /// Only write the OCI archives; do not import them into containerd.
+    /// Only write the OCI archives; do not load them into the kind cluster's nodes.
     #[arg(long)]
-    no_import: bool,
+    no_load: bool,
 }
 
 pub fn run(args: ImageArgs) -> Result<()> {
@@ -38,41 +37,19 @@ pub fn run(args: ImageArgs) -> Result<()> {
         args.names.iter().map(String::as_str).collect()
     };
     let archives = build_named(&layout, &names)?;
-    if args.no_import {
+    if args.no_load {
         return Ok(());
     }
-    if !containerd_running(&layout) {
-        bail!(
-            "containerd of the local cluster is not running, so nothing was imported; the \
-             archives are in {} and `cargo xtask cluster up` imports them",
-            layout.images().display()
-        );
-    }
-    import(&layout, &archives)
+    crate::kind::load_images(&archives)
 }
 
-const ALL: [&str; 5] = ["pause", "coredns", "metrics-server", "sample", "drover"];
-/// The images the cluster itself and its tests use.
-const CLUSTER: [&str; 4] = ["pause", "coredns", "metrics-server", "sample"];
+const ALL: [&str; 2] = ["sample", "drover"];
 
 /// Builds the named images; returns their archives.
 pub fn build_named(layout: &Layout, names: &[&str]) -> Result<Vec<PathBuf>> {
     let mut archives = vec![];
     for name in names {
         let specs = match *name {
-            "pause" => vec![pause(layout, PAUSE_IMAGE)?],
-            "coredns" => vec![single_binary(
-                layout,
-                "coredns",
-                &coredns_image(layout)?,
-                "65532",
-            )?],
-            "metrics-server" => vec![single_binary(
-                layout,
-                "metrics-server",
-                &metrics_server_image(layout)?,
-                "65534",
-            )?],
             "sample" => SAMPLE_VERSIONS
                 .iter()
                 .map(|v| sample(layout, v))
@@ -89,11 +66,6 @@ pub fn build_named(layout: &Layout, names: &[&str]) -> Result<Vec<PathBuf>> {
     Ok(archives)
 }
 
-/// Every image the cluster and its tests use.
-pub fn build_cluster_images(layout: &Layout) -> Result<Vec<PathBuf>> {
-    build_named(layout, &CLUSTER)
-}
-
 /// Builds the drover image from a release build; returns its reference and archive.
 /// The tag carries the binary's digest, so a new build is a new image for the kubelet.
 pub fn build_drover(layout: &Layout) -> Result<(String, PathBuf)> {
@@ -101,17 +73,6 @@ pub fn build_drover(layout: &Layout) -> Result<(String, PathBuf)> {
     let archive = write_archive(layout, &spec)?;
     println!("image {} -> {}", spec.reference, archive.display());
     Ok((spec.reference, archive))
-}
-
-pub fn coredns_image(layout: &Layout) -> Result<String> {
-    Ok(format!(
-        "registry.local/k8s/coredns:{}",
-        layout
-            .versions
-            .get("coredns")?
-            .version
-            .trim_start_matches('v')
-    ))
 }
 
 pub fn metrics_server_image(layout: &Layout) -> Result<String> {
@@ -123,30 +84,6 @@ pub fn metrics_server_image(layout: &Layout) -> Result<String> {
             .version
             .trim_start_matches('v')
     ))
-}
-
-pub fn containerd_running(layout: &Layout) -> bool {
-    ctr(layout).arg("version").succeeds()
-}
-
-fn ctr(layout: &Layout) -> crate::cmd::Cmd {
-    cmd("ctr")
-        .arg("--address")
-        .arg(layout.containerd_socket())
-        .args(["--namespace", "k8s.io"])
-}
-
-/// Imports archives into containerd's `k8s.io` namespace; an image already there with the
-/// same digest is left as it is.
-pub fn import(layout: &Layout, archives: &[PathBuf]) -> Result<()> {
-    for archive in archives {
-        ctr(layout)
-            .args(["images", "import"])
-            .arg(archive)
-            .run()
-            .with_context(|| format!("importing {}", archive.display()))?;
-    }
-    Ok(())
 }
 
 /// One file, directory or symlink of an image's single layer.
@@ -266,24 +203,27 @@ fn sample(layout: &Layout, version: &str) -> Result<ImageSpec> {
     })
 }
 
-/// The `drover` binary (release build) and the shared libraries it links, at the paths
-/// the dynamic loader looks for them.
-fn drover(layout: &Layout) -> Result<ImageSpec> {
+/// Builds drover's release binaries — the controller and the `kubectl drover` plugin —
+/// and returns the path of `name`, one of them. One cargo run builds both: their shared
+/// dependencies are then compiled once, where two runs with different feature sets
+/// would compile them twice.
+pub fn release_binary(layout: &Layout, name: &str) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     cmd(&cargo)
         .current_dir(&layout.repo)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "drover-controllers",
-            "--bin",
-            "drover",
-        ])
+        .args(["build", "--release", "--locked"])
+        // Target flags apply to every package given: each binary is named.
+        .args(["-p", "drover-controllers", "-p", "kubectl-drover"])
+        .args(["--bin", "drover", "--bin", "kubectl-drover"])
         .run_inherit()
-        .context("building the drover binary")?;
-    let binary = layout.target_dir().join("release/drover");
+        .context("building drover's release binaries")?;
+    Ok(layout.target_dir().join("release").join(name))
+}
+
+/// The `drover` binary (release build) and the shared libraries it links, at the paths
+/// the dynamic loader looks for them.
+fn drover(layout: &Layout) -> Result<ImageSpec> {
+    let binary = release_binary(layout, "drover")?;
     let data = fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?;
     let version = cmd(&binary).arg("--version").output()?;
     let version = version

@@ -15,14 +15,11 @@ pub struct Kubectl {
 }
 
 impl Kubectl {
+    /// kubectl of the kind cluster, as its admin.
     pub fn new(layout: &Layout) -> Result<Self> {
-        Self::with_kubeconfig(layout, layout.admin_kubeconfig())
-    }
-
-    pub fn with_kubeconfig(layout: &Layout, kubeconfig: PathBuf) -> Result<Self> {
         Ok(Self {
             binary: layout.bin("kubectl")?,
-            kubeconfig,
+            kubeconfig: layout.kubeconfig(),
         })
     }
 

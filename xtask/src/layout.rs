@@ -1,5 +1,5 @@
 //! Where everything lives on the host: the build cache (kept between runs, outside the
-//! repository), the cluster's state (removed by `cluster down`) and the logs.
+//! repository), the kind cluster's files on the host, and the logs.
 
 use std::path::{Path, PathBuf};
 
@@ -14,9 +14,10 @@ pub struct Layout {
     pub repo: PathBuf,
     /// Build cache: Go module and build caches, built binaries, image archives.
     pub cache: PathBuf,
-    /// The running cluster's state: PKI, configs, etcd data, kubelet root, containerd root.
+    /// The kind cluster's files on the host: its kubeconfig, kind's configuration, the
+    /// audit policy, the runtime wrapper and PID of a dockerd started here.
     pub state: PathBuf,
-    /// Runtime files under /run: containerd's socket and state.
+    /// Runtime files under /run: the node image build's containerd.
     pub run: PathBuf,
     /// Component logs; kept after `down` so a failure can still be read.
     pub logs: PathBuf,
@@ -36,7 +37,7 @@ impl Layout {
         Ok(Self {
             repo,
             cache,
-            state: PathBuf::from("/var/lib/drover/cluster"),
+            state: PathBuf::from("/var/lib/drover/kind"),
             run: PathBuf::from("/run/drover"),
             logs: PathBuf::from("/var/log/drover"),
             versions,
@@ -89,81 +90,24 @@ impl Layout {
             .unwrap_or_else(|| self.repo.join("target"))
     }
 
-    /// Symlinks to the cluster's client binaries, and the kubectl plugin; the directory
-    /// users put on PATH.
+    /// Symlinks to the cluster's client binaries; the directory users put on PATH.
     pub fn client_bin_dir(&self) -> PathBuf {
-        self.state.join("bin")
-    }
-
-    pub fn pki(&self) -> PathBuf {
-        self.state.join("pki")
-    }
-
-    pub fn kubeconfig(&self, user: &str) -> PathBuf {
-        self.state.join(format!("{user}.kubeconfig"))
-    }
-
-    pub fn admin_kubeconfig(&self) -> PathBuf {
-        self.kubeconfig("admin")
-    }
-
-    pub fn config(&self, file: &str) -> PathBuf {
-        self.state.join("config").join(file)
-    }
-
-    pub fn pid_file(&self, component: &str) -> PathBuf {
-        self.state.join("pids").join(format!("{component}.pid"))
+        PathBuf::from("/var/lib/drover/bin")
     }
 
     pub fn log(&self, component: &str) -> PathBuf {
         self.logs.join(format!("{component}.log"))
     }
 
-    /// The apiserver's audit log (writes only).
+    /// The cluster's admin kubeconfig.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.state.join("kubeconfig")
+    }
+
+    /// The apiserver's audit log (writes only), bind-mounted from the control-plane node;
+    /// rotated files sit beside it.
     pub fn audit_log(&self) -> PathBuf {
-        self.logs.join("audit.log")
-    }
-
-    pub fn etcd_data(&self) -> PathBuf {
-        self.state.join("etcd")
-    }
-
-    pub fn kubelet_root(&self) -> PathBuf {
-        self.state.join("kubelet")
-    }
-
-    pub fn pod_logs(&self) -> PathBuf {
-        self.state.join("pod-logs")
-    }
-
-    pub fn containerd_root(&self) -> PathBuf {
-        self.state.join("containerd")
-    }
-
-    pub fn containerd_state(&self) -> PathBuf {
-        self.run.join("containerd")
-    }
-
-    pub fn containerd_socket(&self) -> PathBuf {
-        self.containerd_state().join("containerd.sock")
-    }
-
-    pub fn cni_conf_dir(&self) -> PathBuf {
-        self.state.join("cni/net.d")
-    }
-
-    pub fn cni_ipam_dir(&self) -> PathBuf {
-        self.state.join("cni/networks")
-    }
-
-    /// The kind cluster's files on the host: its kubeconfig, kind's configuration, the
-    /// runtime wrapper and PID of a dockerd started here.
-    pub fn kind_state(&self) -> PathBuf {
-        PathBuf::from("/var/lib/drover/kind")
-    }
-
-    pub fn kind_kubeconfig(&self) -> PathBuf {
-        self.kind_state().join("kubeconfig")
+        self.logs.join("kind-audit/audit.log")
     }
 
     /// Marker files recording what `up` changed on the host, so `down` undoes exactly that.

@@ -1,14 +1,13 @@
-//! `cargo xtask`: drover's developer tasks — the local cluster built from upstream
-//! sources, OCI images without Docker, and the test suite CI runs.
+//! `cargo xtask`: drover's developer tasks — the local kind cluster with its components
+//! built from upstream sources, OCI images without a registry, benchmarks, and the test
+//! suite CI runs.
 
 mod addons;
+mod audit;
 mod bench;
 mod bench_scheduler;
 mod build;
-mod cluster;
 mod cmd;
-mod components;
-mod config;
 mod crd;
 mod digest;
 mod fake_nodes;
@@ -18,15 +17,14 @@ mod install;
 mod kind;
 mod kubectl;
 mod layout;
-mod network;
-mod pki;
 mod process;
-mod teardown;
 mod test;
 mod versions;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+
+use layout::Layout;
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", about = "drover developer tasks")]
@@ -37,28 +35,20 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// The local cluster with drover installed and the sample App running.
-    Up {
-        /// Simulated (kwok) nodes to create beside the real node.
-        #[arg(long, default_value_t = cluster::DEFAULT_FAKE_NODES)]
-        fake_nodes: usize,
-    },
-    /// The local Kubernetes cluster built from upstream sources.
+    /// The local kind cluster with drover installed and the sample App running.
+    Up(kind::UpArgs),
+    /// Remove the kind cluster and everything `up` started.
+    Down,
+    /// The parts of the local cluster.
     Cluster {
         #[command(subcommand)]
         action: ClusterAction,
-    },
-    /// The kind cluster: a control plane and workers, each a container with its own
-    /// kubelet and containerd, built without a registry.
-    Kind {
-        #[command(subcommand)]
-        action: kind::KindAction,
     },
     /// Benchmarks: drover side by side with the stock component doing the same job.
     Bench(bench::BenchArgs),
     /// Generate the chart's CRD YAML from the Rust types (`--check`: fail if stale).
     Crd(crd::CrdArgs),
-    /// Build OCI images without Docker and import them into the cluster's containerd.
+    /// Build OCI images without a registry and load them into the kind cluster's nodes.
     Image(image::ImageArgs),
     /// The whole test suite, as CI runs it: lints, unit tests, end-to-end tests on the
     /// local cluster (brought up first).
@@ -69,48 +59,30 @@ enum Task {
 enum ClusterAction {
     /// Build the pinned upstream components into the cache; skips what is built.
     Build,
-    /// From nothing to a Ready cluster; reports status when it is already up.
-    Up {
-        /// Simulated (kwok) nodes to create beside the real node.
-        #[arg(long, default_value_t = cluster::DEFAULT_FAKE_NODES)]
-        fake_nodes: usize,
-    },
-    /// Stop every process of the cluster and remove what it set up.
-    Down,
-    /// Components, nodes and system pods, and what is left over when down.
+    /// Build the node image (and everything it holds) without creating a cluster.
+    NodeImage,
+    /// Nodes, system pods and the network rule.
     Status,
-    /// Print (or follow) a component's log.
-    Logs {
-        /// etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd,
-        /// kubelet, kube-proxy or kwok.
-        component: String,
-        #[arg(short, long)]
-        follow: bool,
-        /// Lines from the end to show.
-        #[arg(long, default_value_t = 200)]
-        tail: usize,
-    },
-    /// Set the number of simulated (kwok) nodes of a running cluster.
+    /// Set the number of simulated (kwok) nodes of the running cluster.
     FakeNodes { count: usize },
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.task {
-        Task::Up { fake_nodes } => install::up(fake_nodes),
-        Task::Cluster { action } => match action {
-            ClusterAction::Build => build::build_all(&layout::Layout::detect()?),
-            ClusterAction::Up { fake_nodes } => cluster::up(fake_nodes),
-            ClusterAction::Down => cluster::down(),
-            ClusterAction::Status => cluster::status(),
-            ClusterAction::Logs {
-                component,
-                follow,
-                tail,
-            } => cluster::logs(&component, follow, tail),
-            ClusterAction::FakeNodes { count } => cluster::set_fake_nodes(count),
-        },
-        Task::Kind { action } => kind::run(action),
+        Task::Up(args) => kind::up(&Layout::detect()?, &args),
+        Task::Down => kind::down(&Layout::detect()?),
+        Task::Cluster { action } => {
+            let layout = Layout::detect()?;
+            match action {
+                ClusterAction::Build => build::build_all(&layout),
+                ClusterAction::NodeImage => kind::node_image(&layout).map(drop),
+                ClusterAction::Status => kind::status(&layout),
+                ClusterAction::FakeNodes { count } => {
+                    kind::set_fake_nodes(&kind::kubectl(&layout)?, count)
+                }
+            }
+        }
         Task::Bench(args) => bench::run(args),
         Task::Crd(args) => crd::run(args),
         Task::Image(args) => image::run(args),

@@ -1,5 +1,5 @@
 //! `cargo xtask test`: everything CI checks, in order — formatting, lints, unit tests,
-//! then the end-to-end suites on the local cluster (brought up first, from nothing if
+//! then the end-to-end suites on the kind cluster (brought up first, from nothing if
 //! need be, with drover installed from this tree). The chart suite reinstalls drover and
 //! the lifecycle suite takes the cluster down and up, so they run last.
 
@@ -8,9 +8,9 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Args;
 
-use crate::cluster;
 use crate::cmd::cmd;
 use crate::crd;
+use crate::fake_nodes;
 use crate::install;
 use crate::kind;
 use crate::layout::Layout;
@@ -18,19 +18,21 @@ use crate::layout::Layout;
 #[derive(Debug, Args)]
 pub struct TestArgs {
     /// Simulated nodes for the cluster, if this run brings it up.
-    #[arg(long, default_value_t = cluster::DEFAULT_FAKE_NODES)]
+    #[arg(long, default_value_t = fake_nodes::DEFAULT_COUNT)]
     fake_nodes: usize,
 }
 
-/// The end-to-end suites of `tests/`, in the order they run.
-const E2E_SUITES: [&str; 7] = [
-    "cluster",
-    "app",
-    "rollout",
-    "rollback",
-    "scheduler",
-    "chart",
-    "lifecycle",
+/// The end-to-end suites of `tests/`, in the order they run, and whether the tests of
+/// each take turns (a suite that stops or drains workers would take others' pods along).
+const E2E_SUITES: [(&str, bool); 8] = [
+    ("cluster", false),
+    ("nodes", true),
+    ("app", false),
+    ("rollout", false),
+    ("rollback", false),
+    ("scheduler", false),
+    ("chart", false),
+    ("lifecycle", false),
 ];
 
 pub fn run(args: TestArgs) -> Result<()> {
@@ -66,13 +68,10 @@ pub fn run(args: TestArgs) -> Result<()> {
         .args(["test", "--workspace", "--lib", "--bins"])
         .run_inherit()?;
 
-    step("cluster up");
-    cluster::up(args.fake_nodes)?;
-    // A cluster that was already up may have another number of simulated nodes (a
-    // benchmark, a user): the suites expect the one asked for.
-    cluster::set_fake_nodes(args.fake_nodes)?;
-    step("install drover");
-    install::install_drover(&layout)?;
+    step("cluster up, drover installed");
+    // A cluster that was already up (a benchmark's, a user's) gets the simulated nodes
+    // the suites expect.
+    install::cluster_with_drover(&layout, args.fake_nodes)?;
 
     let xtask = std::env::current_exe()?;
     let path = format!(
@@ -80,50 +79,28 @@ pub fn run(args: TestArgs) -> Result<()> {
         layout.client_bin_dir().display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    for suite in E2E_SUITES {
+    for (suite, one_at_a_time) in E2E_SUITES {
         step(&format!("end-to-end: {suite}"));
+        // `--workspace` as for the unit tests: the same packages give the same features,
+        // so the dependencies built for those are reused (`-p drover-e2e` alone would
+        // rebuild tokio, kube and forty more with fewer features).
+        let mut test =
+            cmd(&cargo)
+                .current_dir(&layout.repo)
+                .args(["test", "--workspace", "--test", suite]);
+        if one_at_a_time {
+            test = test.args(["--", "--test-threads=1"]);
+        }
         // Output captured: the harness repeats a failed test's output and message at the
         // end of the log, where they are read first.
-        cmd(&cargo)
-            .current_dir(&layout.repo)
-            .args(["test", "-p", "drover-e2e", "--test", suite])
-            .env("KUBECONFIG", layout.admin_kubeconfig())
+        test.env("KUBECONFIG", layout.kubeconfig())
             .env("PATH", &path)
             .env("DROVER_XTASK", &xtask)
             .env("DROVER_FAKE_NODES", args.fake_nodes.to_string())
+            .env("DROVER_KIND_NODES", (kind::DEFAULT_WORKERS + 1).to_string())
             .env("DROVER_AUDIT_LOG", layout.audit_log())
             .run_inherit()?;
     }
-
-    // The kind cluster runs beside the host-process one until it carries every suite.
-    step("kind cluster up");
-    let workers = kind::DEFAULT_WORKERS;
-    kind::cluster_up(
-        &layout,
-        &kind::UpArgs {
-            workers,
-            node_image: None,
-        },
-    )?;
-    step("install drover on kind");
-    install::install_drover_on(&layout, &layout.kind_kubeconfig(), &kind::load_images)?;
-    step("end-to-end: kind");
-    cmd(&cargo)
-        .current_dir(&layout.repo)
-        // One at a time: a test stops a worker, which would take others' pods with it.
-        .args([
-            "test",
-            "-p",
-            "drover-e2e",
-            "--test",
-            "kind",
-            "--",
-            "--test-threads=1",
-        ])
-        .env("KUBECONFIG", layout.kind_kubeconfig())
-        .env("PATH", &path)
-        .env("DROVER_KIND_NODES", (workers + 1).to_string())
-        .run_inherit()?;
     println!("\nall tests passed in {}s", started.elapsed().as_secs());
     Ok(())
 }

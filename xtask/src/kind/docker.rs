@@ -6,14 +6,14 @@
 //! `cluster/kind/runc-capfilter` so that `--privileged` works.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use nix::mount::{MntFlags, umount2};
 
 use crate::cmd::{Cmd, cmd};
-use crate::host;
 use crate::layout::Layout;
 use crate::process;
 
@@ -78,7 +78,6 @@ pub fn ensure(layout: &Layout) -> Result<()> {
         }
         return Ok(());
     }
-    host::ensure_packages_of(&[("docker.io", "/usr/sbin/dockerd"), ("jq", "/usr/bin/jq")])?;
     start(layout, &missing)
 }
 
@@ -90,12 +89,12 @@ fn default_runtime_filters_capabilities() -> bool {
 }
 
 fn start(layout: &Layout, missing: &[u32]) -> Result<()> {
-    let dir = layout.kind_state();
+    let dir = layout.state.clone();
     fs::create_dir_all(&dir)?;
     fs::create_dir_all(&layout.logs)?;
     let mut args = vec![
         // Images (the node image above all) are kept with the rest of drover's cache.
-        format!("--data-root={}", layout.cache.join("docker").display()),
+        format!("--data-root={}", data_root(layout).display()),
         "--iptables=false".into(),
         "--ip-masq=false".into(),
         "--ip6tables=false".into(),
@@ -149,8 +148,12 @@ fn start(layout: &Layout, missing: &[u32]) -> Result<()> {
     Ok(())
 }
 
-fn dockerd_pid_file(layout: &Layout) -> std::path::PathBuf {
-    layout.kind_state().join("dockerd.pid")
+fn dockerd_pid_file(layout: &Layout) -> PathBuf {
+    layout.state.join("dockerd.pid")
+}
+
+fn data_root(layout: &Layout) -> PathBuf {
+    layout.cache.join("docker")
 }
 
 /// The PID of the dockerd started here, if it still runs.
@@ -170,8 +173,37 @@ pub fn stop_started(layout: &Layout) -> Result<()> {
     if let Some(pid) = started_daemon(layout) {
         process::terminate(pid, Duration::from_secs(30));
         println!("dockerd stopped (pid {pid})");
+        clean_after_daemon(layout)?;
     }
     let _ = fs::remove_file(dockerd_pid_file(layout));
+    Ok(())
+}
+
+/// What a stopped daemon leaves on the host: the bind mount of its data root onto itself
+/// (made so that container mounts propagate), any mount below it or its run directory
+/// that outlived a container, and its default bridge `docker0`.
+fn clean_after_daemon(layout: &Layout) -> Result<()> {
+    let root = data_root(layout);
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
+    let mut points: Vec<&str> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| Path::new(p).starts_with(&root) || Path::new(p).starts_with("/run/docker"))
+        .collect();
+    // Deepest first; a point mounted twice is unmounted as often.
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        // EINVAL: already gone with a mount above it that was detached first.
+        match umount2(point, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("unmounting {point}, left by dockerd"));
+            }
+        }
+    }
+    if Path::new("/sys/class/net/docker0").exists() {
+        cmd("ip").args(["link", "delete", "docker0"]).run()?;
+    }
     Ok(())
 }
 

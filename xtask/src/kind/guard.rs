@@ -9,10 +9,9 @@
 //! cluster the rule has two more parts: pods get routes to cluster ranges only (the CNI
 //! configuration, `cluster/kind/cni.yaml`), and CoreDNS forwards nothing (`kind::up`).
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::cmd::cmd;
-use crate::network;
 
 /// The nftables table (family `inet`) that holds the rule.
 pub const TABLE: &str = "drover-kind-guard";
@@ -27,12 +26,25 @@ fn chain() -> String {
         .to_string()
 }
 
+/// Creates or replaces the table at once: `add` then `delete` in one script replaces an
+/// existing table atomically, so the rule never lapses.
 pub fn install() -> Result<()> {
-    network::replace_nft_table(TABLE, &chain())
+    let script = format!(
+        "add table inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{\n{}}}\n",
+        chain()
+    );
+    let path = std::env::temp_dir().join(format!("{TABLE}.nft"));
+    std::fs::write(&path, script)?;
+    let result = cmd("nft").arg("-f").arg(&path).run();
+    let _ = std::fs::remove_file(path);
+    result.with_context(|| format!("installing nftables table inet {TABLE}"))
 }
 
 pub fn remove() -> Result<()> {
-    network::delete_nft_table(TABLE)
+    if cmd("nft").args(["list", "table", "inet", TABLE]).succeeds() {
+        cmd("nft").args(["delete", "table", "inet", TABLE]).run()?;
+    }
+    Ok(())
 }
 
 /// What is wrong with the host's part of the rule; empty when it holds.

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use super::kwok;
 use crate::cmd::cmd;
 use crate::image::{self, Entry, ImageSpec};
 use crate::layout::Layout;
@@ -93,7 +94,7 @@ pub fn preload(layout: &Layout, rootfs: &Path) -> Result<Preload> {
         vec![],
     )?);
     specs.push(busybox()?);
-    specs.push(metrics_server(layout)?);
+    specs.extend(addons(layout)?);
 
     let mut archives = vec![];
     for spec in &specs {
@@ -103,18 +104,25 @@ pub fn preload(layout: &Layout, rootfs: &Path) -> Result<Preload> {
     Ok(Preload { archives, pause })
 }
 
-fn metrics_server(layout: &Layout) -> Result<ImageSpec> {
-    image::single_binary(
-        layout,
-        "metrics-server",
-        &image::metrics_server_image(layout)?,
-        "65534",
-    )
+/// The add-ons drover runs in the cluster beside kubeadm's: metrics-server and kwok.
+fn addons(layout: &Layout) -> Result<Vec<ImageSpec>> {
+    Ok(vec![
+        image::single_binary(
+            layout,
+            "metrics-server",
+            &image::metrics_server_image(layout)?,
+            "65534",
+        )?,
+        binaries_image(layout, &kwok::image(layout)?, &["kwok"], vec![])?,
+    ])
 }
 
-/// metrics-server's image alone, for a node image drover did not build.
-pub fn metrics_server_archive(layout: &Layout) -> Result<PathBuf> {
-    image::write_archive(layout, &metrics_server(layout)?)
+/// The add-ons' images alone, for a node image drover did not build.
+pub fn addon_archives(layout: &Layout) -> Result<Vec<PathBuf>> {
+    addons(layout)?
+        .iter()
+        .map(|spec| image::write_archive(layout, spec))
+        .collect()
 }
 
 /// `registry.k8s.io/coredns/coredns:v1.12.1` -> `coredns`.

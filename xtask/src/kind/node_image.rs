@@ -14,7 +14,6 @@ use sha2::{Digest, Sha256};
 
 use crate::cmd::cmd;
 use crate::digest::hex;
-use crate::host;
 use crate::kind::{SERVICE_SUBNET, docker, images};
 use crate::layout::Layout;
 use crate::process;
@@ -201,7 +200,6 @@ fn ensure_rootfs(layout: &Layout) -> Result<PathBuf> {
     if stamp.exists() {
         return Ok(dir);
     }
-    host::ensure_packages_of(&[("debootstrap", "/usr/sbin/debootstrap")])?;
     let partial = dir.with_extension("partial");
     let _ = fs::remove_dir_all(&partial);
     fs::create_dir_all(partial.parent().context("rootfs has no parent")?)?;
@@ -258,7 +256,6 @@ fn ensure_base(rootfs: &Path) -> Result<String> {
 /// run just for this. Images are not unpacked: the node's containerd does that on first
 /// use.
 fn preload_containerd(layout: &Layout, root: &Path, archives: &[PathBuf]) -> Result<()> {
-    host::ensure_packages_of(&[("containerd", "/usr/bin/containerd")])?;
     let state = layout.run.join("kind-preload");
     let _ = fs::remove_dir_all(&state);
     fs::create_dir_all(&state)?;
