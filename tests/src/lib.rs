@@ -207,7 +207,25 @@ where
 
 /// Like [`wait_for`], but `check` says what it saw when it is not done yet, and the
 /// last of those goes into the panic: a timeout then shows where things got stuck.
-pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    poll(what, timeout, check, None).await
+}
+
+/// Like [`wait_until`], and a timeout also shows the namespace's latest Events (what the
+/// controller created and deleted, what the scheduler and kubelets said).
+pub async fn wait_until_in<T, F, Fut>(ns: &str, what: &str, timeout: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    poll(what, timeout, check, Some(ns)).await
+}
+
+async fn poll<T, F, Fut>(what: &str, timeout: Duration, mut check: F, ns: Option<&str>) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
@@ -220,18 +238,37 @@ where
             Err(now) if !now.is_empty() => seen = now,
             Err(_) => {}
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {}s waiting for {what}{}",
-            timeout.as_secs(),
-            if seen.is_empty() {
+        if Instant::now() >= deadline {
+            let seen = if seen.is_empty() {
                 String::new()
             } else {
                 format!("; last seen: {seen}")
-            }
-        );
+            };
+            let events = ns.map(recent_events).unwrap_or_default();
+            panic!(
+                "timed out after {}s waiting for {what}{seen}{events}",
+                timeout.as_secs()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The namespace's 30 latest Events, oldest first, for a timeout's message.
+fn recent_events(ns: &str) -> String {
+    let out = kubectl(&[
+        "-n",
+        ns,
+        "get",
+        "events",
+        "--sort-by=.lastTimestamp",
+        "-o",
+        "custom-columns=TIME:.lastTimestamp,TYPE:.type,REASON:.reason,OBJECT:.involvedObject.name,COUNT:.count,MESSAGE:.message",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(30)..];
+    format!("\nlatest events in {ns}:\n{}", tail.join("\n"))
 }
 
 pub fn is_fake(node: &Node) -> bool {
@@ -577,7 +614,8 @@ pub async fn wait_rolled_out(
 ) -> Vec<Pod> {
     let apps: Api<App> = Api::namespaced(client.clone(), ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    wait_until(
+    wait_until_in(
+        ns,
         &format!("App {name} to run {replicas} ready pods of {image}"),
         ROLLOUT_TIMEOUT,
         || async {

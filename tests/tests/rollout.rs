@@ -610,7 +610,8 @@ async fn a_rollout_survives_a_controller_crash_within_its_bounds() {
 async fn wait_split(client: &Client, ns: &str, new: usize, old: usize) -> App {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let apps: Api<App> = Api::namespaced(client.clone(), ns);
-    wait_until(
+    wait_until_in(
+        ns,
         &format!("a split of {new} new and {old} old pods"),
         ROLLOUT_TIMEOUT,
         || async {

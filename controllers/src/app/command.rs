@@ -97,17 +97,21 @@ pub async fn settle(ctx: &Context, app: &App, effect: Effect) -> Result<(), Erro
     };
     let patch = json!({"metadata": {"annotations": {key: null}}});
     let api: Api<App> = Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
-    api.patch(
-        &app.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(|source| Error::Annotation {
-        name: app.name_any(),
-        key,
-        source,
-    })?;
+    let written = api
+        .patch(
+            &app.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|source| Error::Annotation {
+            name: app.name_any(),
+            key,
+            source,
+        })?;
+    let uid = app.uid().unwrap_or_default();
+    ctx.ledger
+        .wrote_app(&uid, app.resource_version(), written.resource_version());
     ctx.metrics.write(CONTROLLER, "patch", "apps");
     Ok(())
 }

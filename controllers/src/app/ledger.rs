@@ -1,7 +1,9 @@
 //! What the controller has written but the watch has not shown yet (the "expectations"
 //! of Kubernetes' own controllers), and what the apiserver told it about names and
 //! refusals. The plan counts in-flight creates as pods, so a reconcile that runs before
-//! the watch catches up never creates a pod twice. In memory only: after a restart the
+//! the watch catches up never creates a pod twice. A create stops being in flight once
+//! the pod watch delivers any event of its UID — a pod deleted before a reconcile saw it
+//! included — or once a reconcile's view holds it. In memory only: after a restart the
 //! initial list is a fresh read.
 
 use std::collections::{HashMap, HashSet};
@@ -19,8 +21,8 @@ pub struct Ledger {
 
 #[derive(Debug, Default)]
 struct AppLedger {
-    /// Pod name -> (slot, revision, when the create was accepted).
-    creating: HashMap<String, (u32, String, Instant)>,
+    /// Pod name -> the create the apiserver accepted.
+    creating: HashMap<String, Creating>,
     /// Names the apiserver said exist but that the App's pods do not have.
     taken: HashSet<String>,
     /// The apiserver's refusal of the last create, until a create succeeds.
@@ -28,6 +30,18 @@ struct AppLedger {
     /// Consecutive refused creates, and when the last one was refused.
     refusals: u32,
     refused_at: Option<Instant>,
+    /// The App's resourceVersion that drover's own last write replaced, until the App
+    /// store moves past it.
+    superseded: Option<String>,
+}
+
+#[derive(Debug)]
+struct Creating {
+    /// The UID the apiserver gave the pod.
+    uid: String,
+    slot: u32,
+    revision: String,
+    at: Instant,
 }
 
 /// The wait before creating again after `refusals` refused creates in a row: 1 s
@@ -45,21 +59,46 @@ impl Ledger {
         f(apps.entry(app_uid.to_string()).or_default())
     }
 
-    /// Creates still in flight, as `(name, slot, revision)`; those the watch now shows
-    /// (or that expired) are forgotten.
+    /// Creates still in flight, as `(name, slot, revision)`; those whose pod the view
+    /// holds (`observed`: name -> UID of the App's pods) or that expired are forgotten.
     pub fn in_flight(
         &self,
         app_uid: &str,
-        observed: &HashSet<String>,
+        observed: &HashMap<String, String>,
     ) -> Vec<(String, u32, String)> {
         self.with(app_uid, |l| {
-            l.creating
-                .retain(|name, (_, _, at)| !observed.contains(name) && at.elapsed() < CREATE_TTL);
-            l.taken.retain(|name| !observed.contains(name));
+            l.creating.retain(|name, c| {
+                observed.get(name) != Some(&c.uid) && c.at.elapsed() < CREATE_TTL
+            });
+            l.taken.retain(|name| !observed.contains_key(name));
             l.creating
                 .iter()
-                .map(|(n, (s, r, _))| (n.clone(), *s, r.clone()))
+                .map(|(n, c)| (n.clone(), c.slot, c.revision.clone()))
                 .collect()
+        })
+    }
+
+    /// The pod watch delivered an event of this pod (created, changed or deleted): its
+    /// create is in flight no longer. Without this a pod deleted before any reconcile
+    /// saw it would stay counted until its create expired.
+    pub fn seen(&self, app_uid: &str, pod_uid: &str) {
+        let mut apps = match self.apps.lock() {
+            Ok(apps) => apps,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(l) = apps.get_mut(app_uid) {
+            l.creating.retain(|_, c| c.uid != pod_uid);
+        }
+    }
+
+    /// How long until the oldest in-flight create expires: the App is looked at again
+    /// then, whatever else happens.
+    pub fn next_expiry(&self, app_uid: &str) -> Option<Duration> {
+        self.with(app_uid, |l| {
+            l.creating
+                .values()
+                .map(|c| CREATE_TTL.saturating_sub(c.at.elapsed()))
+                .min()
         })
     }
 
@@ -67,11 +106,16 @@ impl Ledger {
         self.with(app_uid, |l| l.taken.clone())
     }
 
-    pub fn created(&self, app_uid: &str, name: &str, slot: u32, revision: &str) {
+    pub fn created(&self, app_uid: &str, name: &str, pod_uid: &str, slot: u32, revision: &str) {
         self.with(app_uid, |l| {
             l.creating.insert(
                 name.to_string(),
-                (slot, revision.to_string(), Instant::now()),
+                Creating {
+                    uid: pod_uid.to_string(),
+                    slot,
+                    revision: revision.to_string(),
+                    at: Instant::now(),
+                },
             );
             l.refusal = None;
             l.refusals = 0;
@@ -110,6 +154,27 @@ impl Ledger {
         self.with(app_uid, |l| l.refusal.clone())
     }
 
+    /// drover wrote the App (its status, an annotation): the version read before the
+    /// write is stale from now on. A write that changed nothing (same version) is not one.
+    pub fn wrote_app(&self, app_uid: &str, before: Option<String>, after: Option<String>) {
+        if before.is_some() && before != after {
+            self.with(app_uid, |l| l.superseded = before);
+        }
+    }
+
+    /// Whether this version of the App is one drover's own write replaced: the store has
+    /// not shown that write yet, and acting on the older version would undo it (a canary
+    /// step promoted, a blue-green side switched). Any other version is the write or later.
+    pub fn is_stale(&self, app_uid: &str, version: Option<&str>) -> bool {
+        self.with(app_uid, |l| {
+            if l.superseded.is_some() && l.superseded.as_deref() == version {
+                return true;
+            }
+            l.superseded = None;
+            false
+        })
+    }
+
     /// The App no longer needs pods (or is gone): nothing is pending for it.
     pub fn settle(&self, app_uid: &str) {
         self.with(app_uid, |l| {
@@ -135,9 +200,9 @@ mod tests {
     #[test]
     fn creates_stay_in_flight_until_observed() {
         let l = Ledger::default();
-        l.created("a", "web-0", 0, "r");
-        l.created("a", "web-1", 1, "r");
-        let mut seen = l.in_flight("a", &HashSet::new());
+        l.created("a", "web-0", "u0", 0, "r");
+        l.created("a", "web-1", "u1", 1, "r");
+        let mut seen = l.in_flight("a", &HashMap::new());
         seen.sort();
         assert_eq!(
             seen,
@@ -146,12 +211,53 @@ mod tests {
                 ("web-1".to_string(), 1, "r".to_string())
             ]
         );
-        let observed = HashSet::from(["web-0".to_string()]);
+        let observed = HashMap::from([("web-0".to_string(), "u0".to_string())]);
         assert_eq!(
             l.in_flight("a", &observed),
             [("web-1".to_string(), 1, "r".to_string())]
         );
-        assert!(l.in_flight("b", &HashSet::new()).is_empty(), "per App");
+        assert!(l.in_flight("b", &HashMap::new()).is_empty(), "per App");
+        assert!(l.next_expiry("a").is_some_and(|d| d <= CREATE_TTL));
+    }
+
+    #[test]
+    fn an_older_pod_of_the_same_name_is_not_the_create() {
+        let l = Ledger::default();
+        l.created("a", "web-0", "new", 0, "r");
+        let old = HashMap::from([("web-0".to_string(), "old".to_string())]);
+        assert_eq!(l.in_flight("a", &old).len(), 1);
+    }
+
+    #[test]
+    fn a_watch_event_of_the_pod_ends_its_create() {
+        let l = Ledger::default();
+        l.created("a", "web-0", "u0", 0, "r");
+        l.created("a", "web-1", "u1", 1, "r");
+        // web-0 was created and deleted before any reconcile looked.
+        l.seen("a", "u0");
+        l.seen("b", "u1");
+        assert_eq!(
+            l.in_flight("a", &HashMap::new()),
+            [("web-1".to_string(), 1, "r".to_string())]
+        );
+        l.seen("a", "u1");
+        assert_eq!(l.next_expiry("a"), None);
+    }
+
+    #[test]
+    fn the_version_before_an_own_write_is_stale_until_the_store_moves_on() {
+        let l = Ledger::default();
+        assert!(!l.is_stale("a", Some("1")));
+        l.wrote_app("a", Some("1".into()), Some("1".into()));
+        assert!(!l.is_stale("a", Some("1")), "a write that changed nothing");
+        l.wrote_app("a", Some("1".into()), Some("2".into()));
+        assert!(l.is_stale("a", Some("1")));
+        assert!(!l.is_stale("b", Some("1")), "per App");
+        assert!(!l.is_stale("a", Some("3")), "a later version");
+        assert!(
+            !l.is_stale("a", Some("1")),
+            "forgotten once the store moved on"
+        );
     }
 
     #[test]
@@ -160,7 +266,7 @@ mod tests {
         assert_eq!(l.refused("a", "forbidden"), 1);
         assert_eq!(l.refused("a", "forbidden"), 2);
         assert_eq!(l.refusal("a").as_deref(), Some("forbidden"));
-        l.created("a", "web-0", 0, "r");
+        l.created("a", "web-0", "u0", 0, "r");
         assert_eq!(l.refusal("a"), None);
         assert_eq!(l.refused("a", "quota"), 1);
     }
@@ -191,7 +297,10 @@ mod tests {
         let l = Ledger::default();
         l.name_taken("a", "web-0");
         assert!(l.taken("a").contains("web-0"));
-        l.in_flight("a", &HashSet::from(["web-0".to_string()]));
+        l.in_flight(
+            "a",
+            &HashMap::from([("web-0".to_string(), "u".to_string())]),
+        );
         assert!(l.taken("a").is_empty());
     }
 }

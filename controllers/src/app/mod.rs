@@ -30,6 +30,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::Api;
 use kube::core::{DeserializeGuard, NamespaceResourceScope, PartialObjectMeta};
 use kube::runtime::controller::{self, Action, Controller};
@@ -239,11 +240,10 @@ impl Backoff {
     }
 }
 
-fn owner_app(pod: &Pod) -> Option<String> {
+fn owner_app(pod: &Pod) -> Option<&OwnerReference> {
     pod.owner_references()
         .iter()
         .find(|o| o.controller == Some(true) && o.kind == "App")
-        .map(|o| o.name.clone())
 }
 
 /// Runs the App controller until shutdown. `ready` turns true once every watch has
@@ -366,7 +366,8 @@ pub async fn run(
         if let Ok(pod) = pod
             && let Some(owner) = owner_app(pod)
         {
-            q.queue.note(pod.namespace(), owner);
+            q.ledger.seen(&owner.uid, &pod.uid().unwrap_or_default());
+            q.queue.note(pod.namespace(), owner.name.clone());
         }
     });
     let q = ctx.clone();
@@ -378,9 +379,9 @@ pub async fn run(
             .iter()
             .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str()))
             .filter_map(|p| {
-                let owner = owner_app(p)?;
+                let owner = &owner_app(p)?.name;
                 q.queue.note(p.namespace(), owner.clone());
-                Some(ObjectRef::new(&owner).within(&p.namespace()?))
+                Some(ObjectRef::new(owner).within(&p.namespace()?))
             })
             .collect();
         apps.into_iter()

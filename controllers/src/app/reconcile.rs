@@ -30,6 +30,9 @@ use crate::rollout;
 
 /// Without anything happening, look again this often (drift check).
 const RESYNC: Duration = Duration::from_secs(300);
+/// An App whose store version predates drover's own last write is looked at again this
+/// soon, if the write's watch event has not woken it first.
+const STALE_RETRY: Duration = Duration::from_secs(1);
 /// An eviction a disruption budget refused is tried again this soon.
 const EVICTION_RETRY: Duration = Duration::from_secs(5);
 
@@ -58,6 +61,12 @@ pub async fn reconcile(
         ctx.ledger.forget(&uid);
         return Ok(Action::await_change());
     }
+    if ctx.ledger.is_stale(&uid, app.resource_version().as_deref()) {
+        // drover's own last write to this App has not reached the store yet; the watch
+        // event of that write wakes the App again.
+        debug!(app = %name, "waiting for the App store to show drover's own write");
+        return Ok(Action::requeue(STALE_RETRY));
+    }
     if undo::apply(&ctx, app, &uid).await? {
         return Ok(Action::await_change());
     }
@@ -75,10 +84,13 @@ pub async fn reconcile(
         .collect();
     let mut pods: Vec<PodState> = owned.iter().filter_map(|p| pod::state(&name, p)).collect();
     let observed_count = pods.len();
-    let observed_names: HashSet<String> = pods.iter().map(|p| p.name.clone()).collect();
+    let observed: HashMap<String, String> = pods
+        .iter()
+        .map(|p| (p.name.clone(), p.uid.clone()))
+        .collect();
     let in_use: HashSet<String> = pods.iter().map(|p| p.revision.clone()).collect();
     let update = revisions::sync(&ctx, app, &uid, &in_use).await?;
-    for (pod_name, slot, revision) in ctx.ledger.in_flight(&uid, &observed_names) {
+    for (pod_name, slot, revision) in ctx.ledger.in_flight(&uid, &observed) {
         pods.push(PodState {
             name: pod_name,
             uid: String::new(),
@@ -218,20 +230,39 @@ pub async fn reconcile(
         return Ok(Action::await_change());
     }
     if app.status.as_ref() != Some(&status) {
+        // Conditional on the version read: a status computed from an App that changed
+        // meanwhile (or from a leader's outdated view) is not written.
         let api: Api<App> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch =
-            json!({"apiVersion": App::api_version(&()), "kind": App::kind(&()), "status": status});
-        api.patch_status(
-            &name,
-            &PatchParams::apply(field_manager::APP).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|source| Error::StatusPatch {
-            name: name.clone(),
-            source,
-        })?;
-        ctx.metrics.write(CONTROLLER, "patch_status", "apps");
+        let patch = json!({
+            "apiVersion": App::api_version(&()),
+            "kind": App::kind(&()),
+            "metadata": {"resourceVersion": app.resource_version()},
+            "status": status,
+        });
+        match api
+            .patch_status(
+                &name,
+                &PatchParams::apply(field_manager::APP).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+        {
+            Ok(written) => {
+                ctx.ledger
+                    .wrote_app(&uid, app.resource_version(), written.resource_version());
+                ctx.metrics.write(CONTROLLER, "patch_status", "apps");
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                debug!(app = %name, "the App changed since it was read; its status waits for the next pass");
+                return Ok(Action::requeue(STALE_RETRY));
+            }
+            Err(source) => {
+                return Err(Error::StatusPatch {
+                    name: name.clone(),
+                    source,
+                });
+            }
+        }
     }
     let wake_at = canary
         .as_ref()
@@ -249,6 +280,9 @@ pub async fn reconcile(
     let mut wait = revisit.map_or(RESYNC, |at| until(now, at).min(RESYNC));
     if let Some(backoff) = ctx.ledger.create_backoff(&uid) {
         wait = wait.min(backoff);
+    }
+    if let Some(expiry) = ctx.ledger.next_expiry(&uid) {
+        wait = wait.min(expiry + Duration::from_secs(1));
     }
     if let Some(settling) = update.settling {
         wait = wait.min(settling);
@@ -471,8 +505,11 @@ async fn create_pods(
             };
             let scheduler = &ctx.config.scheduler_name;
             let result = match pod::build(app, &revision.template, c, &revision.name, scheduler) {
-                Some(p) => api.create(&PostParams::default(), &p).await.map(drop),
-                None => Ok(()),
+                Some(p) => api
+                    .create(&PostParams::default(), &p)
+                    .await
+                    .map(|p| p.uid().unwrap_or_default()),
+                None => Ok(String::new()),
             };
             (c, revision.name.as_str(), result)
         }))
@@ -480,7 +517,8 @@ async fn create_pods(
         for (c, revision, result) in results {
             match classify(&result) {
                 WriteOutcome::Done => {
-                    ctx.ledger.created(uid, &c.name, c.slot, revision);
+                    let pod_uid = result.as_deref().unwrap_or_default();
+                    ctx.ledger.created(uid, &c.name, pod_uid, c.slot, revision);
                     ctx.metrics.write(CONTROLLER, "create", "pods");
                     created.push(c.name.as_str());
                 }
