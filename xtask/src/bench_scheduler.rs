@@ -193,8 +193,8 @@ struct RunResult {
 pub fn run(args: SchedulerBench) -> Result<()> {
     let layout = Layout::detect()?;
     let kubectl = kind::kubectl(&layout)?;
-    // Pools an interrupted run left would pass for real nodes (they are not labelled as
-    // the cluster's simulated ones): they go first.
+    // Pools an interrupted run left would count as the cluster's own simulated nodes
+    // (they carry the same label): they go first.
     kubectl
         .cmd()
         .args(["delete", "--raw"])
@@ -338,7 +338,10 @@ fn create_pool(kubectl: &Kubectl, pool: &str, count: usize) -> Result<()> {
             json!({
                 "apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": name, "annotations": {fake_nodes::ANNOTATION: fake_nodes::ANNOTATION_VALUE},
-                    "labels": {"kubernetes.io/hostname": name, POOL_LABEL: pool}},
+                    // The simulated nodes' label keeps node agents (flannel) off, as
+                    // on the cluster's own: their requests would take room from the mix.
+                    "labels": {"kubernetes.io/hostname": name, POOL_LABEL: pool,
+                        fake_nodes::LABEL: fake_nodes::LABEL_VALUE}},
                 "spec": {"providerID": format!("kwok://{name}"),
                     "taints": [{"key": fake_nodes::ANNOTATION, "value": fake_nodes::ANNOTATION_VALUE, "effect": "NoSchedule"}]},
                 "status": {"allocatable": resources, "capacity": resources},

@@ -24,6 +24,27 @@ pub fn cmd(program: impl AsRef<OsStr>) -> Cmd {
     }
 }
 
+/// The cargo that runs xtask, for the builds and tests xtask starts. `cargo run` hands
+/// xtask its own package's variables (CARGO_MANIFEST_DIR, CARGO_PKG_NAME, ...); build
+/// scripts that watch them (ring's does) would see them change between xtask's build and
+/// the nested one, and rebuild — with everything above them — on every run.
+pub fn cargo() -> Cmd {
+    let mut inner = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let package = key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                key.as_ref(),
+                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+            );
+        if package {
+            inner.env_remove(key.as_ref());
+        }
+    }
+    Cmd { inner }
+}
+
 impl Cmd {
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
         self.inner.arg(arg);

@@ -11,7 +11,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::build;
-use crate::cmd::cmd;
+use crate::cmd::{cargo, cmd};
 use crate::digest::sha256_hex;
 use crate::layout::Layout;
 
@@ -208,8 +208,7 @@ fn sample(layout: &Layout, version: &str) -> Result<ImageSpec> {
 /// dependencies are then compiled once, where two runs with different feature sets
 /// would compile them twice.
 pub fn release_binary(layout: &Layout, name: &str) -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    cmd(&cargo)
+    cargo()
         .current_dir(&layout.repo)
         .args(["build", "--release", "--locked"])
         // Target flags apply to every package given: each binary is named.

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Args;
 
-use crate::cmd::cmd;
+use crate::cmd::cargo;
 use crate::crd;
 use crate::fake_nodes;
 use crate::install;
@@ -38,18 +38,17 @@ const E2E_SUITES: [(&str, bool); 8] = [
 pub fn run(args: TestArgs) -> Result<()> {
     let started = Instant::now();
     let layout = Layout::detect()?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let step = |name: &str| println!("\n==> {name} ({}s)", started.elapsed().as_secs());
 
     step("cargo fmt --check");
-    cmd(&cargo)
+    cargo()
         .current_dir(&layout.repo)
         .args(["fmt", "--all", "--", "--check"])
         .run_inherit()?;
     step("CRD YAML up to date");
     crd::check()?;
     step("cargo clippy");
-    cmd(&cargo)
+    cargo()
         .current_dir(&layout.repo)
         .args([
             "clippy",
@@ -61,7 +60,7 @@ pub fn run(args: TestArgs) -> Result<()> {
         ])
         .run_inherit()?;
     step("unit tests");
-    cmd(&cargo)
+    cargo()
         .current_dir(&layout.repo)
         // Every crate's own tests (the end-to-end crate's helpers included); the
         // end-to-end suites run against the cluster below.
@@ -85,7 +84,7 @@ pub fn run(args: TestArgs) -> Result<()> {
         // so the dependencies built for those are reused (`-p drover-e2e` alone would
         // rebuild tokio, kube and forty more with fewer features).
         let mut test =
-            cmd(&cargo)
+            cargo()
                 .current_dir(&layout.repo)
                 .args(["test", "--workspace", "--test", suite]);
         if one_at_a_time {
