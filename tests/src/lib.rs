@@ -452,6 +452,15 @@ pub fn sample_pod(name: &str, version: &str, placement: &Placement) -> Pod {
 }
 
 /// Whether a pod counts toward its workload: not terminating, not finished.
+/// Every pod of an App (by its `drover.dev/app` label), terminating ones included.
+pub async fn app_pods(client: &Client, ns: &str, app: &str) -> Vec<Pod> {
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&format!("drover.dev/app={app}")))
+        .await
+        .unwrap_or_else(|e| panic!("listing the pods of App {app}: {e}"))
+        .items
+}
+
 pub fn is_active_pod(p: &Pod) -> bool {
     let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
     p.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded") | Some("Failed"))

@@ -28,11 +28,8 @@ async fn create(client: &Client, ns: &str, manifest: Value) -> App {
 }
 
 async fn active_pods(client: &Client, ns: &str, app: &str) -> Vec<Pod> {
-    Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels(&format!("drover.dev/app={app}")))
+    app_pods(client, ns, app)
         .await
-        .unwrap()
-        .items
         .into_iter()
         .filter(is_active_pod)
         .collect()

@@ -42,14 +42,6 @@ impl Drop for StoppedNode {
     }
 }
 
-async fn app_pods(client: &Client, ns: &str, app: &str) -> Vec<Pod> {
-    Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels(&format!("drover.dev/app={app}")))
-        .await
-        .unwrap()
-        .items
-}
-
 /// The nodes drover's own pods run on: a test that takes a node away picks another, to
 /// show the App healing rather than the controller failing over (a Deployment's pod on a
 /// lost node waits 300 s).

@@ -10,6 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::lock;
+
 /// An in-flight create that never shows up (deleted at once by someone else) is forgotten
 /// after this long.
 const CREATE_TTL: Duration = Duration::from_secs(60);
@@ -52,10 +54,7 @@ fn refusal_backoff(refusals: u32) -> Duration {
 
 impl Ledger {
     fn with<T>(&self, app_uid: &str, f: impl FnOnce(&mut AppLedger) -> T) -> T {
-        let mut apps = match self.apps.lock() {
-            Ok(apps) => apps,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut apps = lock(&self.apps);
         f(apps.entry(app_uid.to_string()).or_default())
     }
 
@@ -82,10 +81,7 @@ impl Ledger {
     /// create is in flight no longer. Without this a pod deleted before any reconcile
     /// saw it would stay counted until its create expired.
     pub fn seen(&self, app_uid: &str, pod_uid: &str) {
-        let mut apps = match self.apps.lock() {
-            Ok(apps) => apps,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut apps = lock(&self.apps);
         if let Some(l) = apps.get_mut(app_uid) {
             l.creating.retain(|_, c| c.uid != pod_uid);
         }
@@ -185,10 +181,7 @@ impl Ledger {
     }
 
     pub fn forget(&self, app_uid: &str) {
-        let mut apps = match self.apps.lock() {
-            Ok(apps) => apps,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut apps = lock(&self.apps);
         apps.remove(app_uid);
     }
 }
