@@ -1,6 +1,7 @@
 //! drover's controllers. The `drover` binary parses its arguments and calls [`run`].
 
 pub mod app;
+pub mod engine;
 pub mod rollout;
 pub mod runtime;
 pub mod scheduler;
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
+use drover_crds::names::reporter;
 use kube::client::ClientBuilder;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, Config};
@@ -134,7 +136,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             serve(
                 args.common,
                 "controller",
-                ("drover.dev/app-controller", Events::SharedClient),
+                (reporter::APP, Events::SharedClient),
                 |c, m, r, rec| app::run(c, config, m, r, rec),
             )
             .await
@@ -157,7 +159,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             serve(
                 args.common,
                 "scheduler",
-                ("drover.dev/scheduler", Events::OwnClient),
+                (reporter::SCHEDULER, Events::OwnClient),
                 |c, m, r, rec| scheduler::run::run(c, config, m, r, rec),
             )
             .await

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod names;
+pub mod revision;
 pub mod rollout;
 
 pub use app::{App, AppPort, AppSpec, AppStatus, Disruption, Placement, Protocol};

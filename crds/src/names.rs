@@ -29,11 +29,20 @@ pub mod annotation {
     pub const PROMOTE: &str = "drover.dev/promote";
     /// Send every pod of a canary back to the stable revision (any value).
     pub const ABORT: &str = "drover.dev/abort";
+    /// On the pod template: changing it restarts every pod through a rollout (what
+    /// `kubectl drover rollout restart` sets, like `kubectl rollout restart`).
+    pub const RESTARTED_AT: &str = "drover.dev/restartedAt";
 }
 
 /// Server-side-apply field managers, one per writer.
 pub mod field_manager {
     pub const APP: &str = "drover/app";
+}
+
+/// Who signs the Events each component publishes (the Event's `reportingController`).
+pub mod reporter {
+    pub const APP: &str = "drover.dev/app-controller";
+    pub const SCHEDULER: &str = "drover.dev/scheduler";
 }
 
 /// Condition types of drover's resources.
@@ -69,4 +78,20 @@ pub mod reason {
     pub const EVICTION_BLOCKED: &str = "EvictionBlocked";
     pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
     pub const UNDO_FAILED: &str = "UndoFailed";
+    pub const AVAILABLE: &str = "Available";
+    pub const UNAVAILABLE: &str = "Unavailable";
+    pub const SCALING_UP: &str = "ScalingUp";
+    pub const SCALING_DOWN: &str = "ScalingDown";
+    /// Pods of an old revision deleted for pods of the new one.
+    pub const REPLACING: &str = "Replacing";
+    /// A pod ended (Succeeded, Failed, evicted by the kubelet) and is replaced.
+    pub const POD_FAILED: &str = "PodFailed";
+    /// A pod's node has been NotReady past the grace period; the pod is replaced.
+    pub const NODE_LOST: &str = "NodeLost";
+    /// An object the workload owned and no longer asks for was deleted.
+    pub const SERVICE_DELETED: &str = "ServiceDeleted";
+    pub const BUDGET_DELETED: &str = "PodDisruptionBudgetDeleted";
+    /// The scheduler found no node for a pod.
+    pub const FAILED_SCHEDULING: &str = "FailedScheduling";
+    pub const SCHEDULED: &str = "Scheduled";
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use drover_crds::names::{annotation, label};
+use drover_crds::revision::RevisionData;
 use drover_crds::{App, AppStatus};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::jiff::Timestamp;
@@ -117,7 +118,7 @@ async fn main() -> Result<()> {
         Action::Resume { app } => set_paused(&apps, &app, false).await,
         Action::Restart { app } => {
             let now = Timestamp::now().to_string();
-            let patch = json!({"spec": {"template": {"metadata": {"annotations": {"drover.dev/restartedAt": now}}}}});
+            let patch = json!({"spec": {"template": {"metadata": {"annotations": {annotation::RESTARTED_AT: now}}}}});
             merge(&apps, &app, &patch).await?;
             println!("app.drover.dev/{app} restarted");
             Ok(())
@@ -219,12 +220,14 @@ async fn status(apps: &Api<App>, name: &str, watch: bool, timeout: u64) -> Resul
 }
 
 /// The images of a stored template, comma-separated.
-fn images(data: &Value) -> String {
-    data["template"]["spec"]["containers"]
-        .as_array()
-        .map(|cs| {
-            cs.iter()
-                .filter_map(|c| c["image"].as_str())
+fn images(data: &RevisionData) -> String {
+    data.template
+        .spec
+        .as_ref()
+        .map(|spec| {
+            spec.containers
+                .iter()
+                .filter_map(|c| c.image.as_deref())
                 .collect::<Vec<_>>()
                 .join(",")
         })
@@ -232,20 +235,13 @@ fn images(data: &Value) -> String {
 }
 
 /// The config a stored revision pinned, e.g. `ConfigMap/settings`.
-fn config(data: &Value) -> String {
-    let pinned = data["config"].as_array().cloned().unwrap_or_default();
-    if pinned.is_empty() {
+fn config(data: &RevisionData) -> String {
+    if data.config.is_empty() {
         return "<none>".into();
     }
-    pinned
+    data.config
         .iter()
-        .map(|p| {
-            format!(
-                "{}/{}",
-                p["kind"].as_str().unwrap_or("?"),
-                p["name"].as_str().unwrap_or("?")
-            )
-        })
+        .map(|p| format!("{}/{}", p.kind.as_str(), p.name))
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -287,7 +283,11 @@ async fn history(
         "REVISION", "NAME", "STATE", "IMAGES"
     );
     for r in &owned {
-        let data = r.data.as_ref().map(|d| d.0.clone()).unwrap_or_default();
+        let data = r
+            .data
+            .as_ref()
+            .and_then(|d| RevisionData::from_raw(&d.0))
+            .unwrap_or_default();
         let rname = r.name_any();
         let state = if rname == status.update_revision && rname == status.current_revision {
             "current"
@@ -316,13 +316,14 @@ mod tests {
 
     #[test]
     fn reads_images_and_config_from_a_stored_revision() {
-        let data = json!({
+        let data = RevisionData::from_raw(&json!({
             "template": {"spec": {"containers": [{"name": "a", "image": "x:1"}, {"name": "b", "image": "y:2"}]}},
             "config": [{"kind": "ConfigMap", "name": "settings", "snapshot": "settings-1"}],
-        });
+        }))
+        .unwrap();
         assert_eq!(images(&data), "x:1,y:2");
         assert_eq!(config(&data), "ConfigMap/settings");
-        assert_eq!(config(&json!({})), "<none>");
+        assert_eq!(config(&RevisionData::default()), "<none>");
     }
 
     #[test]

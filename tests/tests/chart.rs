@@ -147,7 +147,7 @@ async fn the_chart_installs_upgrades_and_uninstalls() {
         "--set",
         &format!("image.tag={tag}"),
         "--set",
-        "replicas=2",
+        "controller.replicas=2",
     ]);
     let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
     let leader = wait_for("a leader", Duration::from_secs(60), || async {

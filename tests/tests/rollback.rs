@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use drover_crds::App;
+use drover_crds::names::annotation;
 use drover_e2e::*;
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -329,7 +330,7 @@ async fn the_kubectl_plugin_follows_lists_and_steers_rollouts() {
             .template
             .metadata
             .and_then(|m| m.annotations)
-            .is_some_and(|a| a.contains_key("drover.dev/restartedAt")),
+            .is_some_and(|a| a.contains_key(annotation::RESTARTED_AT)),
         "restart stamps the template"
     );
     assert_eq!(revision_numbers(&client, &ns.name).await, [2, 3, 4]);

@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
+use crate::layout::Layout;
+
 /// A command to run; built like `std::process::Command`, run with a clear error.
 pub struct Cmd {
     inner: Command,
@@ -131,4 +133,21 @@ impl Cmd {
     pub fn into_inner(self) -> Command {
         self.inner
     }
+}
+
+/// A `go` command with the cache's module and build caches, offline-safe settings and
+/// static linking.
+pub fn go(layout: &Layout, dir: &Path) -> Cmd {
+    cmd("go")
+        .current_dir(dir)
+        .env("GOMODCACHE", layout.go_mod_cache())
+        .env("GOCACHE", layout.go_build_cache())
+        .env("GOFLAGS", "-mod=mod")
+        // Fail instead of fetching another toolchain.
+        .env("GOTOOLCHAIN", "local")
+        // The proxy's checksum database has no entries for several of these tags, and
+        // sum.golang.org itself is not reachable from the development machines.
+        .env("GOSUMDB", "off")
+        .env("GOWORK", "off")
+        .env("CGO_ENABLED", "0")
 }

@@ -78,7 +78,7 @@ impl Layout {
 
     /// The path of a built binary, by binary name (e.g. `kubectl`, `etcd`).
     pub fn bin(&self, binary: &str) -> Result<PathBuf> {
-        let component = crate::build::component_of_binary(binary)?;
+        let component = crate::versions::component_of_binary(binary)?;
         let pin = self.versions.get(component)?;
         Ok(self.build_bin(component, &pin.version).join(binary))
     }

@@ -2,20 +2,13 @@
 //! built from upstream sources, OCI images without a registry, benchmarks, and the test
 //! suite CI runs.
 
-mod addons;
-mod audit;
 mod bench;
-mod bench_scheduler;
-mod build;
+mod cluster;
 mod cmd;
+mod components;
 mod crd;
 mod digest;
-mod fake_nodes;
-mod host;
 mod image;
-mod install;
-mod kind;
-mod kubectl;
 mod layout;
 mod process;
 mod test;
@@ -36,7 +29,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Task {
     /// The local kind cluster with drover installed and the sample App running.
-    Up(kind::UpArgs),
+    Up(cluster::UpArgs),
     /// Remove the kind cluster and everything `up` started.
     Down,
     /// The parts of the local cluster.
@@ -70,22 +63,28 @@ enum ClusterAction {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.task {
-        Task::Up(args) => kind::up(&Layout::detect()?, &args),
-        Task::Down => kind::down(&Layout::detect()?),
+        Task::Up(args) => cluster::up(&Layout::detect()?, &args),
+        Task::Down => cluster::down(&Layout::detect()?),
         Task::Cluster { action } => {
             let layout = Layout::detect()?;
             match action {
-                ClusterAction::Build => build::build_all(&layout),
-                ClusterAction::NodeImage => kind::node_image(&layout).map(drop),
-                ClusterAction::Status => kind::status(&layout),
+                ClusterAction::Build => components::build_all(&layout),
+                ClusterAction::NodeImage => cluster::node_image(&layout).map(drop),
+                ClusterAction::Status => cluster::status(&layout),
                 ClusterAction::FakeNodes { count } => {
-                    kind::set_fake_nodes(&kind::kubectl(&layout)?, count)
+                    cluster::set_fake_nodes(&cluster::kubectl(&layout)?, count)
                 }
             }
         }
         Task::Bench(args) => bench::run(args),
         Task::Crd(args) => crd::run(args),
-        Task::Image(args) => image::run(args),
+        Task::Image(args) => {
+            let archives = image::build_named(&Layout::detect()?, &args.names())?;
+            if args.no_load {
+                return Ok(());
+            }
+            cluster::load_images(&archives)
+        }
         Task::Test(args) => test::run(args),
     }
 }

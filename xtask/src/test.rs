@@ -8,11 +8,11 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Args;
 
+use crate::cluster;
+use crate::cluster::fake_nodes;
+use crate::cluster::install;
 use crate::cmd::cargo;
 use crate::crd;
-use crate::fake_nodes;
-use crate::install;
-use crate::kind;
 use crate::layout::Layout;
 
 #[derive(Debug, Args)]
@@ -96,7 +96,10 @@ pub fn run(args: TestArgs) -> Result<()> {
             .env("PATH", &path)
             .env("DROVER_XTASK", &xtask)
             .env("DROVER_FAKE_NODES", args.fake_nodes.to_string())
-            .env("DROVER_KIND_NODES", (kind::DEFAULT_WORKERS + 1).to_string())
+            .env(
+                "DROVER_KIND_NODES",
+                (cluster::DEFAULT_WORKERS + 1).to_string(),
+            )
             .env("DROVER_AUDIT_LOG", layout.audit_log())
             .run_inherit()?;
     }

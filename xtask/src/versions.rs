@@ -6,6 +6,41 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+/// Every component `build_all` builds, in build order.
+pub const COMPONENTS: [&str; 9] = [
+    "kubernetes",
+    "etcd",
+    "kwok",
+    "helm",
+    "coredns",
+    "metrics-server",
+    "kind",
+    "flannel",
+    "local-path-provisioner",
+];
+
+/// The component that provides a binary.
+pub fn component_of_binary(binary: &str) -> Result<&'static str> {
+    Ok(match binary {
+        "kube-apiserver"
+        | "kube-controller-manager"
+        | "kube-scheduler"
+        | "kubelet"
+        | "kube-proxy"
+        | "kubectl"
+        | "kubeadm" => "kubernetes",
+        "etcd" | "etcdctl" => "etcd",
+        "kwok" => "kwok",
+        "helm" => "helm",
+        "coredns" => "coredns",
+        "metrics-server" => "metrics-server",
+        "kind" => "kind",
+        "flanneld" => "flannel",
+        "local-path-provisioner" => "local-path-provisioner",
+        other => bail!("no component builds a binary named {other:?}"),
+    })
+}
+
 /// One pinned Go module.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Pin {
@@ -67,7 +102,7 @@ mod tests {
         let versions =
             Versions::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../cluster/versions.toml"))
                 .unwrap();
-        for name in crate::build::COMPONENTS {
+        for name in COMPONENTS {
             versions.get(name).unwrap();
         }
     }

@@ -7,24 +7,18 @@ use std::collections::BTreeMap;
 use drover_crds::App;
 use drover_crds::names::label;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use kube::{Resource, ResourceExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::ResourceExt;
+
+use crate::engine::child_meta;
 
 /// The PodDisruptionBudget the App's `disruption` asks for, or `None` without one.
 pub fn build(app: &App) -> Option<PodDisruptionBudget> {
     let disruption = app.spec.disruption.as_ref()?;
     let name = app.name_any();
     let selector = BTreeMap::from([(label::APP.to_string(), name.clone())]);
-    let mut labels = selector.clone();
-    labels.insert(label::MANAGED_BY.into(), label::MANAGED_BY_VALUE.into());
     Some(PodDisruptionBudget {
-        metadata: ObjectMeta {
-            name: Some(name),
-            namespace: app.namespace(),
-            labels: Some(labels),
-            owner_references: Some(vec![app.controller_owner_ref(&())?]),
-            ..ObjectMeta::default()
-        },
+        metadata: child_meta(app, &name)?,
         spec: Some(PodDisruptionBudgetSpec {
             selector: Some(LabelSelector {
                 match_labels: Some(selector),

@@ -1,31 +1,29 @@
 //! The App controller: keeps `spec.replicas` pods of the template running, moves them
 //! between revisions by the App's strategy, and keeps the App's Services and disruption
-//! budget in step with its spec.
+//! budget in step with its spec. This file wires the watches to the pass; the pass is
+//! [`reconcile`], one step per file.
 
-mod blue_green;
-mod canary;
-mod command;
-mod config;
+mod act;
 mod disruption;
-mod error;
-mod ledger;
+mod observe;
 pub mod plan;
 mod pod;
 mod reconcile;
-mod revisions;
+mod report;
 mod service;
 pub mod status;
-mod undo;
 mod usage;
+mod workload;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
 use drover_crds::App;
-use drover_crds::names::label;
+use drover_crds::names::{field_manager, label};
+use drover_crds::revision::ConfigKind;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Pod, Secret, Service};
@@ -34,18 +32,19 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::Api;
 use kube::core::{DeserializeGuard, NamespaceResourceScope, PartialObjectMeta};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::warn;
 
-use config::ConfigCache;
-pub use error::Error;
-use ledger::Ledger;
-
-use crate::rollout::config::Kind;
+use crate::engine::{self, Engine, Error};
+use crate::runtime::backoff::{Backoff, Failures};
+use crate::runtime::events::Publisher;
+use crate::runtime::index::KeyIndex;
+use crate::runtime::lock;
 use crate::runtime::metrics::Metrics;
+use crate::runtime::trim;
 
 /// The controller's name in metrics and logs.
 pub const CONTROLLER: &str = "app";
@@ -62,31 +61,20 @@ pub struct Config {
     pub scheduler_name: String,
 }
 
-/// Everything a reconcile needs: the client, the stores it observes through, and the
-/// controller's memory of its own writes.
+/// Everything a pass needs: the engine (client, Events, revisions, config, ledger), the
+/// caches it observes through, and the controller's own bookkeeping.
 pub struct Context {
-    pub client: Client,
-    pub recorder: Recorder,
-    pub metrics: Arc<Metrics>,
+    pub engine: Engine,
     pub config: Config,
     pub pods: Store<Pod>,
+    pub pods_by_owner: Arc<KeyIndex<Pod>>,
     pub nodes: Store<Node>,
     pub services: Store<Service>,
     pub budgets: Store<PodDisruptionBudget>,
-    pub revisions: Store<ControllerRevision>,
-    /// ConfigMaps and Secrets, metadata only: their resourceVersions tell when a
-    /// referenced one changed.
-    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
-    pub secrets: Store<PartialObjectMeta<Secret>>,
-    config_cache: ConfigCache,
     /// How full nodes are, for bin-packed Apps' scale-in.
     node_usage: usage::NodeUsage,
-    /// Rollout command annotations acted on whose removal the App store has not shown
-    /// yet: (App UID, annotation). A reconcile in between must not act on them twice.
-    acted: Mutex<HashSet<(String, &'static str)>>,
-    ledger: Ledger,
     queue: QueueDepth,
-    backoff: Backoff,
+    backoff: Failures,
     synced: Synced,
 }
 
@@ -151,39 +139,6 @@ impl Context {
     async fn synced(&self) {
         self.synced.secondary().await;
     }
-
-    /// Publishes an Event about the App; a failure to publish is logged, not fatal.
-    pub async fn publish(&self, app: &App, type_: EventType, reason: &str, note: String) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(truncate(note, 1024)),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, &app.object_ref(&())).await {
-            warn!(error = %e, reason, "could not publish an event");
-        }
-    }
-}
-
-/// A mutex's guard, also after a panic elsewhere poisoned it (the data stays usable).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
-
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-    s
 }
 
 /// Apps with a change waiting to be reconciled, for the queue-depth metric. The
@@ -219,27 +174,6 @@ impl QueueDepth {
     }
 }
 
-/// Per-App exponential backoff for failed reconciles: 1 s doubling up to 5 min.
-#[derive(Debug, Default)]
-struct Backoff {
-    failures: Mutex<HashMap<String, u32>>,
-}
-
-impl Backoff {
-    fn next(&self, key: &str) -> Duration {
-        let mut failures = lock(&self.failures);
-        let n = failures.entry(key.to_string()).or_default();
-        *n = n.saturating_add(1);
-        Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300))
-    }
-
-    fn reset(&self, key: &str) {
-        if let Ok(mut failures) = self.failures.lock() {
-            failures.remove(key);
-        }
-    }
-}
-
 fn owner_app(pod: &Pod) -> Option<&OwnerReference> {
     pod.owner_references()
         .iter()
@@ -272,10 +206,16 @@ pub async fn run(
     // while it runs; reconciles wait for the secondary stores (see `Context::synced`).
     // A watch is marked synced only after its reflector has swapped the initial list into
     // the store: reconciles run on other threads and would otherwise read an empty store.
+    // Pods and revisions are also indexed by owner, right after their store.
     let synced = Synced {
         watches: Arc::new(tokio::sync::watch::channel(0).0),
         ready,
     };
+    let pods_by_owner = Arc::new(KeyIndex::by_owner());
+    let pods_by_node: Arc<KeyIndex<Pod>> = Arc::new(KeyIndex::new(|p: &Pod| {
+        p.spec.as_ref().and_then(|s| s.node_name.as_deref())
+    }));
+    let revisions_by_owner = Arc::new(KeyIndex::by_owner());
     let (apps, apps_writer) = reflector::store();
     let (pods, pods_writer) = reflector::store();
     let (services, services_writer) = reflector::store();
@@ -287,10 +227,15 @@ pub async fn run(
         .reflect(apps_writer)
         .inspect_ok(synced.on_init_done(Synced::APPS))
         .touched_objects();
+    let (by_owner, by_node) = (pods_by_owner.clone(), pods_by_node.clone());
     let pod_events = watcher(pods_api, ours.clone())
         .default_backoff()
-        .modify(strip_pod)
+        .modify(trim::pod)
         .reflect(pods_writer)
+        .inspect_ok(move |event| {
+            by_owner.observe(event);
+            by_node.observe(event);
+        })
         .inspect_ok(synced.on_init_done(Synced::PODS))
         .touched_objects();
     let service_events = watcher(services_api, ours.clone())
@@ -304,54 +249,62 @@ pub async fn run(
         .reflect(budgets_writer)
         .inspect_ok(synced.on_init_done(Synced::BUDGETS))
         .touched_objects();
+    let index = revisions_by_owner.clone();
     let revision_events = watcher(revisions_api, ours)
         .default_backoff()
         .modify(|r: &mut ControllerRevision| r.metadata.managed_fields = None)
         .reflect(revisions_writer)
+        .inspect_ok(move |event| index.observe(event))
         .inspect_ok(synced.on_init_done(Synced::REVISIONS))
         .touched_objects();
     let (config_maps, config_maps_writer) = reflector::store();
     let (secrets, secrets_writer) = reflector::store();
     let config_map_events = watcher(config_maps_api, watcher::Config::default())
         .default_backoff()
-        .modify(strip_meta)
+        .modify(trim::meta)
         .reflect(config_maps_writer)
         .inspect_ok(synced.on_init_done(Synced::CONFIG_MAPS))
         .touched_objects();
     let secret_events = watcher(secrets_api, watcher::Config::default())
         .default_backoff()
-        .modify(strip_meta)
+        .modify(trim::meta)
         .reflect(secrets_writer)
         .inspect_ok(synced.on_init_done(Synced::SECRETS))
         .touched_objects();
     let node_events = watcher(nodes_api, watcher::Config::default())
         .default_backoff()
-        .modify(crate::runtime::trim::node)
+        .modify(trim::node)
         .reflect(nodes_writer)
         .inspect_ok(synced.on_init_done(Synced::NODES))
         .touched_objects();
 
     let ctx = Arc::new(Context {
-        client,
-        recorder,
-        metrics: metrics.clone(),
+        engine: Engine {
+            client,
+            events: Publisher::new(recorder, metrics.clone(), CONTROLLER, "Reconcile"),
+            metrics: metrics.clone(),
+            controller: CONTROLLER,
+            field_manager: field_manager::APP,
+            revisions,
+            revisions_by_owner,
+            config_maps,
+            secrets,
+            config_cache: engine::config::ConfigCache::default(),
+            commands: engine::command::Acted::default(),
+            ledger: engine::ledger::Ledger::default(),
+        },
         config: config.clone(),
         pods: pods.clone(),
+        pods_by_owner,
         nodes,
         services,
         budgets,
-        revisions,
-        config_maps,
-        secrets,
-        config_cache: ConfigCache::default(),
         node_usage: usage::NodeUsage::default(),
-        acted: Mutex::default(),
-        ledger: Ledger::default(),
         queue: QueueDepth {
             waiting: Mutex::default(),
             metrics,
         },
-        backoff: Backoff::default(),
+        backoff: Failures::new(Backoff::RECONCILE),
         synced,
     });
 
@@ -366,18 +319,17 @@ pub async fn run(
         if let Ok(pod) = pod
             && let Some(owner) = owner_app(pod)
         {
-            q.ledger.seen(&owner.uid, &pod.uid().unwrap_or_default());
+            q.engine
+                .ledger
+                .seen(&owner.uid, &pod.uid().unwrap_or_default());
             q.queue.note(pod.namespace(), owner.name.clone());
         }
     });
     let q = ctx.clone();
-    let pods_by_node = pods;
     let node_to_apps = move |node: Node| {
-        let name = node.name_any();
         let apps: HashSet<ObjectRef<DeserializeGuard<App>>> = pods_by_node
-            .state()
+            .get(&pods, &node.name_any())
             .iter()
-            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str()))
             .filter_map(|p| {
                 let owner = &owner_app(p)?.name;
                 q.queue.note(p.namespace(), owner.clone());
@@ -389,11 +341,13 @@ pub async fn run(
 
     let config_map_users = {
         let apps = apps.clone();
-        move |object: PartialObjectMeta<ConfigMap>| users(&apps, Kind::ConfigMap, &object.metadata)
+        move |object: PartialObjectMeta<ConfigMap>| {
+            users(&apps, ConfigKind::ConfigMap, &object.metadata)
+        }
     };
     let secret_users = {
         let apps = apps.clone();
-        move |object: PartialObjectMeta<Secret>| users(&apps, Kind::Secret, &object.metadata)
+        move |object: PartialObjectMeta<Secret>| users(&apps, ConfigKind::Secret, &object.metadata)
     };
 
     Controller::for_stream(app_triggers, apps)
@@ -407,7 +361,7 @@ pub async fn run(
         .with_config(controller::Config::default().concurrency(config.concurrency))
         .shutdown_on_signal()
         .run(reconcile::reconcile, error_policy, ctx.clone())
-        .for_each(|result| report(ctx.clone(), result))
+        .for_each(|result| report_failure(ctx.clone(), result))
         .await;
     Ok(())
 }
@@ -424,21 +378,10 @@ where
     }
 }
 
-/// Pods and nodes are kept in memory by the thousand: drop what no decision reads.
-fn strip_pod(pod: &mut Pod) {
-    pod.metadata.managed_fields = None;
-    pod.metadata.annotations = None;
-}
-
-fn strip_meta<K>(object: &mut PartialObjectMeta<K>) {
-    object.metadata.managed_fields = None;
-    object.metadata.annotations = None;
-}
-
 /// The Apps whose template references a ConfigMap or Secret (snapshots are no one's).
 fn users(
     apps: &Store<DeserializeGuard<App>>,
-    kind: Kind,
+    kind: ConfigKind,
     object: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
 ) -> std::vec::IntoIter<ObjectRef<DeserializeGuard<App>>> {
     let snapshot = object
@@ -456,7 +399,7 @@ fn users(
         .filter(|a| a.namespace().as_ref() == Some(namespace))
         .filter(|a| {
             a.0.as_ref()
-                .is_ok_and(|app| config::references(app, kind, name))
+                .is_ok_and(|app| engine::config::references(app, kind, name))
         })
         .map(|a| ObjectRef::from_obj(a.as_ref()))
         .collect::<Vec<_>>()
@@ -464,10 +407,9 @@ fn users(
 }
 
 fn error_policy(app: Arc<DeserializeGuard<App>>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.error(CONTROLLER, error.category());
     match error {
         // Only a new spec helps.
-        Error::InvalidApp { .. } => Action::await_change(),
+        Error::InvalidSpec { .. } => Action::await_change(),
         _ => Action::requeue(ctx.backoff.next(&app.uid().unwrap_or_default())),
     }
 }
@@ -475,9 +417,9 @@ fn error_policy(app: Arc<DeserializeGuard<App>>, error: &Error, ctx: Arc<Context
 type ReconcileResult =
     Result<(ObjectRef<DeserializeGuard<App>>, Action), controller::Error<Error, watcher::Error>>;
 
-/// Failed reconciles become Warning events on their App, with the error's category as
-/// the reason.
-async fn report(ctx: Arc<Context>, result: ReconcileResult) {
+/// A failed pass is counted and becomes a Warning event on its App, with the error's
+/// category as the reason.
+async fn report_failure(ctx: Arc<Context>, result: ReconcileResult) {
     let Err(e) = result else {
         return;
     };
@@ -491,37 +433,11 @@ async fn report(ctx: Arc<Context>, result: ReconcileResult) {
                 namespace: app.namespace.clone(),
                 ..ObjectReference::default()
             };
-            let event = Event {
-                type_: EventType::Warning,
-                reason: err.category().into(),
-                note: Some(truncate(err.to_string(), 1024)),
-                action: "Reconcile".into(),
-                secondary: None,
-            };
-            if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-                warn!(error = %e, "could not publish an event");
-            }
+            ctx.engine
+                .events
+                .failed(&reference, err.category(), err.to_string())
+                .await;
         }
         other => warn!(error = %other, "controller error"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        let b = Backoff::default();
-        let waits: Vec<u64> = (0..11).map(|_| b.next("a").as_secs()).collect();
-        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 256, 256]);
-        b.reset("a");
-        assert_eq!(b.next("a").as_secs(), 1);
-    }
-
-    #[test]
-    fn truncates_on_a_char_boundary() {
-        assert_eq!(truncate("héllo".into(), 2), "h");
-        assert_eq!(truncate("abc".into(), 10), "abc");
     }
 }

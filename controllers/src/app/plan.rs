@@ -14,45 +14,8 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
+use crate::rollout::pods::{Phase, PodState, add, available_at, earliest, is_active};
 use crate::rollout::{self, Member, Method, Why};
-
-/// What the plan needs to know of one pod.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PodState {
-    pub name: String,
-    /// Empty for a pod this controller created but has not observed yet.
-    pub uid: String,
-    pub slot: u32,
-    /// The revision it runs (its `drover.dev/revision` label; empty if it has none).
-    pub revision: String,
-    pub phase: Phase,
-    /// Being deleted (has a deletion timestamp).
-    pub terminating: bool,
-    /// The node it is bound to.
-    pub node: Option<String>,
-    pub ready: bool,
-    /// When it last became ready.
-    pub ready_since: Option<Timestamp>,
-    pub created: Timestamp,
-    pub restarts: i32,
-}
-
-impl PodState {
-    /// Created by this controller and not observed yet: it exists, but cannot be deleted
-    /// by UID until the watch delivers it.
-    pub fn is_assumed(&self) -> bool {
-        self.uid.is_empty()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
-    Pending,
-    Unknown,
-    Running,
-    Succeeded,
-    Failed,
-}
 
 /// What the plan needs to know of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,17 +106,6 @@ pub fn pod_name(app: &str, slot: u32) -> String {
 /// The slot a name `<app>-<n>` stands for.
 pub fn slot_of(app: &str, name: &str) -> Option<u32> {
     name.strip_prefix(app)?.strip_prefix('-')?.parse().ok()
-}
-
-/// Whether a pod counts toward `replicas`: alive, not terminating, not finished.
-pub fn is_active(p: &PodState) -> bool {
-    !p.terminating && !matches!(p.phase, Phase::Succeeded | Phase::Failed)
-}
-
-/// When a ready pod becomes available (ready for `min_ready`); `None` if it is not ready.
-pub fn available_at(p: &PodState, min_ready: Duration, now: Timestamp) -> Option<Timestamp> {
-    p.ready
-        .then(|| add(p.ready_since.unwrap_or(now), min_ready))
 }
 
 pub fn plan(input: &Input<'_>) -> Plan {
@@ -282,14 +234,6 @@ fn victim_order(p: &PodState, node_fill: &HashMap<String, u32>) -> impl Ord {
         std::cmp::Reverse(p.created),
         std::cmp::Reverse(p.slot),
     )
-}
-
-pub fn add(t: Timestamp, d: Duration) -> Timestamp {
-    t.checked_add(d).unwrap_or(Timestamp::MAX)
-}
-
-pub fn earliest(a: Option<Timestamp>, b: Timestamp) -> Option<Timestamp> {
-    Some(a.map_or(b, |a| a.min(b)))
 }
 
 #[cfg(test)]

@@ -9,8 +9,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
 
-use super::plan::{Create, Phase, PodState, slot_of};
+use super::plan::{Create, slot_of};
 use super::status::CrashLoop;
+use crate::rollout::pods::{Phase, PodState};
 
 /// The pod for a slot: the revision's template, named and labelled by drover (with the
 /// revision) and owned by the App (so deleting the App deletes it); with
@@ -47,13 +48,6 @@ pub fn build(
         spec,
         status: None,
     })
-}
-
-/// Whether the pod's controller is the App with this UID.
-pub fn is_owned_by(pod: &Pod, app_uid: &str) -> bool {
-    pod.owner_references()
-        .iter()
-        .any(|o| o.controller == Some(true) && o.uid == app_uid)
 }
 
 /// What the plan needs of an observed pod; `None` for a pod whose name is not one of the

@@ -4,30 +4,24 @@
 
 use std::collections::BTreeMap;
 
+use drover_crds::App;
 use drover_crds::names::label;
-use drover_crds::{App, StrategyType};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 
-/// Every Service name the App may own, with the Service wanted now (`None`: none).
-/// `active` is the revision a blue-green App's Service selects.
+use crate::engine::child_meta;
+use crate::rollout::strategy::Routing;
+
+/// Every Service name the App may own, with the Service wanted now (`None`: none), as
+/// the strategy routes: the main one (selecting `routing.active` only, if set), a canary's
+/// and a blue-green preview's.
 pub fn desired(
     app: &App,
     update_revision: &str,
-    active: Option<&str>,
+    routing: &Routing,
 ) -> Vec<(String, Option<Service>)> {
     let name = app.name_any();
-    let strategy = &app.spec.strategy;
-    let canary = strategy.type_ == StrategyType::Canary
-        && strategy.canary.as_ref().is_some_and(|c| c.service);
-    let preview = strategy.type_ == StrategyType::BlueGreen
-        && strategy
-            .blue_green
-            .clone()
-            .unwrap_or_default()
-            .preview_service;
     let only_update = |wanted: bool, suffix: &str| {
         let service_name = format!("{name}-{suffix}");
         let service = wanted
@@ -36,9 +30,9 @@ pub fn desired(
         (service_name, service)
     };
     vec![
-        (name.clone(), build(app, &name, active)),
-        only_update(canary, "canary"),
-        only_update(preview, "preview"),
+        (name.clone(), build(app, &name, routing.active.as_deref())),
+        only_update(routing.canary_service, "canary"),
+        only_update(routing.preview_service, "preview"),
     ]
 }
 
@@ -49,20 +43,11 @@ fn build(app: &App, name: &str, revision: Option<&str>) -> Option<Service> {
         return None;
     }
     let mut selector = BTreeMap::from([(label::APP.to_string(), app.name_any())]);
-    let mut labels = selector.clone();
     if let Some(revision) = revision {
         selector.insert(label::REVISION.into(), revision.into());
     }
-    let name = name.to_string();
-    labels.insert(label::MANAGED_BY.into(), label::MANAGED_BY_VALUE.into());
     Some(Service {
-        metadata: ObjectMeta {
-            name: Some(name),
-            namespace: app.namespace(),
-            labels: Some(labels),
-            owner_references: Some(vec![app.controller_owner_ref(&())?]),
-            ..ObjectMeta::default()
-        },
+        metadata: child_meta(app, name)?,
         spec: Some(ServiceSpec {
             selector: Some(selector),
             ports: Some(
@@ -160,12 +145,12 @@ mod tests {
 
     #[test]
     fn a_canary_gets_a_service_of_its_own_revision() {
-        let mut canary = app(json!([{"name": "http", "port": 80}]));
-        canary.spec.strategy = serde_json::from_value(json!({
-            "type": "Canary", "canary": {"steps": [{"setWeight": 50}]},
-        }))
-        .unwrap();
-        let services = desired(&canary, "web-r2", None);
+        let canary = app(json!([{"name": "http", "port": 80}]));
+        let routing = Routing {
+            canary_service: true,
+            ..Routing::default()
+        };
+        let services = desired(&canary, "web-r2", &routing);
         assert_eq!(services[1].0, "web-canary");
         let selector = services[1]
             .1
@@ -179,14 +164,22 @@ mod tests {
         assert_eq!(selector.unwrap()["drover.dev/revision"], "web-r2");
         // Not a canary: the name is listed (to remove a leftover) with no Service.
         let plain = app(json!([{"name": "http", "port": 80}]));
-        assert!(desired(&plain, "web-r2", None)[1].1.is_none());
+        assert!(
+            desired(&plain, "web-r2", &Routing::default())[1]
+                .1
+                .is_none()
+        );
     }
 
     #[test]
     fn a_blue_green_app_selects_its_active_revision_and_previews_the_new_one() {
-        let mut app = app(json!([{"name": "http", "port": 80}]));
-        app.spec.strategy = serde_json::from_value(json!({"type": "BlueGreen"})).unwrap();
-        let services = desired(&app, "web-r2", Some("web-r1"));
+        let app = app(json!([{"name": "http", "port": 80}]));
+        let routing = Routing {
+            active: Some("web-r1".into()),
+            preview_service: true,
+            ..Routing::default()
+        };
+        let services = desired(&app, "web-r2", &routing);
         let selector = |i: usize| {
             services[i]
                 .1

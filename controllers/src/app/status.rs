@@ -7,7 +7,8 @@ use drover_crds::{AppStatus, BlueGreenStatus, CanaryStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
-use super::plan::{PodState, add, earliest, is_active};
+use crate::rollout::pods::{PodState, add, earliest, is_active};
+use crate::rollout::strategy::Hold;
 
 /// A container that keeps crashing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,16 +32,6 @@ impl std::fmt::Display for CrashLoop {
         }
         write!(f, ")")
     }
-}
-
-/// A rollout held on purpose by its strategy: no progress deadline runs meanwhile.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Hold {
-    /// At a pause or waiting for a promotion: `Progressing` stays True with this reason,
-    /// the message saying what it waits for.
-    Waiting { reason: &'static str, what: String },
-    /// Aborted: `Progressing` turns False.
-    Aborted { what: String },
 }
 
 #[derive(Debug)]
@@ -274,8 +265,8 @@ pub fn compute(
 
 #[cfg(test)]
 mod tests {
-    use super::super::plan::Phase;
     use super::*;
+    use crate::rollout::pods::Phase;
 
     fn t(secs: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + secs).unwrap()

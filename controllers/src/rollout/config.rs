@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use drover_crds::revision::{ConfigKind, Pinned};
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -12,50 +13,32 @@ use sha2::{Digest, Sha256};
 /// Longest name of a ConfigMap or Secret.
 const MAX_NAME: usize = 253;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Kind {
-    ConfigMap,
-    Secret,
-}
-
 /// A ConfigMap or Secret a template references, by name (same namespace).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Source {
-    pub kind: Kind,
+    pub kind: ConfigKind,
     pub name: String,
-}
-
-/// What a revision holds of one source: the digest of its contents when the revision was
-/// made (`None`: it did not exist) and the snapshot its pods mount.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Pinned {
-    pub kind: Kind,
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
-    pub snapshot: String,
 }
 
 /// Source -> digest of its current contents (`None` when it does not exist).
 pub type Contents = BTreeMap<Source, Option<String>>;
 
 /// Calls `f` on every ConfigMap or Secret name the pod spec references, mutably.
-fn visit(spec: &mut PodSpec, f: &mut impl FnMut(Kind, &mut String)) {
+fn visit(spec: &mut PodSpec, f: &mut impl FnMut(ConfigKind, &mut String)) {
     for volume in spec.volumes.iter_mut().flatten() {
         if let Some(cm) = volume.config_map.as_mut() {
-            f(Kind::ConfigMap, &mut cm.name);
+            f(ConfigKind::ConfigMap, &mut cm.name);
         }
         if let Some(name) = volume.secret.as_mut().and_then(|s| s.secret_name.as_mut()) {
-            f(Kind::Secret, name);
+            f(ConfigKind::Secret, name);
         }
         let sources = volume.projected.as_mut().and_then(|p| p.sources.as_mut());
         for source in sources.into_iter().flatten() {
             if let Some(cm) = source.config_map.as_mut() {
-                f(Kind::ConfigMap, &mut cm.name);
+                f(ConfigKind::ConfigMap, &mut cm.name);
             }
             if let Some(secret) = source.secret.as_mut() {
-                f(Kind::Secret, &mut secret.name);
+                f(ConfigKind::Secret, &mut secret.name);
             }
         }
     }
@@ -68,13 +51,13 @@ fn visit(spec: &mut PodSpec, f: &mut impl FnMut(Kind, &mut String)) {
     }
 }
 
-fn visit_container(container: &mut Container, f: &mut impl FnMut(Kind, &mut String)) {
+fn visit_container(container: &mut Container, f: &mut impl FnMut(ConfigKind, &mut String)) {
     for from in container.env_from.iter_mut().flatten() {
         if let Some(cm) = from.config_map_ref.as_mut() {
-            f(Kind::ConfigMap, &mut cm.name);
+            f(ConfigKind::ConfigMap, &mut cm.name);
         }
         if let Some(secret) = from.secret_ref.as_mut() {
-            f(Kind::Secret, &mut secret.name);
+            f(ConfigKind::Secret, &mut secret.name);
         }
     }
     for var in container.env.iter_mut().flatten() {
@@ -82,10 +65,10 @@ fn visit_container(container: &mut Container, f: &mut impl FnMut(Kind, &mut Stri
             continue;
         };
         if let Some(key) = from.config_map_key_ref.as_mut() {
-            f(Kind::ConfigMap, &mut key.name);
+            f(ConfigKind::ConfigMap, &mut key.name);
         }
         if let Some(key) = from.secret_key_ref.as_mut() {
-            f(Kind::Secret, &mut key.name);
+            f(ConfigKind::Secret, &mut key.name);
         }
     }
 }
@@ -178,7 +161,7 @@ mod tests {
         .unwrap()
     }
 
-    fn source(kind: Kind, name: &str) -> Source {
+    fn source(kind: ConfigKind, name: &str) -> Source {
         Source {
             kind,
             name: name.into(),
@@ -191,13 +174,13 @@ mod tests {
         assert_eq!(
             found,
             [
-                source(Kind::ConfigMap, "env"),
-                source(Kind::ConfigMap, "extra"),
-                source(Kind::ConfigMap, "settings"),
-                source(Kind::Secret, "db"),
-                source(Kind::Secret, "init-env"),
-                source(Kind::Secret, "tls"),
-                source(Kind::Secret, "token"),
+                source(ConfigKind::ConfigMap, "env"),
+                source(ConfigKind::ConfigMap, "extra"),
+                source(ConfigKind::ConfigMap, "settings"),
+                source(ConfigKind::Secret, "db"),
+                source(ConfigKind::Secret, "init-env"),
+                source(ConfigKind::Secret, "tls"),
+                source(ConfigKind::Secret, "token"),
             ]
         );
     }
@@ -228,16 +211,16 @@ mod tests {
             .unwrap()
             .secret_name = Some("settings".into());
         let only_the_config_map = [Pinned {
-            kind: Kind::ConfigMap,
+            kind: ConfigKind::ConfigMap,
             name: "settings".into(),
             digest: None,
             snapshot: "settings-snap".into(),
         }];
         pin(&mut both, &only_the_config_map);
         let found = references(&both);
-        assert!(found.contains(&source(Kind::Secret, "settings")));
-        assert!(found.contains(&source(Kind::ConfigMap, "settings-snap")));
-        assert!(!found.contains(&source(Kind::ConfigMap, "settings")));
+        assert!(found.contains(&source(ConfigKind::Secret, "settings")));
+        assert!(found.contains(&source(ConfigKind::ConfigMap, "settings-snap")));
+        assert!(!found.contains(&source(ConfigKind::ConfigMap, "settings")));
     }
 
     #[test]

@@ -1,44 +1,20 @@
-//! The rollout engine shared by the workload controllers: revisions of the pod template,
-//! surge and unavailability arithmetic, and the step that moves pods from old revisions to
-//! the new one. Pure logic: no API, no clock.
+//! The rollout engine shared by the workload controllers, whatever the workload's kind
+//! (see [`workload::Workload`]): revisions of the pod template and the config it pins,
+//! surge and unavailability arithmetic, the strategies (rolling update, recreate, canary,
+//! blue-green) and the commands and undo that steer them, and the step that moves pods
+//! from old revisions to the new one. Pure logic: no API, no clock.
 
+pub mod blue_green;
 pub mod bounds;
 pub mod canary;
+pub mod command;
 pub mod config;
+pub mod pods;
 pub mod revision;
 pub mod step;
+pub mod strategy;
+pub mod undo;
+pub mod workload;
 
 pub use bounds::{Bounds, disruption_budget};
 pub use step::{Member, Method, Step, Why, step, step_within};
-
-use drover_crds::{Strategy, StrategyType};
-
-/// The step method a workload's strategy asks for, at `replicas`. A canary moves as a
-/// rolling update between its splits (see [`canary`]).
-pub fn method(strategy: &Strategy, replicas: u32) -> Method {
-    match strategy.type_ {
-        StrategyType::Recreate => Method::Recreate,
-        // Until a stable revision exists (see the App's blue-green) there is nothing to
-        // run beside.
-        StrategyType::BlueGreen => Method::Parallel {
-            updated: replicas,
-            stable: 0,
-        },
-        StrategyType::RollingUpdate | StrategyType::Canary => {
-            Method::Rolling(bounds(strategy, replicas))
-        }
-    }
-}
-
-/// The step method of a paused rollout: each revision keeps its share of the pods.
-pub fn held(strategy: &Strategy, replicas: u32) -> Method {
-    Method::Hold(bounds(strategy, replicas))
-}
-
-/// A strategy's `rollingUpdate` bounds at `replicas`.
-pub fn bounds(strategy: &Strategy, replicas: u32) -> Bounds {
-    Bounds::resolve(
-        &strategy.rolling_update.clone().unwrap_or_default(),
-        replicas,
-    )
-}

@@ -54,6 +54,14 @@ pub fn number_for(update: &str, stored: &[Stored]) -> Option<i64> {
     }
 }
 
+/// The stable revision a rollout moves away from — what every pod ran when the last
+/// rollout completed (`current`) — while it differs from the update revision and is
+/// still stored.
+pub fn stable(current: &str, update: &str, stored: &[String]) -> Option<String> {
+    (!current.is_empty() && current != update && stored.iter().any(|s| s == current))
+        .then(|| current.to_string())
+}
+
 /// Revisions to delete: beyond the `limit` newest old ones, those no pod runs. The update
 /// revision is always kept.
 pub fn to_prune(
@@ -76,7 +84,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::rollout::config::Kind;
+    use drover_crds::revision::ConfigKind;
 
     fn template(image: &str) -> PodTemplateSpec {
         serde_json::from_value(json!({
@@ -110,7 +118,7 @@ mod tests {
         let settings = |digest: Option<&str>| {
             Contents::from([(
                 Source {
-                    kind: Kind::ConfigMap,
+                    kind: ConfigKind::ConfigMap,
                     name: "settings".into(),
                 },
                 digest.map(str::to_string),
@@ -137,6 +145,23 @@ mod tests {
             number_for("web-a", &stored(&[("web-a", 1), ("web-b", 2)])),
             Some(3)
         );
+    }
+
+    #[test]
+    fn the_stable_revision_is_the_stored_current_one() {
+        let stored = ["web-a".to_string(), "web-b".to_string()];
+        assert_eq!(stable("web-a", "web-b", &stored).as_deref(), Some("web-a"));
+        assert_eq!(
+            stable("web-b", "web-b", &stored),
+            None,
+            "nothing to move from"
+        );
+        assert_eq!(
+            stable("", "web-b", &stored),
+            None,
+            "no rollout completed yet"
+        );
+        assert_eq!(stable("web-z", "web-b", &stored), None, "pruned");
     }
 
     #[test]

@@ -666,6 +666,9 @@ mod tests {
             /// The watch delivers every pod created so far.
             Observe,
             Ready(usize),
+            /// Every pod becomes available (what many single `Ready`s do to a large
+            /// workload).
+            ReadyAll,
             Unready(usize),
             Lost(usize),
             Scale(u32),
@@ -677,15 +680,17 @@ mod tests {
             Weight(u32),
         }
 
-        fn arb_event() -> impl Strategy<Value = Event> {
+        /// Events for a workload of up to about `scale` replicas.
+        fn arb_event(scale: u32) -> impl Strategy<Value = Event> {
             prop_oneof![
                 6 => prop_oneof![Just(1usize), Just(2), Just(usize::MAX)]
                     .prop_map(|cap| Event::Step { cap }),
                 3 => Just(Event::Observe),
                 5 => any::<usize>().prop_map(Event::Ready),
+                1 => Just(Event::ReadyAll),
                 1 => any::<usize>().prop_map(Event::Unready),
                 1 => any::<usize>().prop_map(Event::Lost),
-                2 => (0u32..16).prop_map(Event::Scale),
+                2 => (0..scale + scale / 3).prop_map(Event::Scale),
                 1 => any::<bool>().prop_map(|revert| Event::Template { revert }),
                 1 => any::<bool>().prop_map(Event::Pause),
                 1 => (0u32..=100).prop_map(Event::Weight),
@@ -840,6 +845,7 @@ mod tests {
                             p.available = true;
                         }
                     }
+                    Event::ReadyAll => self.pods.iter_mut().for_each(|p| p.available = true),
                     Event::Unready(i) => {
                         if let Some(p) = self.pod(i) {
                             p.available = false;
@@ -864,47 +870,102 @@ mod tests {
             }
         }
 
+        /// Runs `events` on a world of `replicas` pods of one revision, then resumes,
+        /// promotes and lets every pod start: the rollout must complete.
+        fn run(
+            kind: Kind,
+            (surge, unavailable): (u32, u32),
+            replicas: u32,
+            events: Vec<Event>,
+        ) -> Result<(), TestCaseError> {
+            let mut world = World {
+                kind,
+                surge,
+                unavailable,
+                replicas,
+                paused: false,
+                weight: 20,
+                update: 0,
+                current: 0,
+                next_revision: 1,
+                pods: (0..replicas)
+                    .map(|_| Pod {
+                        revision: 0,
+                        available: true,
+                        observed: true,
+                    })
+                    .collect(),
+            };
+            for event in events {
+                world.apply(event)?;
+            }
+            // Resumed and promoted, with pods starting and being observed, the
+            // rollout completes.
+            // (A rollout that may replace one pod at a time takes a round per pod.)
+            world.paused = false;
+            world.weight = 100;
+            for _ in 0..64 + world.replicas {
+                world.apply(Event::Observe)?;
+                // Nothing left to do with every pod observed and available: done.
+                let settled = world.pods.iter().all(|p| p.available);
+                if world.step(usize::MAX)? == Step::default() && settled {
+                    break;
+                }
+                world.pods.iter_mut().for_each(|p| p.available = true);
+            }
+            world.apply(Event::Observe)?;
+            prop_assert_eq!(world.pods.len(), world.replicas as usize);
+            prop_assert!(
+                world
+                    .pods
+                    .iter()
+                    .all(|p| p.revision == world.update && p.available)
+            );
+            prop_assert_eq!(world.step(usize::MAX)?, Step::default());
+            Ok(())
+        }
+
+        fn arb_kind() -> impl Strategy<Value = Kind> {
+            prop_oneof![
+                Just(Kind::Rolling),
+                Just(Kind::Recreate),
+                Just(Kind::Canary)
+            ]
+        }
+
+        fn arb_percent() -> impl Strategy<Value = u32> {
+            prop_oneof![Just(0u32), Just(25), Just(50)]
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(2000))]
 
             #[test]
             fn every_step_keeps_the_invariants_and_the_rollout_converges(
-                kind in prop_oneof![Just(Kind::Rolling), Just(Kind::Recreate), Just(Kind::Canary)],
-                surge in prop_oneof![Just(0u32), Just(25), Just(50)],
-                unavailable in prop_oneof![Just(0u32), Just(25), Just(50)],
+                kind in arb_kind(),
+                surge in arb_percent(),
+                unavailable in arb_percent(),
                 replicas in 0u32..12,
-                events in prop::collection::vec(arb_event(), 0..80),
+                events in prop::collection::vec(arb_event(12), 0..80),
             ) {
-                let mut world = World {
-                    kind,
-                    surge,
-                    unavailable,
-                    replicas,
-                    paused: false,
-                    weight: 20,
-                    update: 0,
-                    current: 0,
-                    next_revision: 1,
-                    pods: (0..replicas)
-                        .map(|_| Pod { revision: 0, available: true, observed: true })
-                        .collect(),
-                };
-                for event in events {
-                    world.apply(event)?;
-                }
-                // Resumed and promoted, with pods starting and being observed, the
-                // rollout completes.
-                world.paused = false;
-                world.weight = 100;
-                for _ in 0..64 {
-                    world.apply(Event::Observe)?;
-                    world.step(usize::MAX)?;
-                    world.pods.iter_mut().for_each(|p| p.available = true);
-                }
-                world.apply(Event::Observe)?;
-                prop_assert_eq!(world.pods.len(), world.replicas as usize);
-                prop_assert!(world.pods.iter().all(|p| p.revision == world.update && p.available));
-                prop_assert_eq!(world.step(usize::MAX)?, Step::default());
+                run(kind, (surge, unavailable), replicas, events)?;
+            }
+        }
+
+        proptest! {
+            // Each case moves thousands of pods: fewer cases.
+            #![proptest_config(ProptestConfig::with_cases(24))]
+
+            // (Bounds of at least 10%: one pod at a time would take 10,000 rounds.)
+            #[test]
+            fn large_workloads_keep_the_invariants_and_converge(
+                kind in arb_kind(),
+                surge in prop_oneof![Just(10u32), Just(25), Just(50)],
+                unavailable in prop_oneof![Just(0u32), Just(10), Just(25)],
+                replicas in 1000u32..=10_000,
+                events in prop::collection::vec(arb_event(10_000), 0..40),
+            ) {
+                run(kind, (surge, unavailable), replicas, events)?;
             }
         }
     }

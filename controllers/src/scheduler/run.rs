@@ -22,11 +22,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use drover_crds::names::reason;
 use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -37,7 +38,10 @@ use tracing::{debug, info, warn};
 use super::bound::{Bound, bound_node, is_terminal};
 use super::queue::{Decision, Queue};
 use super::{NodeInfo, PodInfo, Policy, Unschedulable, Weights};
+use crate::runtime::backoff::Backoff;
+use crate::runtime::events::Publisher;
 use crate::runtime::metrics::Metrics;
+use crate::runtime::{lock, trim};
 
 /// The scheduler's name in metrics and logs.
 pub const SCHEDULER: &str = "scheduler";
@@ -54,8 +58,10 @@ pub struct Config {
     pub pack_wait: Duration,
 }
 
-const BACKOFF_START: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
+const RETRY: Backoff = Backoff {
+    first: Duration::from_secs(1),
+    max: Duration::from_secs(10),
+};
 /// An unschedulable pod is tried again this often even if nothing seems to change.
 const FLUSH: Duration = Duration::from_secs(300);
 /// A bound pod the watch has not shown bound after this long no longer counts.
@@ -82,9 +88,7 @@ struct Retry {
 
 impl Retry {
     fn due(&self, generation: u64) -> Instant {
-        let backoff = BACKOFF_START
-            .saturating_mul(1 << self.attempts.saturating_sub(1).min(8))
-            .min(BACKOFF_MAX);
+        let backoff = RETRY.after(self.attempts.max(1));
         if generation == self.generation {
             self.failed_at + FLUSH
         } else {
@@ -95,7 +99,7 @@ impl Retry {
 
 struct Scheduler {
     client: Client,
-    recorder: Recorder,
+    events: Publisher,
     metrics: Arc<Metrics>,
     config: Config,
     pods: Store<Pod>,
@@ -120,37 +124,6 @@ struct Scheduler {
     first_seen: Mutex<HashMap<String, Instant>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// What the scheduler keeps of a pod: enough to place it and to count it on its node.
-fn strip_pod(pod: &mut Pod) {
-    pod.metadata.managed_fields = None;
-    pod.metadata.annotations = None;
-    if let Some(spec) = pod.spec.as_mut() {
-        for c in spec
-            .containers
-            .iter_mut()
-            .chain(spec.init_containers.iter_mut().flatten())
-        {
-            c.env = None;
-            c.env_from = None;
-            c.command = None;
-            c.args = None;
-            c.volume_mounts = None;
-            c.liveness_probe = None;
-            c.readiness_probe = None;
-            c.startup_probe = None;
-        }
-        spec.volumes = None;
-    }
-    if let Some(status) = pod.status.as_mut() {
-        status.container_statuses = None;
-        status.init_container_statuses = None;
-    }
-}
-
 /// Runs the scheduler until shutdown; `ready` turns true once both watches have synced.
 pub async fn run(
     client: Client,
@@ -163,7 +136,7 @@ pub async fn run(
     let (nodes, nodes_writer) = reflector::store();
     let scheduler = Arc::new(Scheduler {
         client: client.clone(),
-        recorder,
+        events: Publisher::new(recorder, metrics.clone(), SCHEDULER, "Scheduling"),
         metrics,
         binds: Arc::new(Semaphore::new(config.binds_in_flight.max(1))),
         config,
@@ -186,7 +159,7 @@ pub async fn run(
     let observer = scheduler.clone();
     let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
-        .modify(strip_pod)
+        .modify(trim::pod_for_placement)
         .inspect_ok(move |event| observer.observe(event))
         .reflect(pods_writer)
         .try_for_each(move |event| {
@@ -508,7 +481,7 @@ impl Scheduler {
                     s.publish(
                         &pod,
                         EventType::Normal,
-                        "Scheduled",
+                        reason::SCHEDULED,
                         format!("Successfully assigned {namespace}/{name} to {node}"),
                     )
                     .await;
@@ -520,7 +493,13 @@ impl Scheduler {
                 }
                 Err(e) => {
                     warn!(pod = %name, %namespace, %node, error = %e, "binding failed");
-                    s.metrics.error(SCHEDULER, "bind");
+                    s.events
+                        .failed(
+                            &pod.object_ref(&()),
+                            "BindFailed",
+                            format!("Binding to node {node}: {e}"),
+                        )
+                        .await;
                     lock(&s.assumed).remove(&ObjectRef::from_obj(pod.as_ref()));
                     let generation = s.generation.load(Ordering::Relaxed);
                     let mut retries = lock(&s.retries);
@@ -576,22 +555,14 @@ impl Scheduler {
                     }
                 }
             }
-            s.publish(&pod, EventType::Warning, "FailedScheduling", message)
+            s.publish(&pod, EventType::Warning, reason::FAILED_SCHEDULING, message)
                 .await;
         });
     }
 
     async fn publish(&self, pod: &Pod, type_: EventType, reason: &str, note: String) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: "Scheduling".into(),
-            secondary: None,
-        };
-        match self.recorder.publish(&event, &pod.object_ref(&())).await {
-            Ok(()) => self.metrics.write(SCHEDULER, "create", "events"),
-            Err(e) => warn!(error = %e, reason, "could not publish an event"),
-        }
+        self.events
+            .publish(&pod.object_ref(&()), type_, reason, note)
+            .await;
     }
 }

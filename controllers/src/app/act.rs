@@ -1,0 +1,434 @@
+//! The act step of an App's pass: the planned pod creates and removals, and the Services
+//! and disruption budget brought in line with the spec.
+
+use std::sync::Arc;
+
+use drover_crds::App;
+use drover_crds::names::reason;
+use futures::future::join_all;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, EvictParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use tracing::{debug, info, warn};
+
+use super::observe::Observed;
+use super::plan::{Create, Delete, Plan, Removal};
+use super::{Context, disruption, pod, service};
+use crate::engine::revisions::{self, Template};
+use crate::engine::{Error, WriteOutcome, classify};
+use crate::rollout::strategy::Decision;
+use crate::runtime::events::list;
+
+/// What acting left to follow up.
+#[derive(Debug, Default)]
+pub struct Acted {
+    /// A disruption budget refused an eviction: try again soon.
+    pub evictions_blocked: bool,
+}
+
+pub async fn act(
+    ctx: &Context,
+    app: &App,
+    observed: &Observed,
+    decision: &Decision,
+    plan: &Plan,
+) -> Result<Acted, Error> {
+    if !plan.is_empty() {
+        debug!(app = %observed.name, namespace = %observed.namespace, creates = plan.creates.len(), deletes = plan.deletes.len(), "plan");
+    }
+    let pods: Api<Pod> = Api::namespaced(ctx.engine.client.clone(), &observed.namespace);
+    let (delete_error, evictions_blocked) =
+        delete_pods(ctx, app, &pods, &observed.owned, &plan.deletes).await;
+    let create_error = match ctx.engine.ledger.create_backoff(&observed.uid) {
+        Some(_) => None,
+        None => {
+            let update = Template {
+                name: observed.update.name.clone(),
+                template: observed.update.template.clone(),
+            };
+            // The stable revision's template, as its pods run it.
+            let stable = decision.stable.as_deref().and_then(|name| {
+                revisions::template(&revisions::owned(&ctx.engine, &observed.uid), name)
+            });
+            create_pods(
+                ctx,
+                app,
+                observed,
+                (&update, stable.as_ref()),
+                &pods,
+                &plan.creates,
+            )
+            .await
+        }
+    };
+    let services = service::desired(app, &observed.update.name, &decision.routing);
+    reconcile_services(ctx, app, observed, services).await?;
+    reconcile_budget(ctx, app, observed).await?;
+    if let Some(e) = delete_error.or(create_error) {
+        return Err(e);
+    }
+    if plan.creates.is_empty() {
+        ctx.engine.ledger.settle(&observed.uid);
+    }
+    Ok(Acted { evictions_blocked })
+}
+
+/// Removes the planned pods, each with its UID as precondition (so a pod re-created
+/// under the same name is never removed by mistake). Voluntary removals (scale-in, a
+/// rollout) go through the Eviction API, so PodDisruptionBudgets apply; finished pods and
+/// pods of lost nodes are deleted. Returns the first failure, and whether a budget
+/// blocked an eviction.
+async fn delete_pods(
+    ctx: &Context,
+    app: &App,
+    api: &Api<Pod>,
+    owned: &[Arc<Pod>],
+    deletes: &[Delete],
+) -> (Option<Error>, bool) {
+    if deletes.is_empty() {
+        return (None, false);
+    }
+    let engine = &ctx.engine;
+    let results = join_all(deletes.iter().map(|d| async move {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(d.uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        let result = match d.reason {
+            Removal::ScaleDown | Removal::Outdated => {
+                let evict = EvictParams {
+                    delete_options: Some(params),
+                    post_options: PostParams::default(),
+                };
+                api.evict(&d.name, &evict).await.map(drop)
+            }
+            Removal::Finished | Removal::NodeLost { .. } => {
+                api.delete(&d.name, &params).await.map(drop)
+            }
+        };
+        (d, result)
+    }))
+    .await;
+    let mut first_error = None;
+    let mut blocked = vec![];
+    let mut scaled_down = vec![];
+    let mut outdated = vec![];
+    for (d, result) in results {
+        match classify(&result) {
+            WriteOutcome::Done | WriteOutcome::Gone => {}
+            // 429 to an eviction: a disruption budget allows no more just now.
+            _ if matches!(&result, Err(kube::Error::Api(s)) if s.code == 429) => {
+                blocked.push(d.name.as_str());
+                continue;
+            }
+            _ => {
+                if let Err(source) = result {
+                    first_error.get_or_insert(Error::PodDelete {
+                        pod: d.name.clone(),
+                        source,
+                    });
+                }
+                continue;
+            }
+        }
+        engine.wrote("delete", "pods");
+        match &d.reason {
+            Removal::ScaleDown => scaled_down.push(d.name.as_str()),
+            Removal::Outdated => outdated.push(d.name.as_str()),
+            Removal::Finished => {
+                let why = owned
+                    .iter()
+                    .find(|p| p.name_any() == d.name)
+                    .and_then(|p| p.status.as_ref())
+                    .map(|s| {
+                        let reason = s
+                            .reason
+                            .clone()
+                            .unwrap_or_else(|| s.phase.clone().unwrap_or_default());
+                        match &s.message {
+                            Some(m) => format!("{reason}: {m}"),
+                            None => reason,
+                        }
+                    })
+                    .unwrap_or_default();
+                info!(app = %app.name_any(), pod = %d.name, %why, "replacing a finished pod");
+                engine
+                    .publish(
+                        app,
+                        EventType::Warning,
+                        reason::POD_FAILED,
+                        format!("Pod {} ended ({why}); replacing it", d.name),
+                    )
+                    .await;
+            }
+            Removal::NodeLost { node } => {
+                info!(app = %app.name_any(), pod = %d.name, %node, "replacing a pod of a lost node");
+                let grace = ctx.config.node_lost_grace.as_secs();
+                engine
+                    .publish(
+                        app,
+                        EventType::Warning,
+                        reason::NODE_LOST,
+                        format!(
+                            "Node {node} has been NotReady for more than {grace}s; replacing pod {}",
+                            d.name
+                        ),
+                    )
+                    .await;
+            }
+        }
+    }
+    if !scaled_down.is_empty() {
+        engine
+            .publish(
+                app,
+                EventType::Normal,
+                reason::SCALING_DOWN,
+                format!("Deleted pods {}", list(&scaled_down)),
+            )
+            .await;
+    }
+    if !outdated.is_empty() {
+        engine
+            .publish(
+                app,
+                EventType::Normal,
+                reason::REPLACING,
+                format!("Deleted pods {} of an old revision", list(&outdated)),
+            )
+            .await;
+    }
+    if !blocked.is_empty() {
+        engine
+            .publish(
+                app,
+                EventType::Warning,
+                reason::EVICTION_BLOCKED,
+                format!(
+                    "Cannot evict {} yet: a PodDisruptionBudget allows no more disruptions; retrying",
+                    list(&blocked)
+                ),
+            )
+            .await;
+    }
+    (first_error, !blocked.is_empty())
+}
+
+/// Creates the planned pods in batches of 1, 2, 4, ... so that a template the apiserver
+/// refuses costs one request, not `replicas`. Returns a transient failure, if any.
+async fn create_pods(
+    ctx: &Context,
+    app: &App,
+    observed: &Observed,
+    (update, stable): (&Template, Option<&Template>),
+    api: &Api<Pod>,
+    creates: &[Create],
+) -> Option<Error> {
+    let engine = &ctx.engine;
+    let uid = observed.uid.as_str();
+    let mut created = vec![];
+    let mut batch = 1;
+    let mut rest = creates;
+    // A refusal stops creating (the condition and event say why); a transient failure
+    // also fails the pass, to be retried with backoff.
+    let mut stop = false;
+    let mut transient = None;
+    while !rest.is_empty() && !stop {
+        let (now, later) = rest.split_at(batch.min(rest.len()));
+        rest = later;
+        batch *= 2;
+        let results = join_all(now.iter().map(|c| async move {
+            let revision = if c.stable {
+                stable.unwrap_or(update)
+            } else {
+                update
+            };
+            let scheduler = &ctx.config.scheduler_name;
+            let result = match pod::build(app, &revision.template, c, &revision.name, scheduler) {
+                Some(p) => api
+                    .create(&PostParams::default(), &p)
+                    .await
+                    .map(|p| p.uid().unwrap_or_default()),
+                None => Ok(String::new()),
+            };
+            (c, revision.name.as_str(), result)
+        }))
+        .await;
+        for (c, revision, result) in results {
+            match classify(&result) {
+                WriteOutcome::Done => {
+                    let pod_uid = result.as_deref().unwrap_or_default();
+                    engine
+                        .ledger
+                        .created(uid, &c.name, pod_uid, c.slot, revision);
+                    engine.wrote("create", "pods");
+                    created.push(c.name.as_str());
+                }
+                WriteOutcome::AlreadyExists => engine.ledger.name_taken(uid, &c.name),
+                WriteOutcome::Refused(message) => {
+                    let count = engine.ledger.refused(uid, &message);
+                    warn!(app = %app.name_any(), pod = %c.name, %message, "pod create refused");
+                    if count == 1 || count.is_power_of_two() {
+                        engine
+                            .publish(
+                                app,
+                                EventType::Warning,
+                                reason::FAILED_CREATE,
+                                format!("Creating pod {}: {message}", c.name),
+                            )
+                            .await;
+                    }
+                    stop = true;
+                }
+                // The namespace is going away, and the App with it.
+                WriteOutcome::Gone => stop = true,
+                WriteOutcome::Transient => {
+                    stop = true;
+                    if let Err(source) = result {
+                        transient.get_or_insert(Error::PodCreate {
+                            pod: c.name.clone(),
+                            source,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    if !created.is_empty() {
+        info!(app = %app.name_any(), pods = %list(&created), "created pods");
+        engine
+            .publish(
+                app,
+                EventType::Normal,
+                reason::SCALING_UP,
+                format!("Created pods {}", list(&created)),
+            )
+            .await;
+    }
+    transient
+}
+
+/// The Services follow `spec.ports` and the strategy's routing: applied when they differ,
+/// deleted when no longer wanted (only if they are the App's own).
+async fn reconcile_services(
+    ctx: &Context,
+    app: &App,
+    observed: &Observed,
+    desired: Vec<(String, Option<Service>)>,
+) -> Result<(), Error> {
+    let namespace = observed.namespace.as_str();
+    let api: Api<Service> = Api::namespaced(ctx.engine.client.clone(), namespace);
+    for (name, desired) in desired {
+        let current = ctx
+            .services
+            .get(&ObjectRef::<Service>::new(&name).within(namespace))
+            .filter(|s| s.owner_references().iter().any(|o| o.uid == observed.uid));
+        converge(
+            ctx,
+            app,
+            &api,
+            &name,
+            (desired, current),
+            service::matches,
+            ("services", reason::SERVICE_DELETED),
+        )
+        .await
+        .map_err(|(deleting, source)| match deleting {
+            false => Error::ServiceApply { name, source },
+            true => Error::ServiceDelete { name, source },
+        })?;
+    }
+    Ok(())
+}
+
+/// The App's PodDisruptionBudget, kept as `spec.disruption` asks.
+async fn reconcile_budget(ctx: &Context, app: &App, observed: &Observed) -> Result<(), Error> {
+    let name = observed.name.clone();
+    let namespace = observed.namespace.as_str();
+    let api: Api<PodDisruptionBudget> = Api::namespaced(ctx.engine.client.clone(), namespace);
+    let current = ctx
+        .budgets
+        .get(&ObjectRef::<PodDisruptionBudget>::new(&name).within(namespace))
+        .filter(|b| b.owner_references().iter().any(|o| o.uid == observed.uid));
+    converge(
+        ctx,
+        app,
+        &api,
+        &name,
+        (disruption::build(app), current),
+        disruption::matches,
+        ("poddisruptionbudgets", reason::BUDGET_DELETED),
+    )
+    .await
+    .map_err(|(_, source)| Error::BudgetWrite { name, source })
+}
+
+/// Brings an object the App owns in line: applied (server-side) when missing or
+/// different from `desired`, deleted when no longer wanted. The error says whether it
+/// was deleting.
+async fn converge<K>(
+    ctx: &Context,
+    app: &App,
+    api: &Api<K>,
+    name: &str,
+    (desired, current): (Option<K>, Option<Arc<K>>),
+    same: impl Fn(&K, &K) -> bool,
+    (resource, deleted): (&'static str, &'static str),
+) -> Result<(), (bool, kube::Error)>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let engine = &ctx.engine;
+    match (desired, current) {
+        (Some(desired), current) => {
+            if current.is_some_and(|o| same(&o, &desired)) {
+                return Ok(());
+            }
+            api.patch(
+                name,
+                &PatchParams::apply(engine.field_manager).force(),
+                &Patch::Apply(&desired),
+            )
+            .await
+            .map_err(|e| (false, e))?;
+            engine.wrote("apply", resource);
+        }
+        (None, Some(existing)) => {
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: existing.uid(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            let result = api.delete(name, &params).await;
+            if !matches!(classify(&result), WriteOutcome::Done | WriteOutcome::Gone)
+                && let Err(source) = result
+            {
+                return Err((true, source));
+            }
+            engine.wrote("delete", resource);
+            let kind = K::kind(&());
+            engine
+                .publish(
+                    app,
+                    EventType::Normal,
+                    deleted,
+                    format!("Deleted {kind} {name}: the App no longer asks for it"),
+                )
+                .await;
+        }
+        (None, None) => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! The report step of an App's pass: its status (conditions, counts, where the strategy
+//! stands), written conditional on the version read; Events for what changed; the
+//! command settled; the rollback the progress deadline asks for; and when to look again.
+
+use std::time::Duration;
+
+use drover_crds::names::{condition, reason};
+use drover_crds::{App, AppStatus};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::debug;
+
+use super::act::Acted;
+use super::observe::Observed;
+use super::plan::Plan;
+use super::status::{self, CrashLoop, Observation};
+use super::{Context, pod};
+use crate::engine::{Error, command, undo};
+use crate::rollout::strategy::Decision;
+use crate::rollout::workload::Workload;
+
+/// Without anything happening, look again this often (drift check).
+const RESYNC: Duration = Duration::from_secs(300);
+/// An App whose cached version predates drover's own last write is looked at again this
+/// soon, if the write's watch event has not woken it first.
+pub const STALE_RETRY: Duration = Duration::from_secs(1);
+/// An eviction a disruption budget refused is tried again this soon.
+const EVICTION_RETRY: Duration = Duration::from_secs(5);
+
+pub async fn report(
+    ctx: &Context,
+    app: &App,
+    observed: &Observed,
+    decision: Decision,
+    plan: &Plan,
+    acted: Acted,
+) -> Result<Action, Error> {
+    let engine = &ctx.engine;
+    let uid = observed.uid.as_str();
+    let spec = app.rollout_spec();
+    let refusal = engine.ledger.refusal(uid);
+    let crash_loops: Vec<CrashLoop> = observed
+        .owned
+        .iter()
+        .flat_map(|p| pod::crash_loops(p))
+        .collect();
+    let (status, available_at) = status::compute(
+        &Observation {
+            app: &observed.name,
+            generation: app.metadata.generation,
+            replicas: app.spec.replicas,
+            update_revision: &observed.update.name,
+            revision_number: observed.update.number,
+            min_ready: spec.min_ready,
+            progress_deadline: spec.progress_deadline,
+            paused: spec.paused,
+            canary: decision.canary.clone(),
+            blue_green: decision.blue_green.clone(),
+            hold: decision.hold.clone(),
+            pods: observed.observed_pods(),
+            crash_loops: &crash_loops,
+            create_failure: refusal.as_deref(),
+            now: observed.now,
+        },
+        app.status.as_ref(),
+    );
+    transitions(ctx, app, app.status.as_ref(), &status).await;
+    if spec.auto_rollback
+        && let Some(stalled) = status
+            .conditions
+            .iter()
+            .find(|c| c.reason == reason::PROGRESS_DEADLINE_EXCEEDED)
+        && !status.current_revision.is_empty()
+        && status.current_revision != status.update_revision
+    {
+        let why = format!("automatically, {}", stalled.message);
+        undo::to_revision(engine, app, uid, &status.current_revision, &why).await?;
+        return Ok(Action::await_change());
+    }
+    if app.status.as_ref() != Some(&status) && !write_status(ctx, app, observed, &status).await? {
+        return Ok(Action::requeue(STALE_RETRY));
+    }
+    command::settle(engine, app, decision.effect).await?;
+
+    ctx.backoff.reset(uid);
+    let now = observed.now;
+    let revisit = [plan.revisit_at, available_at].into_iter().flatten().min();
+    let mut wait = revisit.map_or(RESYNC, |at| until(now, at).min(RESYNC));
+    if let Some(backoff) = engine.ledger.create_backoff(uid) {
+        wait = wait.min(backoff);
+    }
+    if let Some(expiry) = engine.ledger.next_expiry(uid) {
+        wait = wait.min(expiry + Duration::from_secs(1));
+    }
+    if let Some(settling) = observed.update.settling {
+        wait = wait.min(settling);
+    }
+    if acted.evictions_blocked {
+        wait = wait.min(EVICTION_RETRY);
+    }
+    if let Some(at) = decision.wake_at {
+        wait = wait.min(until(now, at));
+    }
+    Ok(Action::requeue(wait))
+}
+
+/// Writes the status, conditional on the version read: a status computed from an App
+/// that changed meanwhile (or from a leader's outdated view) is not written. Returns
+/// whether it was.
+async fn write_status(
+    ctx: &Context,
+    app: &App,
+    observed: &Observed,
+    status: &AppStatus,
+) -> Result<bool, Error> {
+    let engine = &ctx.engine;
+    let api: Api<App> = Api::namespaced(engine.client.clone(), &observed.namespace);
+    let patch = json!({
+        "apiVersion": App::api_version(&()),
+        "kind": App::kind(&()),
+        "metadata": {"resourceVersion": app.resource_version()},
+        "status": status,
+    });
+    match api
+        .patch_status(
+            &observed.name,
+            &PatchParams::apply(engine.field_manager).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(written) => {
+            engine.ledger.wrote(
+                &observed.uid,
+                app.resource_version(),
+                written.resource_version(),
+            );
+            engine.wrote("patch_status", App::PLURAL);
+            Ok(true)
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            debug!(app = %observed.name, "the App changed since it was read; its status waits for the next pass");
+            Ok(false)
+        }
+        Err(source) => Err(Error::StatusPatch {
+            kind: App::KIND,
+            name: observed.name.clone(),
+            source,
+        }),
+    }
+}
+
+fn until(now: Timestamp, at: Timestamp) -> Duration {
+    // A second of slack so the state has changed when the App is looked at again.
+    Duration::try_from(at.duration_since(now)).unwrap_or_default() + Duration::from_secs(1)
+}
+
+/// Events for conditions that changed: the App became (un)available, stalled, or started
+/// crash-looping.
+async fn transitions(ctx: &Context, app: &App, old: Option<&AppStatus>, new: &AppStatus) {
+    let engine = &ctx.engine;
+    let get = |s: Option<&AppStatus>, t: &str| {
+        s.and_then(|s| s.conditions.iter().find(|c| c.type_ == t))
+            .map(|c| (c.status.clone(), c.message.clone()))
+    };
+    let was = get(old, condition::AVAILABLE).map(|c| c.0);
+    if let Some((status, message)) = get(Some(new), condition::AVAILABLE)
+        && was.as_deref() != Some(status.as_str())
+        && (was.is_some() || status == "True")
+    {
+        let (kind, reason) = if status == "True" {
+            (EventType::Normal, reason::AVAILABLE)
+        } else {
+            (EventType::Warning, reason::UNAVAILABLE)
+        };
+        engine.publish(app, kind, reason, message).await;
+    }
+    if let Some((status, message)) = get(Some(new), condition::PROGRESSING)
+        && status == "False"
+        && get(old, condition::PROGRESSING).is_none_or(|c| c.0 == "True")
+    {
+        engine
+            .publish(
+                app,
+                EventType::Warning,
+                reason::PROGRESS_DEADLINE_EXCEEDED,
+                message,
+            )
+            .await;
+    }
+    let was_healthy = get(old, condition::HEALTHY).is_none_or(|c| c.0 == "True");
+    if let Some((status, message)) = get(Some(new), condition::HEALTHY)
+        && status == "False"
+        && was_healthy
+    {
+        engine
+            .publish(app, EventType::Warning, reason::CRASH_LOOP, message)
+            .await;
+    }
+}

@@ -1,0 +1,369 @@
+//! The engine's side of config in revisions: what the referenced ConfigMaps and Secrets
+//! contain now (watched by metadata only; a body is fetched when its resourceVersion
+//! moves), the immutable snapshots a revision's pods mount, and putting a revision's
+//! contents back into the sources on undo.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use drover_crds::names::label;
+use drover_crds::revision::{ConfigKind, Pinned};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::ResourceExt;
+use kube::api::{Api, PostParams};
+use kube::runtime::reflector::ObjectRef;
+use serde_json::{Value, json};
+
+use super::error::{Error, WriteOutcome, classify};
+use super::{Engine, Object};
+use crate::rollout::config::{self, Contents, Source};
+use crate::runtime::lock;
+
+/// What the controller last read of one source.
+#[derive(Debug)]
+struct Seen {
+    resource_version: Option<String>,
+    digest: Option<String>,
+    /// When its contents were last seen to change (not set by the first read).
+    changed_at: Option<Instant>,
+}
+
+/// Digests of the sources workloads reference, by namespace and source.
+#[derive(Debug, Default)]
+pub struct ConfigCache {
+    seen: Mutex<HashMap<(String, Source), Seen>>,
+}
+
+/// The current contents of a workload's config, and when any of it last changed.
+#[derive(Debug)]
+pub struct Observed {
+    pub contents: Contents,
+    pub last_change: Option<Instant>,
+}
+
+/// The resourceVersion of a ConfigMap or Secret from the metadata stores (`None`: absent).
+fn resource_version(
+    engine: &Engine,
+    namespace: &str,
+    kind: ConfigKind,
+    name: &str,
+) -> Option<String> {
+    match kind {
+        ConfigKind::ConfigMap => engine
+            .config_maps
+            .get(&ObjectRef::new(name).within(namespace))
+            .map(|m| m.resource_version().unwrap_or_default()),
+        ConfigKind::Secret => engine
+            .secrets
+            .get(&ObjectRef::new(name).within(namespace))
+            .map(|m| m.resource_version().unwrap_or_default()),
+    }
+}
+
+/// A ConfigMap or a Secret, as the engine copies and restores it.
+trait ConfigObject:
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Default
+{
+    const KIND: ConfigKind;
+    /// The fields that reach a pod, as JSON (what the digest is of).
+    fn contents(&self) -> Value;
+    /// `from`'s contents put into `self`.
+    fn take_contents(&mut self, from: Self);
+    fn set_immutable(&mut self);
+}
+
+impl ConfigObject for ConfigMap {
+    const KIND: ConfigKind = ConfigKind::ConfigMap;
+
+    fn contents(&self) -> Value {
+        json!({"data": self.data, "binaryData": self.binary_data})
+    }
+
+    fn take_contents(&mut self, from: Self) {
+        self.data = from.data;
+        self.binary_data = from.binary_data;
+    }
+
+    fn set_immutable(&mut self) {
+        self.immutable = Some(true);
+    }
+}
+
+impl ConfigObject for Secret {
+    const KIND: ConfigKind = ConfigKind::Secret;
+
+    fn contents(&self) -> Value {
+        json!({"type": self.type_, "data": self.data})
+    }
+
+    fn take_contents(&mut self, from: Self) {
+        self.data = from.data;
+        self.string_data = None;
+        if self.type_.is_none() {
+            self.type_ = from.type_;
+        }
+    }
+
+    fn set_immutable(&mut self) {
+        self.immutable = Some(true);
+    }
+}
+
+fn read_error(kind: ConfigKind, name: &str, source: kube::Error) -> Error {
+    Error::Config {
+        action: "reading",
+        kind: kind.as_str(),
+        name: name.into(),
+        source,
+    }
+}
+
+/// Reads a source; `None` when it does not exist.
+async fn get<C: ConfigObject>(
+    engine: &Engine,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<C>, Error> {
+    Api::<C>::namespaced(engine.client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|e| read_error(C::KIND, name, e))
+}
+
+/// The digest of a source's contents now; `None` when it does not exist.
+async fn fetch(engine: &Engine, namespace: &str, source: &Source) -> Result<Option<String>, Error> {
+    let contents = match source.kind {
+        ConfigKind::ConfigMap => get::<ConfigMap>(engine, namespace, &source.name)
+            .await?
+            .map(|c| c.contents()),
+        ConfigKind::Secret => get::<Secret>(engine, namespace, &source.name)
+            .await?
+            .map(|c| c.contents()),
+    };
+    Ok(contents.map(|c| config::digest(&c)))
+}
+
+/// The digests of `sources` in `namespace` now. A source is read from the API only when
+/// its resourceVersion differs from the last one read.
+pub async fn observe(
+    engine: &Engine,
+    namespace: &str,
+    sources: &BTreeSet<Source>,
+) -> Result<Observed, Error> {
+    let mut contents = Contents::new();
+    let mut last_change: Option<Instant> = None;
+    for source in sources {
+        let key = (namespace.to_string(), source.clone());
+        let version = resource_version(engine, namespace, source.kind, &source.name);
+        let cached = {
+            let seen = lock(&engine.config_cache.seen);
+            seen.get(&key)
+                .filter(|s| s.resource_version == version)
+                .map(|s| (s.digest.clone(), s.changed_at))
+        };
+        let (digest, changed_at) = match cached {
+            Some(hit) => hit,
+            None => {
+                let digest = match &version {
+                    Some(_) => fetch(engine, namespace, source).await?,
+                    None => None,
+                };
+                let mut seen = lock(&engine.config_cache.seen);
+                let changed_at = match seen.get(&key) {
+                    Some(before) if before.digest != digest => Some(Instant::now()),
+                    Some(before) => before.changed_at,
+                    None => None,
+                };
+                seen.insert(
+                    key,
+                    Seen {
+                        resource_version: version,
+                        digest: digest.clone(),
+                        changed_at,
+                    },
+                );
+                (digest, changed_at)
+            }
+        };
+        last_change = last_change.max(changed_at);
+        contents.insert(source.clone(), digest);
+    }
+    Ok(Observed {
+        contents,
+        last_change,
+    })
+}
+
+fn snapshot_meta<K: Object>(
+    object: &K,
+    revision: &str,
+    name: &str,
+    owner: OwnerReference,
+) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: object.namespace(),
+        labels: Some({
+            let mut labels = super::labels(&object.name_any());
+            labels.insert(label::REVISION.to_string(), revision.to_string());
+            labels
+        }),
+        owner_references: Some(vec![owner]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// Makes sure every snapshot of the revision exists, copying each source whose contents
+/// still match what the revision pinned (a source that moved on since will make a newer
+/// revision). Snapshots are owned by the ControllerRevision: pruning it removes them.
+pub async fn ensure_snapshots<K: Object>(
+    engine: &Engine,
+    object: &K,
+    revision: &str,
+    revision_uid: &str,
+    pinned: &[Pinned],
+) -> Result<(), Error> {
+    let namespace = object.namespace().unwrap_or_default();
+    let owner = OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "ControllerRevision".into(),
+        name: revision.into(),
+        uid: revision_uid.into(),
+        ..OwnerReference::default()
+    };
+    for p in pinned {
+        let Some(digest) = &p.digest else { continue };
+        if resource_version(engine, &namespace, p.kind, &p.snapshot).is_some() {
+            continue;
+        }
+        let meta = snapshot_meta(object, revision, &p.snapshot, owner.clone());
+        let result = match p.kind {
+            ConfigKind::ConfigMap => {
+                snapshot::<ConfigMap>(engine, &namespace, p, digest, meta).await?
+            }
+            ConfigKind::Secret => snapshot::<Secret>(engine, &namespace, p, digest, meta).await?,
+        };
+        match classify(&result) {
+            WriteOutcome::Done => engine.wrote("create", p.kind.plural()),
+            WriteOutcome::AlreadyExists | WriteOutcome::Gone => {}
+            WriteOutcome::Refused(_) | WriteOutcome::Transient => {
+                if let Err(source) = result {
+                    return Err(Error::Config {
+                        action: "snapshotting",
+                        kind: p.kind.as_str(),
+                        name: p.name.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates the immutable snapshot of `p`'s source, if the source still holds what the
+/// revision pinned (a source that moved on since will make a newer revision).
+async fn snapshot<C: ConfigObject>(
+    engine: &Engine,
+    namespace: &str,
+    p: &Pinned,
+    digest: &str,
+    metadata: ObjectMeta,
+) -> Result<Result<(), kube::Error>, Error> {
+    let Some(source) = get::<C>(engine, namespace, &p.name).await? else {
+        return Ok(Ok(()));
+    };
+    if config::digest(&source.contents()) != digest {
+        return Ok(Ok(()));
+    }
+    let mut copy = C::default();
+    *copy.meta_mut() = metadata;
+    copy.take_contents(source);
+    copy.set_immutable();
+    let api = Api::<C>::namespaced(engine.client.clone(), namespace);
+    Ok(api.create(&PostParams::default(), &copy).await.map(drop))
+}
+
+/// Puts a revision's config back: every source whose contents differ from its snapshot
+/// gets the snapshot's contents (and is created again if it was deleted). Returns the
+/// sources written.
+pub async fn restore(
+    engine: &Engine,
+    namespace: &str,
+    pinned: &[Pinned],
+) -> Result<Vec<String>, Error> {
+    let mut restored = vec![];
+    for p in pinned {
+        let Some(digest) = &p.digest else { continue };
+        let written = match p.kind {
+            ConfigKind::ConfigMap => restore_one::<ConfigMap>(engine, namespace, p, digest).await?,
+            ConfigKind::Secret => restore_one::<Secret>(engine, namespace, p, digest).await?,
+        };
+        if written {
+            engine.wrote("write", p.kind.plural());
+            restored.push(format!("{} {}", p.kind.as_str(), p.name));
+        }
+    }
+    Ok(restored)
+}
+
+/// Puts the snapshot's contents into `p`'s source (created again if it was deleted)
+/// unless it holds them already. Returns whether it wrote.
+async fn restore_one<C: ConfigObject>(
+    engine: &Engine,
+    namespace: &str,
+    p: &Pinned,
+    digest: &str,
+) -> Result<bool, Error> {
+    let write_error = |source| Error::Config {
+        action: "restoring",
+        kind: C::KIND.as_str(),
+        name: p.name.clone(),
+        source,
+    };
+    let api = Api::<C>::namespaced(engine.client.clone(), namespace);
+    let params = PostParams::default();
+    let snapshot: C = api
+        .get(&p.snapshot)
+        .await
+        .map_err(|e| read_error(C::KIND, &p.snapshot, e))?;
+    match get::<C>(engine, namespace, &p.name).await? {
+        Some(source) if config::digest(&source.contents()) == digest => Ok(false),
+        Some(mut source) => {
+            source.take_contents(snapshot);
+            api.replace(&p.name, &params, &source)
+                .await
+                .map_err(write_error)?;
+            Ok(true)
+        }
+        None => {
+            let mut fresh = C::default();
+            fresh.meta_mut().name = Some(p.name.clone());
+            fresh.take_contents(snapshot);
+            api.create(&params, &fresh).await.map_err(write_error)?;
+            Ok(true)
+        }
+    }
+}
+
+/// Whether the workload's template references this ConfigMap or Secret.
+pub fn references<K: Object>(object: &K, kind: ConfigKind, name: &str) -> bool {
+    object
+        .rollout_spec()
+        .template
+        .spec
+        .as_ref()
+        .is_some_and(|spec| {
+            config::references(spec).contains(&Source {
+                kind,
+                name: name.into(),
+            })
+        })
+}

@@ -1,0 +1,196 @@
+//! What can fail in a workload controller. Each error has a category, used as the reason
+//! of the Warning event it raises and as the label of the error metric. `kind` is the
+//! workload's kind (`App`).
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{kind} {name} cannot be read ({reason}); fix its spec")]
+    InvalidSpec {
+        kind: &'static str,
+        name: String,
+        reason: String,
+    },
+    #[error("{kind} {name} has no UID yet")]
+    MissingUid { kind: &'static str, name: String },
+    #[error("creating pod {pod}: {source}")]
+    PodCreate {
+        pod: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("deleting pod {pod}: {source}")]
+    PodDelete {
+        pod: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("applying Service {name}: {source}")]
+    ServiceApply {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("deleting Service {name}: {source}")]
+    ServiceDelete {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("writing PodDisruptionBudget {name}: {source}")]
+    BudgetWrite {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("writing ControllerRevision {name}: {source}")]
+    RevisionWrite {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{action} {kind} {name}: {source}")]
+    Config {
+        action: &'static str,
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("removing annotation {key} from {kind} {name}: {source}")]
+    Annotation {
+        kind: &'static str,
+        name: String,
+        key: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("undoing the rollout of {kind} {name}: {source}")]
+    Undo {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("writing the status of {kind} {name}: {source}")]
+    StatusPatch {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    /// PascalCase, for Event reasons and metric labels.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::InvalidSpec { .. } => "InvalidSpec",
+            Error::MissingUid { .. } => "MissingUid",
+            Error::PodCreate { .. } => "PodCreateFailed",
+            Error::PodDelete { .. } => "PodDeleteFailed",
+            Error::ServiceApply { .. } => "ServiceApplyFailed",
+            Error::ServiceDelete { .. } => "ServiceDeleteFailed",
+            Error::RevisionWrite { .. } => "RevisionWriteFailed",
+            Error::BudgetWrite { .. } => "DisruptionBudgetWriteFailed",
+            Error::Config { .. } => "ConfigSnapshotFailed",
+            Error::Undo { .. } => "UndoFailed",
+            Error::Annotation { .. } => "AnnotationUpdateFailed",
+            Error::StatusPatch { .. } => "StatusUpdateFailed",
+        }
+    }
+}
+
+/// The apiserver's answer to a write, sorted by what the controller does about it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Done,
+    /// 409 AlreadyExists on create.
+    AlreadyExists,
+    /// 404 on delete (already gone), or a write into a namespace being deleted (the
+    /// workload goes with it).
+    Gone,
+    /// The apiserver refused the object itself (admission, quota, validation): retrying
+    /// the same object will not help; the user must act. Carries its message.
+    Refused(String),
+    /// Anything else (throttling, timeouts, conflicts, server errors): retry later.
+    Transient,
+}
+
+pub fn classify<T>(result: &Result<T, kube::Error>) -> WriteOutcome {
+    match result {
+        Ok(_) => WriteOutcome::Done,
+        Err(kube::Error::Api(status)) if namespace_terminating(status) => WriteOutcome::Gone,
+        Err(kube::Error::Api(status)) => match status.code {
+            409 if status.reason == "AlreadyExists" => WriteOutcome::AlreadyExists,
+            404 => WriteOutcome::Gone,
+            400 | 403 | 422 => WriteOutcome::Refused(status.message.clone()),
+            _ => WriteOutcome::Transient,
+        },
+        Err(_) => WriteOutcome::Transient,
+    }
+}
+
+fn namespace_terminating(status: &kube::core::Status) -> bool {
+    status
+        .details
+        .as_ref()
+        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+
+    use super::*;
+
+    fn api_error(code: u16, reason: &str, message: &str) -> Result<(), kube::Error> {
+        let mut status = Status::failure(message, reason);
+        status.code = code;
+        Err(kube::Error::Api(Box::new(status)))
+    }
+
+    #[test]
+    fn sorts_apiserver_answers() {
+        assert_eq!(classify(&Ok::<(), kube::Error>(())), WriteOutcome::Done);
+        assert_eq!(
+            classify(&api_error(409, "AlreadyExists", "exists")),
+            WriteOutcome::AlreadyExists
+        );
+        assert_eq!(
+            classify(&api_error(409, "Conflict", "changed")),
+            WriteOutcome::Transient
+        );
+        assert_eq!(
+            classify(&api_error(404, "NotFound", "gone")),
+            WriteOutcome::Gone
+        );
+        assert_eq!(
+            classify(&api_error(403, "Forbidden", "violates PodSecurity")),
+            WriteOutcome::Refused("violates PodSecurity".into())
+        );
+        assert_eq!(
+            classify(&api_error(429, "TooManyRequests", "slow down")),
+            WriteOutcome::Transient
+        );
+        assert_eq!(
+            classify(&api_error(500, "InternalError", "etcd")),
+            WriteOutcome::Transient
+        );
+    }
+
+    #[test]
+    fn writes_into_a_terminating_namespace_are_moot() {
+        let mut status = Status::failure("unable to create new content", "Forbidden");
+        status.code = 403;
+        // As the apiserver sends it.
+        status.details = serde_json::from_value(serde_json::json!({
+            "name": "web-0", "kind": "pods",
+            "causes": [{"reason": "NamespaceTerminating", "message": "namespace is being terminated", "field": "metadata.namespace"}],
+        }))
+        .unwrap();
+        assert_eq!(
+            classify(&Err::<(), _>(kube::Error::Api(Box::new(status)))),
+            WriteOutcome::Gone
+        );
+    }
+}

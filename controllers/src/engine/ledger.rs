@@ -1,0 +1,524 @@
+//! What the controller has written but the watch has not shown yet (the "expectations"
+//! of Kubernetes' own controllers), and what the apiserver told it about names and
+//! refusals. The plan counts in-flight creates as pods, so a reconcile that runs before
+//! the watch catches up never creates a pod twice. A create stops being in flight once
+//! the pod watch delivers any event of its UID — a pod deleted before a reconcile saw it
+//! included — or once a reconcile's view holds it. In memory only: after a restart the
+//! initial list is a fresh read.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::runtime::backoff::Backoff;
+use crate::runtime::lock;
+
+/// An in-flight create that never shows up (deleted at once by someone else) is forgotten
+/// after this long.
+const CREATE_TTL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Default)]
+pub struct Ledger {
+    workloads: Mutex<HashMap<String, Entries>>,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    /// Pod name -> the create the apiserver accepted.
+    creating: HashMap<String, Creating>,
+    /// Names the apiserver said exist but that the workload's pods do not have.
+    taken: HashSet<String>,
+    /// The apiserver's refusal of the last create, until a create succeeds.
+    refusal: Option<String>,
+    /// Consecutive refused creates, and when the last one was refused.
+    refusals: u32,
+    refused_at: Option<Instant>,
+    /// The workload's resourceVersion that drover's own last write replaced, until its
+    /// cache moves past it.
+    superseded: Option<String>,
+}
+
+#[derive(Debug)]
+struct Creating {
+    /// The UID the apiserver gave the pod.
+    uid: String,
+    slot: u32,
+    revision: String,
+    at: Instant,
+}
+
+/// The wait before creating again after `refusals` refused creates in a row.
+fn refusal_backoff(refusals: u32) -> Duration {
+    Backoff::RECONCILE.after(refusals)
+}
+
+impl Ledger {
+    fn with<T>(&self, uid: &str, f: impl FnOnce(&mut Entries) -> T) -> T {
+        let mut workloads = lock(&self.workloads);
+        f(workloads.entry(uid.to_string()).or_default())
+    }
+
+    /// Creates still in flight, as `(name, slot, revision)`; those whose pod the view
+    /// holds (`observed`: name -> UID of the workload's pods) or that expired are forgotten.
+    pub fn in_flight(
+        &self,
+        uid: &str,
+        observed: &HashMap<String, String>,
+    ) -> Vec<(String, u32, String)> {
+        self.with(uid, |l| {
+            l.creating.retain(|name, c| {
+                observed.get(name) != Some(&c.uid) && c.at.elapsed() < CREATE_TTL
+            });
+            l.taken.retain(|name| !observed.contains_key(name));
+            l.creating
+                .iter()
+                .map(|(n, c)| (n.clone(), c.slot, c.revision.clone()))
+                .collect()
+        })
+    }
+
+    /// The pod watch delivered an event of this pod (created, changed or deleted): its
+    /// create is in flight no longer. Without this a pod deleted before any reconcile
+    /// saw it would stay counted until its create expired.
+    pub fn seen(&self, uid: &str, pod_uid: &str) {
+        let mut workloads = lock(&self.workloads);
+        if let Some(l) = workloads.get_mut(uid) {
+            l.creating.retain(|_, c| c.uid != pod_uid);
+        }
+    }
+
+    /// How long until the oldest in-flight create expires: the workload is looked at
+    /// again then, whatever else happens.
+    pub fn next_expiry(&self, uid: &str) -> Option<Duration> {
+        self.with(uid, |l| {
+            l.creating
+                .values()
+                .map(|c| CREATE_TTL.saturating_sub(c.at.elapsed()))
+                .min()
+        })
+    }
+
+    pub fn taken(&self, uid: &str) -> HashSet<String> {
+        self.with(uid, |l| l.taken.clone())
+    }
+
+    pub fn created(&self, uid: &str, name: &str, pod_uid: &str, slot: u32, revision: &str) {
+        self.with(uid, |l| {
+            l.creating.insert(
+                name.to_string(),
+                Creating {
+                    uid: pod_uid.to_string(),
+                    slot,
+                    revision: revision.to_string(),
+                    at: Instant::now(),
+                },
+            );
+            l.refusal = None;
+            l.refusals = 0;
+            l.refused_at = None;
+        });
+    }
+
+    /// The name exists already: either the workload's own pod the watch has not shown
+    /// yet, or someone else's. Either way the slot is not free.
+    pub fn name_taken(&self, uid: &str, name: &str) {
+        self.with(uid, |l| {
+            l.taken.insert(name.to_string());
+        });
+    }
+
+    /// Records a refused create; returns how many in a row were refused.
+    pub fn refused(&self, uid: &str, message: &str) -> u32 {
+        self.with(uid, |l| {
+            l.refusal = Some(message.to_string());
+            l.refusals += 1;
+            l.refused_at = Some(Instant::now());
+            l.refusals
+        })
+    }
+
+    /// How long to hold off creating after refusals. Reconciles come with every pod and
+    /// status change; without this a refused template would be retried on each of them.
+    pub fn create_backoff(&self, uid: &str) -> Option<Duration> {
+        self.with(uid, |l| {
+            let at = l.refused_at?;
+            refusal_backoff(l.refusals).checked_sub(at.elapsed())
+        })
+    }
+
+    pub fn refusal(&self, uid: &str) -> Option<String> {
+        self.with(uid, |l| l.refusal.clone())
+    }
+
+    /// drover wrote the workload (its status, an annotation): the version read before the
+    /// write is stale from now on. A write that changed nothing (same version) is not one.
+    pub fn wrote(&self, uid: &str, before: Option<String>, after: Option<String>) {
+        if before.is_some() && before != after {
+            self.with(uid, |l| l.superseded = before);
+        }
+    }
+
+    /// Whether this version of the workload is one drover's own write replaced: the store has
+    /// not shown that write yet, and acting on the older version would undo it (a canary
+    /// step promoted, a blue-green side switched). Any other version is the write or later.
+    pub fn is_stale(&self, uid: &str, version: Option<&str>) -> bool {
+        self.with(uid, |l| {
+            if l.superseded.is_some() && l.superseded.as_deref() == version {
+                return true;
+            }
+            l.superseded = None;
+            false
+        })
+    }
+
+    /// The workload no longer needs pods (or is gone): nothing is pending for it.
+    pub fn settle(&self, uid: &str) {
+        self.with(uid, |l| {
+            l.refusal = None;
+            l.refusals = 0;
+            l.refused_at = None;
+        });
+    }
+
+    pub fn forget(&self, uid: &str) {
+        lock(&self.workloads).remove(uid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_stay_in_flight_until_observed() {
+        let l = Ledger::default();
+        l.created("a", "web-0", "u0", 0, "r");
+        l.created("a", "web-1", "u1", 1, "r");
+        let mut seen = l.in_flight("a", &HashMap::new());
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("web-0".to_string(), 0, "r".to_string()),
+                ("web-1".to_string(), 1, "r".to_string())
+            ]
+        );
+        let observed = HashMap::from([("web-0".to_string(), "u0".to_string())]);
+        assert_eq!(
+            l.in_flight("a", &observed),
+            [("web-1".to_string(), 1, "r".to_string())]
+        );
+        assert!(l.in_flight("b", &HashMap::new()).is_empty(), "per App");
+        assert!(l.next_expiry("a").is_some_and(|d| d <= CREATE_TTL));
+    }
+
+    #[test]
+    fn an_older_pod_of_the_same_name_is_not_the_create() {
+        let l = Ledger::default();
+        l.created("a", "web-0", "new", 0, "r");
+        let old = HashMap::from([("web-0".to_string(), "old".to_string())]);
+        assert_eq!(l.in_flight("a", &old).len(), 1);
+    }
+
+    #[test]
+    fn a_watch_event_of_the_pod_ends_its_create() {
+        let l = Ledger::default();
+        l.created("a", "web-0", "u0", 0, "r");
+        l.created("a", "web-1", "u1", 1, "r");
+        // web-0 was created and deleted before any reconcile looked.
+        l.seen("a", "u0");
+        l.seen("b", "u1");
+        assert_eq!(
+            l.in_flight("a", &HashMap::new()),
+            [("web-1".to_string(), 1, "r".to_string())]
+        );
+        l.seen("a", "u1");
+        assert_eq!(l.next_expiry("a"), None);
+    }
+
+    #[test]
+    fn the_version_before_an_own_write_is_stale_until_the_store_moves_on() {
+        let l = Ledger::default();
+        assert!(!l.is_stale("a", Some("1")));
+        l.wrote("a", Some("1".into()), Some("1".into()));
+        assert!(!l.is_stale("a", Some("1")), "a write that changed nothing");
+        l.wrote("a", Some("1".into()), Some("2".into()));
+        assert!(l.is_stale("a", Some("1")));
+        assert!(!l.is_stale("b", Some("1")), "per App");
+        assert!(!l.is_stale("a", Some("3")), "a later version");
+        assert!(
+            !l.is_stale("a", Some("1")),
+            "forgotten once the store moved on"
+        );
+    }
+
+    #[test]
+    fn refusals_count_until_a_create_succeeds() {
+        let l = Ledger::default();
+        assert_eq!(l.refused("a", "forbidden"), 1);
+        assert_eq!(l.refused("a", "forbidden"), 2);
+        assert_eq!(l.refusal("a").as_deref(), Some("forbidden"));
+        l.created("a", "web-0", "u0", 0, "r");
+        assert_eq!(l.refusal("a"), None);
+        assert_eq!(l.refused("a", "quota"), 1);
+    }
+
+    #[test]
+    fn refused_creates_back_off() {
+        let l = Ledger::default();
+        assert_eq!(l.create_backoff("a"), None);
+        l.refused("a", "no");
+        assert!(
+            l.create_backoff("a")
+                .is_some_and(|w| w <= Duration::from_secs(1))
+        );
+        l.refused("a", "no");
+        assert!(
+            l.create_backoff("a")
+                .is_some_and(|w| w > Duration::from_secs(1))
+        );
+        assert_eq!(refusal_backoff(1), Duration::from_secs(1));
+        assert_eq!(refusal_backoff(4), Duration::from_secs(8));
+        assert_eq!(refusal_backoff(40), Duration::from_secs(256));
+        l.settle("a");
+        assert_eq!(l.create_backoff("a"), None);
+    }
+
+    #[test]
+    fn taken_names_are_remembered_until_observed_as_the_apps_own() {
+        let l = Ledger::default();
+        l.name_taken("a", "web-0");
+        assert!(l.taken("a").contains("web-0"));
+        l.in_flight(
+            "a",
+            &HashMap::from([("web-0".to_string(), "u".to_string())]),
+        );
+        assert!(l.taken("a").is_empty());
+    }
+}
+
+/// A model of the App cache lagging behind drover's own writes: passes run on whatever
+/// version the cache shows, decide with the real canary strategy, act on the split it
+/// asks for, write their status conditional on the version read (as the apiserver does)
+/// and remove the command's annotation. A pass on a version older than drover's own
+/// last write would act on a split a promotion already left: the ledger skips it.
+#[cfg(test)]
+mod stale_view {
+    use drover_crds::CanaryStatus;
+    use k8s_openapi::api::core::v1::PodTemplateSpec;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::Ledger;
+    use crate::rollout::canary::updated_for;
+    use crate::rollout::command::Command;
+    use crate::rollout::strategy::fixture::{pods, spec, strategy, t};
+    use crate::rollout::strategy::{Input, decide};
+    use crate::rollout::workload::Recorded;
+
+    const REPLICAS: u32 = 10;
+
+    /// One version of the App: what its status recorded, and whether the promote
+    /// annotation is set.
+    #[derive(Debug, Clone)]
+    struct Version {
+        canary: Option<CanaryStatus>,
+        /// Stands for the pod counts of the status: it changes with the pods.
+        ready: u32,
+        promote: bool,
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Event {
+        /// A pass over the version the cache shows.
+        Pass,
+        /// The cache shows this many versions more (never beyond the latest).
+        CatchUp(usize),
+        /// `kubectl annotate ... drover.dev/promote=step`.
+        Promote,
+        /// A pod changes: the next status differs.
+        Churn,
+    }
+
+    struct World {
+        versions: Vec<Version>,
+        cached: usize,
+        ready: u32,
+        /// The promote annotation was acted on and its removal not seen yet (the
+        /// engine's `command::Acted`).
+        acted: bool,
+        ledger: Ledger,
+        guarded: bool,
+        /// The split the last pass acted on, as a canary step.
+        acted_on: u32,
+    }
+
+    impl World {
+        fn new(guarded: bool) -> Self {
+            World {
+                versions: vec![Version {
+                    canary: None,
+                    ready: 0,
+                    promote: false,
+                }],
+                cached: 0,
+                ready: 0,
+                acted: false,
+                ledger: Ledger::default(),
+                guarded,
+                acted_on: 0,
+            }
+        }
+
+        fn rv(i: usize) -> String {
+            i.to_string()
+        }
+
+        /// Appends a version drover wrote from version `read`.
+        fn write(&mut self, read: usize, version: Version) {
+            self.versions.push(version);
+            let written = self.versions.len() - 1;
+            self.ledger
+                .wrote("a", Some(Self::rv(read)), Some(Self::rv(written)));
+        }
+
+        fn pass(&mut self) -> Result<(), TestCaseError> {
+            let read = self.cached;
+            if self.guarded && self.ledger.is_stale("a", Some(&Self::rv(read))) {
+                return Ok(());
+            }
+            let seen = self.versions[read].clone();
+            if !seen.promote {
+                self.acted = false;
+            }
+            let command = (seen.promote && !self.acted).then_some(Command::Promote);
+            let latest = self.versions.last().cloned().unwrap_or(seen.clone());
+            // The pods stand where the latest status put them.
+            let weight = latest.canary.as_ref().map_or(0, |c| c.weight.max(0) as u32);
+            let new = updated_for(weight, REPLICAS);
+            let mut all = pods("web-a", 0, REPLICAS - new);
+            all.extend(pods("web-b", REPLICAS - new, new));
+            let (template, strategy) = (
+                PodTemplateSpec::default(),
+                strategy(json!({"type": "Canary", "canary": {"steps": [
+                    {"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {}},
+                ]}})),
+            );
+            let stored = ["web-a".to_string(), "web-b".to_string()];
+            let d = decide(&Input {
+                spec: spec(&template, &strategy, REPLICAS),
+                recorded: Recorded {
+                    current_revision: "web-a",
+                    update_revision: "web-b",
+                    canary: seen.canary.as_ref(),
+                    blue_green: None,
+                },
+                update: "web-b",
+                stored: &stored,
+                pods: &all,
+                command,
+                now: t(10),
+            });
+            // Act: the pods move to the decided split.
+            let step = d.canary.as_ref().map_or(0, |c| c.step.max(0) as u32);
+            prop_assert!(
+                step >= self.acted_on,
+                "a pass acted on step {step} after step {}",
+                self.acted_on
+            );
+            self.acted_on = step;
+            if d.canary != seen.canary || self.ready != seen.ready {
+                if read != self.versions.len() - 1 {
+                    // 409: the App changed since it was read; the next pass reads again.
+                    return Ok(());
+                }
+                // A status patch: the rest of the object is the latest version's.
+                let version = Version {
+                    canary: d.canary,
+                    ready: self.ready,
+                    promote: latest.promote,
+                };
+                self.write(read, version);
+            }
+            if command.is_some() {
+                // Settled: the annotation is removed.
+                self.acted = true;
+                let mut version = self.versions.last().cloned().unwrap_or(seen);
+                version.promote = false;
+                self.write(read, version);
+            }
+            Ok(())
+        }
+
+        fn apply(&mut self, event: Event) -> Result<(), TestCaseError> {
+            match event {
+                Event::Pass => self.pass()?,
+                Event::CatchUp(n) => self.cached = (self.cached + n).min(self.versions.len() - 1),
+                Event::Promote => {
+                    let mut version = self.versions.last().cloned().unwrap_or(Version {
+                        canary: None,
+                        ready: 0,
+                        promote: false,
+                    });
+                    version.promote = true;
+                    self.versions.push(version);
+                }
+                Event::Churn => self.ready += 1,
+            }
+            Ok(())
+        }
+    }
+
+    fn arb_event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            4 => Just(Event::Pass),
+            3 => (0usize..3).prop_map(Event::CatchUp),
+            1 => Just(Event::Promote),
+            2 => Just(Event::Churn),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn a_pass_on_a_stale_view_never_undoes_a_promotion(
+            events in prop::collection::vec(arb_event(), 0..60),
+        ) {
+            let mut world = World::new(true);
+            for event in events {
+                world.apply(event)?;
+            }
+        }
+    }
+
+    #[test]
+    fn without_the_ledger_a_stale_view_undoes_a_promotion() {
+        let run = |guarded: bool| {
+            let mut world = World::new(guarded);
+            // To the open pause (step 1), then promoted past it; the cache still shows
+            // the version with the promotion when the next pass runs.
+            let events = [
+                Event::Pass,
+                Event::CatchUp(1),
+                Event::Promote,
+                Event::CatchUp(1),
+                Event::Pass,
+                Event::CatchUp(2),
+                Event::Pass,
+                Event::Promote,
+                Event::CatchUp(1),
+                Event::Pass,
+                Event::Churn,
+                Event::Pass,
+            ];
+            events.into_iter().try_for_each(|e| world.apply(e))
+        };
+        assert!(run(true).is_ok());
+        let undone = run(false).expect_err("the model shows the race");
+        assert!(
+            undone.to_string().contains("acted on step 1 after step 2"),
+            "{undone}"
+        );
+    }
+}

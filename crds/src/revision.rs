@@ -1,0 +1,87 @@
+//! What a `ControllerRevision` of a drover workload holds in its `data`: the pod template
+//! and the config it pinned. Written by the controllers, read by the kubectl plugin.
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use serde::{Deserialize, Serialize};
+
+/// The kind of a config source a template references.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ConfigKind {
+    ConfigMap,
+    Secret,
+}
+
+impl ConfigKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfigKind::ConfigMap => "ConfigMap",
+            ConfigKind::Secret => "Secret",
+        }
+    }
+
+    /// The resource's plural, as in RBAC rules and metrics.
+    pub fn plural(self) -> &'static str {
+        match self {
+            ConfigKind::ConfigMap => "configmaps",
+            ConfigKind::Secret => "secrets",
+        }
+    }
+}
+
+/// What a revision holds of one source: the digest of its contents when the revision was
+/// made (`None`: it did not exist) and the snapshot its pods mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pinned {
+    pub kind: ConfigKind,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    pub snapshot: String,
+}
+
+/// The `data` of a revision.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RevisionData {
+    pub template: PodTemplateSpec,
+    /// Config the template references, pinned to snapshots (absent in revisions made
+    /// before config was pinned).
+    #[serde(default)]
+    pub config: Vec<Pinned>,
+}
+
+impl RevisionData {
+    /// Reads a revision's `data`; `None` when it is not a drover revision.
+    pub fn from_raw(data: &serde_json::Value) -> Option<Self> {
+        serde_json::from_value(data.clone()).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn reads_what_the_controller_writes() {
+        let data = RevisionData {
+            template: serde_json::from_value(
+                json!({"spec": {"containers": [{"name": "a", "image": "x:1"}]}}),
+            )
+            .unwrap(),
+            config: vec![Pinned {
+                kind: ConfigKind::Secret,
+                name: "s".into(),
+                digest: None,
+                snapshot: "s-1".into(),
+            }],
+        };
+        let raw = serde_json::to_value(&data).unwrap();
+        assert_eq!(raw["config"][0]["kind"], "Secret");
+        assert_eq!(RevisionData::from_raw(&raw), Some(data));
+        let old = json!({"template": {"spec": {"containers": []}}});
+        assert!(RevisionData::from_raw(&old).is_some_and(|d| d.config.is_empty()));
+        assert_eq!(RevisionData::from_raw(&json!({"x": 1})), None);
+    }
+}
