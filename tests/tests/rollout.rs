@@ -194,22 +194,68 @@ async fn roll_under_load(
     report
 }
 
+/// Where a test's App runs.
+enum On {
+    /// Wherever the cluster's scheduler puts it (the real workers).
+    AnyNode,
+    /// A pool of simulated nodes, made for the test: its name and size.
+    Pool(&'static str, usize),
+}
+
+/// What every test here starts from: a fresh namespace (with its node pool), and the App
+/// `web` of `replicas` pods at image 1 — its manifest changed by `edit` — created and
+/// rolled out.
+struct Started {
+    client: Client,
+    /// Before the namespace, so that it goes first, as a test's own would.
+    pool: Option<FakeNodePool>,
+    ns: TestNamespace,
+    apps: Api<App>,
+    /// The pods it rolled out with.
+    running: Vec<Pod>,
+}
+
+async fn start(prefix: &str, on: On, replicas: i32, edit: impl FnOnce(&mut Value)) -> Started {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, prefix).await;
+    let pool = match on {
+        On::AnyNode => None,
+        On::Pool(name, size) => Some(FakeNodePool::create(&client, name, size).await),
+    };
+    let placement = pool
+        .as_ref()
+        .map_or(Placement::AnyNode, FakeNodePool::placement);
+    let mut manifest = app_manifest("web", replicas, "1", &placement);
+    edit(&mut manifest);
+    let app: App = serde_json::from_value(manifest).unwrap();
+    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
+    apps.create(&PostParams::default(), &app).await.unwrap();
+    let image = format!("{SAMPLE_IMAGE}:1");
+    let running = wait_rolled_out(&client, &ns.name, "web", replicas, &image).await;
+    Started {
+        client,
+        pool,
+        ns,
+        apps,
+        running,
+    }
+}
+
 #[tokio::test]
 async fn a_rolling_update_under_load_drops_no_request_and_stays_within_bounds() {
-    let client = client().await;
-    let ns = TestNamespace::create(&client, "e2e-rollout").await;
-    let mut manifest = app_manifest("web", 10, "1", &Placement::AnyNode);
-    manifest["spec"]["strategy"] =
-        json!({"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}});
-    manifest["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = json!(30);
-    manifest["spec"]["template"]["spec"]["containers"][0]["env"] =
-        json!([{"name": "SHUTDOWN_DELAY", "value": DRAIN}]);
-    let app: App = serde_json::from_value(manifest).unwrap();
-    Api::<App>::namespaced(client.clone(), &ns.name)
-        .create(&PostParams::default(), &app)
-        .await
-        .unwrap();
-    wait_rolled_out(&client, &ns.name, "web", 10, &format!("{SAMPLE_IMAGE}:1")).await;
+    let Started {
+        client,
+        ns,
+        pool: _pool,
+        ..
+    } = start("e2e-rollout", On::AnyNode, 10, |manifest| {
+        manifest["spec"]["strategy"] =
+            json!({"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}});
+        manifest["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = json!(30);
+        manifest["spec"]["template"]["spec"]["containers"][0]["env"] =
+            json!([{"name": "SHUTDOWN_DELAY", "value": DRAIN}]);
+    })
+    .await;
     let ip = service_ip(&client, &ns.name, "web").await;
 
     // 1 -> 2 surging 25%, never below 10 ready.
@@ -349,17 +395,15 @@ async fn a_rolling_update_under_load_drops_no_request_and_stays_within_bounds() 
 
 #[tokio::test]
 async fn recreate_removes_every_old_pod_before_starting_new_ones() {
-    let client = client().await;
-    let ns = TestNamespace::create(&client, "e2e-recreate").await;
-    let pool = FakeNodePool::create(&client, "recreate", 2).await;
-    let mut manifest = app_manifest("web", 4, "1", &pool.placement());
-    manifest["spec"]["strategy"] = json!({"type": "Recreate"});
-    let app: App = serde_json::from_value(manifest).unwrap();
-    Api::<App>::namespaced(client.clone(), &ns.name)
-        .create(&PostParams::default(), &app)
-        .await
-        .unwrap();
-    wait_rolled_out(&client, &ns.name, "web", 4, &format!("{SAMPLE_IMAGE}:1")).await;
+    let Started {
+        client,
+        ns,
+        pool: _pool,
+        ..
+    } = start("e2e-recreate", On::Pool("recreate", 2), 4, |manifest| {
+        manifest["spec"]["strategy"] = json!({"type": "Recreate"});
+    })
+    .await;
 
     // Watch every pod event: no pod of the new image may exist while an old one does.
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
@@ -421,14 +465,14 @@ async fn set_paused(apps: &Api<App>, paused: bool) {
 
 #[tokio::test]
 async fn a_paused_app_holds_template_changes_but_scales_and_resume_rolls_it() {
-    let client = client().await;
-    let ns = TestNamespace::create(&client, "e2e-pause").await;
-    let pool = FakeNodePool::create(&client, "pause", 2).await;
-    let app: App = serde_json::from_value(app_manifest("web", 4, "1", &pool.placement())).unwrap();
-    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
-    apps.create(&PostParams::default(), &app).await.unwrap();
+    let Started {
+        client,
+        ns,
+        apps,
+        pool: _pool,
+        ..
+    } = start("e2e-pause", On::Pool("pause", 2), 4, |_| {}).await;
     let v1 = format!("{SAMPLE_IMAGE}:1");
-    wait_rolled_out(&client, &ns.name, "web", 4, &v1).await;
 
     set_paused(&apps, true).await;
     set_image(&client, &ns.name, "web", "2", None).await;
@@ -502,16 +546,18 @@ async fn scale(apps: &Api<App>, replicas: i32) {
 
 #[tokio::test]
 async fn scaling_mid_rollout_is_proportional_and_a_paused_rollout_keeps_its_split() {
-    let client = client().await;
-    let ns = TestNamespace::create(&client, "e2e-proportional").await;
-    let mut manifest = app_manifest("web", 4, "1", &Placement::AnyNode);
-    manifest["spec"]["strategy"] =
-        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
-    let app: App = serde_json::from_value(manifest).unwrap();
-    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
-    apps.create(&PostParams::default(), &app).await.unwrap();
+    let Started {
+        client,
+        ns,
+        apps,
+        pool: _pool,
+        ..
+    } = start("e2e-proportional", On::AnyNode, 4, |manifest| {
+        manifest["spec"]["strategy"] =
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
+    })
+    .await;
     let v1 = format!("{SAMPLE_IMAGE}:1");
-    wait_rolled_out(&client, &ns.name, "web", 4, &v1).await;
 
     // A rollout that cannot finish: one new pod surges and never becomes ready.
     set_image(&client, &ns.name, "web", "does-not-exist", None).await;
@@ -539,24 +585,21 @@ async fn scaling_mid_rollout_is_proportional_and_a_paused_rollout_keeps_its_spli
 #[tokio::test]
 async fn a_rollout_survives_a_controller_crash_within_its_bounds() {
     const REPLICAS: i32 = 60;
-    let client = client().await;
-    let ns = TestNamespace::create(&client, "e2e-crash-rollout").await;
-    let pool = FakeNodePool::create(&client, "crashroll", 2).await;
-    let mut manifest = app_manifest("web", REPLICAS, "1", &pool.placement());
-    // A pod counts as available a second after it is ready: the rollout takes a while.
-    manifest["spec"]["minReadySeconds"] = json!(1);
-    manifest["spec"]["strategy"] = json!({"rollingUpdate": {"maxSurge": 5, "maxUnavailable": 0}});
-    let app: App = serde_json::from_value(manifest).unwrap();
-    Api::<App>::namespaced(client.clone(), &ns.name)
-        .create(&PostParams::default(), &app)
-        .await
-        .unwrap();
-    wait_rolled_out(
-        &client,
-        &ns.name,
-        "web",
+    let Started {
+        client,
+        ns,
+        pool: _pool,
+        ..
+    } = start(
+        "e2e-crash-rollout",
+        On::Pool("crashroll", 2),
         REPLICAS,
-        &format!("{SAMPLE_IMAGE}:1"),
+        |manifest| {
+            // A pod counts as available a second after it is ready: the rollout takes a while.
+            manifest["spec"]["minReadySeconds"] = json!(1);
+            manifest["spec"]["strategy"] =
+                json!({"rollingUpdate": {"maxSurge": 5, "maxUnavailable": 0}});
+        },
     )
     .await;
 
@@ -664,20 +707,18 @@ fn canary_step(app: &App) -> (i32, i32, bool) {
 
 #[tokio::test]
 async fn a_canary_follows_its_steps_and_obeys_promote_and_abort() {
-    let client = client().await;
-    let ns = TestNamespace::create(&client, "e2e-canary").await;
-    let pool = FakeNodePool::create(&client, "canary", 2).await;
-    let mut manifest = app_manifest("web", 10, "1", &pool.placement());
     let canary = json!({"type": "Canary", "canary": {"steps": [
         {"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {}},
     ]}});
-    manifest["spec"]["strategy"] = canary.clone();
-    let app: App = serde_json::from_value(manifest).unwrap();
-    Api::<App>::namespaced(client.clone(), &ns.name)
-        .create(&PostParams::default(), &app)
-        .await
-        .unwrap();
-    wait_rolled_out(&client, &ns.name, "web", 10, &format!("{SAMPLE_IMAGE}:1")).await;
+    let Started {
+        client,
+        ns,
+        pool: _pool,
+        ..
+    } = start("e2e-canary", On::Pool("canary", 2), 10, |manifest| {
+        manifest["spec"]["strategy"] = canary.clone();
+    })
+    .await;
 
     let observer = ReplicaObserver::start(&client, &ns.name, "web").await;
     observer.require_ready(10);
@@ -771,18 +812,16 @@ async fn pod_counts(pods: &Api<Pod>) -> (usize, usize) {
 
 #[tokio::test]
 async fn a_pod_disruption_budget_holds_a_rollout_until_it_allows_evictions() {
-    let client = client().await;
-    let ns = TestNamespace::create(&client, "e2e-pdb").await;
-    let pool = FakeNodePool::create(&client, "pdb", 2).await;
-    let mut manifest = app_manifest("web", 4, "1", &pool.placement());
     let surge = json!({"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
-    manifest["spec"]["strategy"] = surge.clone();
-    let app: App = serde_json::from_value(manifest).unwrap();
-    Api::<App>::namespaced(client.clone(), &ns.name)
-        .create(&PostParams::default(), &app)
-        .await
-        .unwrap();
-    wait_rolled_out(&client, &ns.name, "web", 4, &format!("{SAMPLE_IMAGE}:1")).await;
+    let Started {
+        client,
+        ns,
+        pool: _pool,
+        ..
+    } = start("e2e-pdb", On::Pool("pdb", 2), 4, |manifest| {
+        manifest["spec"]["strategy"] = surge.clone();
+    })
+    .await;
     // Someone else's budget: every pod of the running revision must stay.
     let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
     let running = apps
@@ -837,14 +876,16 @@ async fn a_pod_disruption_budget_holds_a_rollout_until_it_allows_evictions() {
 
 #[tokio::test]
 async fn the_disruption_budget_is_kept_for_evictions_and_paces_scale_in() {
-    let client = client().await;
-    let ns = TestNamespace::create(&client, "e2e-budget").await;
-    let mut manifest = app_manifest("web", 4, "1", &Placement::AnyNode);
-    manifest["spec"]["disruption"] = json!({"maxUnavailable": 1});
-    let app: App = serde_json::from_value(manifest).unwrap();
-    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
-    apps.create(&PostParams::default(), &app).await.unwrap();
-    let running = wait_rolled_out(&client, &ns.name, "web", 4, &format!("{SAMPLE_IMAGE}:1")).await;
+    let Started {
+        client,
+        ns,
+        apps,
+        running,
+        pool: _pool,
+    } = start("e2e-budget", On::AnyNode, 4, |manifest| {
+        manifest["spec"]["disruption"] = json!({"maxUnavailable": 1});
+    })
+    .await;
 
     let pdbs: Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> =
         Api::namespaced(client.clone(), &ns.name);
