@@ -2,6 +2,10 @@
 //! median of runs.
 
 use std::fs;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
@@ -56,5 +60,40 @@ pub fn median(values: impl Iterator<Item = f64>) -> f64 {
         0 => f64::NAN,
         n if n % 2 == 1 => v[n / 2],
         n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// A process's resident memory, sampled every 200 ms from `start` to `stop`.
+pub struct PeakRss {
+    peak: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+    sampler: JoinHandle<()>,
+}
+
+impl PeakRss {
+    pub fn start(pid: i32) -> Self {
+        let peak = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let sampler = {
+            let (peak, done) = (peak.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    peak.fetch_max(rss_kib(pid).unwrap_or(0), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            })
+        };
+        PeakRss {
+            peak,
+            done,
+            sampler,
+        }
+    }
+
+    /// The peak, in MiB.
+    pub fn stop(self) -> f64 {
+        self.done.store(true, Ordering::Relaxed);
+        let _ = self.sampler.join();
+        self.peak.load(Ordering::Relaxed) as f64 / 1024.0
     }
 }

@@ -20,8 +20,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -30,7 +28,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::audit::AuditMark;
-use super::measure::{clock_ticks, cpu_ticks, host_pid, median, rss_kib};
+use super::measure::{PeakRss, clock_ticks, cpu_ticks, host_pid, median};
 use super::setup::{
     BENCH_CPU, SCHEDULER, SHIPPED_CPU, fresh_namespace, scale, set_limits, submit_all, wait_leading,
 };
@@ -558,21 +556,10 @@ fn measure(layout: &Layout, kubectl: &Kubectl, r: &Run) -> Result<Sample> {
         None => Started::start(layout, kubectl, r)?,
     };
     let pid = started.pid;
-    let peak = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (peak, done) = (peak.clone(), done.clone());
-        std::thread::spawn(move || {
-            while !done.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_kib(pid).unwrap_or(0), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        })
-    };
+    let peak = PeakRss::start(pid);
     let waited = wait_all_bound(kubectl, &ns);
     let cpu_after = cpu_ticks(pid);
-    done.store(true, Ordering::Relaxed);
-    let _ = sampler.join();
+    let peak_rss_mib = peak.stop();
     started.stop();
     waited?;
     let cpu_after = cpu_after?;
@@ -589,7 +576,7 @@ fn measure(layout: &Layout, kubectl: &Kubectl, r: &Run) -> Result<Sample> {
         .run()?;
     Ok(Sample {
         cpu_seconds: cpu_after.saturating_sub(cpu_before) as f64 / r.tick,
-        peak_rss_mib: peak.load(Ordering::Relaxed) as f64 / 1024.0,
+        peak_rss_mib,
         ..sample
     })
 }

@@ -22,8 +22,6 @@ use std::collections::HashSet;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -32,7 +30,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::audit::AuditMark;
-use super::measure::{clock_ticks, cpu_ticks, host_pid, median, process_pid, rss_kib};
+use super::measure::{PeakRss, clock_ticks, cpu_ticks, host_pid, median, process_pid};
 use super::setup::{BENCH_CPU, CONTROLLER, SHIPPED_CPU, fresh_namespace, set_limits, submit_all};
 use crate::cluster;
 use crate::cluster::fake_nodes;
@@ -442,17 +440,7 @@ fn measure(
             .context("kube-controller-manager is not running")?,
     };
     let audit = AuditMark::now(&layout.audit_log());
-    let peak = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (peak, done) = (peak.clone(), done.clone());
-        std::thread::spawn(move || {
-            while !done.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_kib(pid).unwrap_or(0), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        })
-    };
+    let peak = PeakRss::start(pid);
     // Started first: it lists what exists, then follows every change.
     let mut watch = status(&ns)?;
     let cpu_before = cpu_ticks(pid)?;
@@ -464,8 +452,10 @@ fn measure(
     submit_all(kubectl, "apply", &objects(version))?;
     let ready = wait_for_all(&mut watch, apps, Duration::from_secs(900), |s| match kind {
         Kind::Scale => s.ready >= replicas,
+        // The watch started before the change: generation 1 is the rollout before.
         Kind::Rollout => {
-            s.generation == s.observed_generation
+            s.generation > 1
+                && s.generation == s.observed_generation
                 && s.updated == replicas
                 && s.available == replicas
                 && s.replicas == replicas
@@ -473,8 +463,7 @@ fn measure(
     });
     let seconds = started.elapsed().as_secs_f64();
     let cpu_after = cpu_ticks(pid)?;
-    done.store(true, Ordering::Relaxed);
-    let _ = sampler.join();
+    let peak_rss_mib = peak.stop();
     let _ = watch.kill();
     ready.with_context(|| format!("{workload:?} in {ns}"))?;
     let users: &[&str] = match workload {
@@ -496,7 +485,7 @@ fn measure(
         writes_per_pod: writes as f64 / pods,
         cpu_seconds,
         cpu_ms_per_pod: cpu_seconds * 1000.0 / pods,
-        peak_rss_mib: peak.load(Ordering::Relaxed) as f64 / 1024.0,
+        peak_rss_mib,
     })
 }
 
