@@ -50,9 +50,10 @@ pub async fn act(
                 template: observed.update.template.clone(),
             };
             // The stable revision's template, as its pods run it.
-            let stable = decision.stable.as_deref().and_then(|name| {
-                revisions::template(&revisions::owned(&ctx.engine, &observed.uid), name)
-            });
+            let stable = decision
+                .stable
+                .as_deref()
+                .and_then(|name| revisions::template(&observed.revisions, name));
             create_pods(
                 ctx,
                 app,

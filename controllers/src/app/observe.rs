@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use drover_crds::App;
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -34,7 +35,8 @@ pub struct Observed {
     /// Those pods (the first `observed`), then the creates still in flight.
     pub pods: Vec<PodState>,
     pub observed: usize,
-    /// Names of the App's stored revisions.
+    /// The App's stored revisions, and their names.
+    pub revisions: Vec<Arc<ControllerRevision>>,
     pub stored: Vec<String>,
     pub update: UpdateRevision,
     pub nodes: HashMap<String, NodeHealth>,
@@ -90,6 +92,7 @@ pub async fn observe(ctx: &Context, app: &App, uid: &str) -> Result<Observed, Er
         pods,
         observed,
         stored: revisions.iter().map(|r| r.name_any()).collect(),
+        revisions,
         update,
         nodes,
         taken: engine.ledger.taken(uid),
