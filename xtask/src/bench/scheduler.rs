@@ -30,7 +30,8 @@ use serde_json::{Value, json};
 use super::audit::AuditMark;
 use super::measure::{PeakRss, clock_ticks, cpu_ticks, host_pid, median};
 use super::setup::{
-    BENCH_CPU, SCHEDULER, SHIPPED_CPU, fresh_namespace, scale, set_limits, submit_all, wait_leading,
+    BENCH_CPU, SCHEDULER, SHIPPED_CPU, delete_namespace, fresh_namespace, scale, set_limits,
+    submit_all, wait_leading,
 };
 use crate::cluster;
 use crate::cluster::fake_nodes;
@@ -570,10 +571,7 @@ fn measure(layout: &Layout, kubectl: &Kubectl, r: &Run) -> Result<Sample> {
         sample.p50_ms = f64::NAN;
         sample.p99_ms = f64::NAN;
     }
-    kubectl
-        .cmd()
-        .args(["delete", "namespace", &ns, "--wait=true", "--timeout=600s"])
-        .run()?;
+    delete_namespace(kubectl, &ns)?;
     Ok(Sample {
         cpu_seconds: cpu_after.saturating_sub(cpu_before) as f64 / r.tick,
         peak_rss_mib,

@@ -147,19 +147,31 @@ pub fn wait_leading(kubectl: &Kubectl, component: &DroverComponent) -> Result<()
 /// Marks the namespaces the benchmarks create.
 const BENCH_NAMESPACE_LABEL: &str = "drover.dev/bench";
 
+/// How long a benchmark namespace may take to go: at 10,000 pods the namespace controller
+/// (at kube-controller-manager's client limits) and kwok take minutes.
+const NAMESPACE_GONE: &str = "--timeout=1800s";
+
 /// Creates a run's namespace, once every namespace an earlier run left is gone: an
 /// interrupted run leaves its pods, which would take the simulated nodes' room.
 pub fn fresh_namespace(kubectl: &Kubectl, ns: &str) -> Result<()> {
     kubectl
         .cmd()
         .args(["delete", "namespace", "-l", BENCH_NAMESPACE_LABEL])
-        .arg("--timeout=600s")
+        .arg(NAMESPACE_GONE)
         .run()?;
     kubectl.cmd().args(["create", "namespace", ns]).run()?;
     kubectl
         .cmd()
         .args(["label", "namespace", ns])
         .arg(format!("{BENCH_NAMESPACE_LABEL}=true"))
+        .run()
+}
+
+/// Deletes a run's namespace and waits until it is gone.
+pub fn delete_namespace(kubectl: &Kubectl, ns: &str) -> Result<()> {
+    kubectl
+        .cmd()
+        .args(["delete", "namespace", ns, "--wait=true", NAMESPACE_GONE])
         .run()
 }
 

@@ -31,7 +31,9 @@ use serde_json::{Value, json};
 
 use super::audit::AuditMark;
 use super::measure::{PeakRss, clock_ticks, cpu_ticks, host_pid, median, process_pid};
-use super::setup::{BENCH_CPU, CONTROLLER, SHIPPED_CPU, fresh_namespace, set_limits, submit_all};
+use super::setup::{
+    BENCH_CPU, CONTROLLER, SHIPPED_CPU, delete_namespace, fresh_namespace, set_limits, submit_all,
+};
 use crate::cluster;
 use crate::cluster::fake_nodes;
 use crate::cluster::install;
@@ -263,14 +265,11 @@ fn ceiling(kubectl: &Kubectl, pods: u32) -> Result<f64> {
     let mut watch = watch(kubectl, ns, "pods", POD_READY)?;
     let started = Instant::now();
     submit_all(kubectl, "create", &objects)?;
-    let ready = wait_for_all(&mut watch, pods, Duration::from_secs(900), |s| s.ready >= 1);
+    let ready = wait_for_all(&mut watch, pods, patience(pods), |s| s.ready >= 1);
     let seconds = started.elapsed().as_secs_f64();
     let _ = watch.kill();
     ready.context("the ceiling run's pods")?;
-    kubectl
-        .cmd()
-        .args(["delete", "namespace", ns, "--wait=true", "--timeout=600s"])
-        .run()?;
+    delete_namespace(kubectl, ns)?;
     Ok(f64::from(pods) / seconds)
 }
 
@@ -426,7 +425,7 @@ fn measure(
     if kind == Kind::Rollout {
         submit_all(kubectl, "apply", &objects(1))?;
         let mut watch = status(&ns)?;
-        let ready = wait_for_all(&mut watch, apps, Duration::from_secs(900), |s| {
+        let ready = wait_for_all(&mut watch, apps, patience(replicas * apps), |s| {
             s.ready >= replicas && s.updated >= replicas
         });
         let _ = watch.kill();
@@ -450,17 +449,22 @@ fn measure(
         Kind::Rollout => 2,
     };
     submit_all(kubectl, "apply", &objects(version))?;
-    let ready = wait_for_all(&mut watch, apps, Duration::from_secs(900), |s| match kind {
-        Kind::Scale => s.ready >= replicas,
-        // The watch started before the change: generation 1 is the rollout before.
-        Kind::Rollout => {
-            s.generation > 1
-                && s.generation == s.observed_generation
-                && s.updated == replicas
-                && s.available == replicas
-                && s.replicas == replicas
-        }
-    });
+    let ready = wait_for_all(
+        &mut watch,
+        apps,
+        patience(replicas * apps),
+        |s| match kind {
+            Kind::Scale => s.ready >= replicas,
+            // The watch started before the change: generation 1 is the rollout before.
+            Kind::Rollout => {
+                s.generation > 1
+                    && s.generation == s.observed_generation
+                    && s.updated == replicas
+                    && s.available == replicas
+                    && s.replicas == replicas
+            }
+        },
+    );
     let seconds = started.elapsed().as_secs_f64();
     let cpu_after = cpu_ticks(pid)?;
     let peak_rss_mib = peak.stop();
@@ -472,10 +476,7 @@ fn measure(
     };
     let writes = count_writes(&audit.read_since(&layout.audit_log())?, users);
 
-    kubectl
-        .cmd()
-        .args(["delete", "namespace", &ns, "--wait=true", "--timeout=600s"])
-        .run()?;
+    delete_namespace(kubectl, &ns)?;
     let pods = f64::from(replicas * apps);
     let cpu_seconds = (cpu_after - cpu_before) as f64 / tick;
     Ok(Sample {
@@ -487,6 +488,12 @@ fn measure(
         cpu_ms_per_pod: cpu_seconds * 1000.0 / pods,
         peak_rss_mib,
     })
+}
+
+/// How long `pods` pods may take to be Ready: at equal limits a controller creates at most
+/// 20 a second, and its status writes share that rate.
+fn patience(pods: u32) -> Duration {
+    Duration::from_secs(900 + u64::from(pods) / 10)
 }
 
 /// What the status watch prints of a workload (or, for pods, of their readiness), one
