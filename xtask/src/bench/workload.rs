@@ -22,6 +22,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -262,12 +263,12 @@ fn ceiling(kubectl: &Kubectl, pods: u32) -> Result<f64> {
             pod
         })
         .collect();
-    let mut watch = watch(kubectl, ns, "pods", POD_READY)?;
+    let mut watch = Watch::start(kubectl, ns, "pods", POD_READY)?;
     let started = Instant::now();
     submit_all(kubectl, "create", &objects)?;
-    let ready = wait_for_all(&mut watch, pods, patience(pods), |s| s.ready >= 1);
+    let ready = watch.wait_for_all(pods, patience(pods), |s| s.ready >= 1);
     let seconds = started.elapsed().as_secs_f64();
-    let _ = watch.kill();
+    drop(watch);
     ready.context("the ceiling run's pods")?;
     delete_namespace(kubectl, ns)?;
     Ok(f64::from(pods) / seconds)
@@ -421,14 +422,14 @@ fn measure(
             })
             .collect()
     };
-    let status = |ns: &str| watch(kubectl, ns, workload.resource(), STATUS);
+    let status = |ns: &str| Watch::start(kubectl, ns, workload.resource(), STATUS);
     if kind == Kind::Rollout {
         submit_all(kubectl, "apply", &objects(1))?;
         let mut watch = status(&ns)?;
-        let ready = wait_for_all(&mut watch, apps, patience(replicas * apps), |s| {
+        let ready = watch.wait_for_all(apps, patience(replicas * apps), |s| {
             s.ready >= replicas && s.updated >= replicas
         });
-        let _ = watch.kill();
+        drop(watch);
         ready.with_context(|| format!("{workload:?} in {ns} before its rollout"))?;
     }
     let pid = match workload {
@@ -449,26 +450,21 @@ fn measure(
         Kind::Rollout => 2,
     };
     submit_all(kubectl, "apply", &objects(version))?;
-    let ready = wait_for_all(
-        &mut watch,
-        apps,
-        patience(replicas * apps),
-        |s| match kind {
-            Kind::Scale => s.ready >= replicas,
-            // The watch started before the change: generation 1 is the rollout before.
-            Kind::Rollout => {
-                s.generation > 1
-                    && s.generation == s.observed_generation
-                    && s.updated == replicas
-                    && s.available == replicas
-                    && s.replicas == replicas
-            }
-        },
-    );
+    let ready = watch.wait_for_all(apps, patience(replicas * apps), |s| match kind {
+        Kind::Scale => s.ready >= replicas,
+        // The watch started before the change: generation 1 is the rollout before.
+        Kind::Rollout => {
+            s.generation > 1
+                && s.generation == s.observed_generation
+                && s.updated == replicas
+                && s.available == replicas
+                && s.replicas == replicas
+        }
+    });
     let seconds = started.elapsed().as_secs_f64();
     let cpu_after = cpu_ticks(pid)?;
     let peak_rss_mib = peak.stop();
-    let _ = watch.kill();
+    drop(watch);
     ready.with_context(|| format!("{workload:?} in {ns}"))?;
     let users: &[&str] = match workload {
         Workload::App => &[DROVER_USER],
@@ -538,61 +534,111 @@ impl Seen {
     }
 }
 
-/// `kubectl get -w` on every `resource` of the namespace, with `columns`: one process for
-/// the whole run, so measuring costs the machine almost nothing.
-fn watch(kubectl: &Kubectl, ns: &str, resource: &str, columns: &str) -> Result<Child> {
-    let mut command = kubectl
-        .cmd()
-        .args(["-n", ns, "get", resource, "--watch", "--request-timeout=0"])
-        .args(["--no-headers", "-o", &format!("custom-columns={columns}")])
-        .into_inner();
-    Ok(command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?)
+/// `kubectl get -w` on every `resource` of a namespace, with `columns`: one process for the
+/// whole run, so measuring costs the machine almost nothing. If the apiserver ends the
+/// watch (it may, when a burst of thousands of pods loads it), the watch starts again: it
+/// lists everything anew, and each object is judged by its latest line.
+struct Watch<'a> {
+    kubectl: &'a Kubectl,
+    args: [String; 3],
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: std::path::PathBuf,
 }
 
-/// Waits until `count` objects of the watch are `done`, each by its latest line.
-fn wait_for_all(
-    watch: &mut Child,
-    count: u32,
-    timeout: Duration,
-    done: impl Fn(&Seen) -> bool,
-) -> Result<()> {
-    let stdout = watch.stdout.take().context("watch has no stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
+impl<'a> Watch<'a> {
+    fn start(kubectl: &'a Kubectl, ns: &str, resource: &str, columns: &str) -> Result<Self> {
+        let stderr = std::env::temp_dir().join(format!(
+            "drover-bench-watch-{}-{ns}.err",
+            std::process::id()
+        ));
+        let args = [ns.to_string(), resource.to_string(), columns.to_string()];
+        let (child, lines) = Self::spawn(kubectl, &args, &stderr)?;
+        Ok(Watch {
+            kubectl,
+            args,
+            child,
+            lines,
+            stderr,
+        })
+    }
+
+    fn spawn(
+        kubectl: &Kubectl,
+        [ns, resource, columns]: &[String; 3],
+        stderr: &std::path::Path,
+    ) -> Result<(Child, std::sync::mpsc::Receiver<String>)> {
+        let mut child = kubectl
+            .cmd()
+            .args(["-n", ns, "get", resource, "--watch", "--request-timeout=0"])
+            .args(["--no-headers", "-o", &format!("custom-columns={columns}")])
+            .into_inner()
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(stderr)?)
+            .spawn()?;
+        let stdout = child.stdout.take().context("watch has no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok((child, rx))
+    }
+
+    /// Waits until `count` objects are `done`, each by its latest line.
+    fn wait_for_all(
+        &mut self,
+        count: u32,
+        timeout: Duration,
+        done: impl Fn(&Seen) -> bool,
+    ) -> Result<()> {
+        use std::sync::mpsc::RecvTimeoutError;
+        let deadline = Instant::now() + timeout;
+        let mut finished = HashSet::new();
+        let mut restarts = 0;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let (name, seen) = Seen::parse(&line);
+                    if done(&seen) {
+                        finished.insert(name);
+                    } else {
+                        finished.remove(&name);
+                    }
+                    if finished.len() >= count as usize {
+                        return Ok(());
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let why = fs::read_to_string(&self.stderr).unwrap_or_default();
+                    restarts += 1;
+                    if restarts > 20 {
+                        bail!("the watch (kubectl get --watch) ended 20 times; last: {why}");
+                    }
+                    eprintln!("  the watch ended ({}); watching again", why.trim());
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    (self.child, self.lines) = Self::spawn(self.kubectl, &self.args, &self.stderr)?;
+                }
+                Err(RecvTimeoutError::Timeout) => bail!(
+                    "{} of {count} done within {}s",
+                    finished.len(),
+                    timeout.as_secs()
+                ),
             }
         }
-    });
-    let deadline = Instant::now() + timeout;
-    let mut finished = HashSet::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                let (name, seen) = Seen::parse(&line);
-                if done(&seen) {
-                    finished.insert(name);
-                } else {
-                    finished.remove(&name);
-                }
-                if finished.len() >= count as usize {
-                    return Ok(());
-                }
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                bail!("the status watch (kubectl get --watch) ended early")
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => bail!(
-                "{} of {count} done within {}s",
-                finished.len(),
-                timeout.as_secs()
-            ),
-        }
+    }
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_file(&self.stderr);
     }
 }
 
