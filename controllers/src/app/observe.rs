@@ -97,7 +97,7 @@ pub async fn observe(ctx: &Context, app: &App, uid: &str) -> Result<Observed, Er
         nodes,
         taken: engine.ledger.taken(uid),
         node_fill,
-        command: command::pending(engine, app),
+        command: command::pending(app),
         now,
         name,
     })
