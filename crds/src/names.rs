@@ -58,6 +58,9 @@ pub mod condition {
     /// A Service or PodDisruptionBudget the workload asks for is named like an object
     /// it does not own; drover leaves that object alone. Present only while it lasts.
     pub const NAME_CONFLICT: &str = "NameConflict";
+    /// A ConfigMap or Secret the pod template needs (not marked optional) does not
+    /// exist; the pods wait for it. Present only while it lasts.
+    pub const CONFIG_MISSING: &str = "ConfigMissing";
 }
 
 /// Condition reasons, and the reasons of the Events that accompany them.
@@ -80,6 +83,7 @@ pub mod reason {
     pub const PROMOTED: &str = "Promoted";
     pub const EVICTION_BLOCKED: &str = "EvictionBlocked";
     pub const NAME_TAKEN: &str = "NameTaken";
+    pub const CONFIG_NOT_FOUND: &str = "ConfigNotFound";
     pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
     pub const UNDO_FAILED: &str = "UndoFailed";
     pub const AVAILABLE: &str = "Available";

@@ -497,3 +497,97 @@ async fn a_service_of_another_owner_is_left_alone() {
         "the foreign Service went with the App"
     );
 }
+
+#[tokio::test]
+async fn a_missing_config_map_is_named_and_the_app_recovers_once_it_exists() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-missing").await;
+    let mut manifest = app_manifest("web", 2, "1", &Placement::FakeNode);
+    manifest["spec"]["template"]["spec"]["containers"][0]["envFrom"] =
+        json!([{"configMapRef": {"name": "missing-cm"}}]);
+    create_app(&client, &ns.name, manifest).await;
+    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
+    let condition = |apps: Api<App>| async move {
+        let app = apps.get("web").await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(
+            app.status
+                .unwrap_or_default()
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "ConfigMissing"),
+        )
+    };
+    let missing = wait_until_in(
+        &ns.name,
+        "a ConfigMissing condition",
+        Duration::from_secs(60),
+        || async {
+            condition(apps.clone())
+                .await?
+                .ok_or_else(|| "no ConfigMissing condition yet".to_string())
+        },
+    )
+    .await;
+    assert!(
+        missing
+            .message
+            .starts_with("ConfigMap \"missing-cm\" not found"),
+        "{}",
+        missing.message
+    );
+    let events = kubectl_ok(&[
+        "-n",
+        &ns.name,
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.kind=App,involvedObject.name=web,reason=ConfigNotFound",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(
+        events.contains("ConfigMap \"missing-cm\" not found"),
+        "{events:?}"
+    );
+    // The pods name the ConfigMap the user wrote, not a snapshot of it.
+    let pods = app_pods(&client, &ns.name, "web").await;
+    let referenced = |p: &Pod| {
+        p.spec.as_ref().unwrap().containers[0]
+            .env_from
+            .as_ref()
+            .and_then(|e| e[0].config_map_ref.as_ref())
+            .map(|r| r.name.clone())
+            .unwrap_or_default()
+    };
+    assert!(!pods.is_empty() && pods.iter().all(|p| referenced(p) == "missing-cm"));
+
+    // Once it exists: the condition goes and the pods move to a snapshot of it.
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "missing-cm", "namespace": ns.name}, "data": {"A": "1"}});
+    kubectl_stdin(&["apply"], &cm.to_string());
+    wait_until_in(
+        &ns.name,
+        "the condition to go and the pods to use a snapshot",
+        Duration::from_secs(120),
+        || async {
+            if condition(apps.clone()).await?.is_some() {
+                return Err("ConfigMissing still set".into());
+            }
+            let pods: Vec<Pod> = app_pods(&client, &ns.name, "web")
+                .await
+                .into_iter()
+                .filter(is_active_pod)
+                .collect();
+            let moved = pods
+                .iter()
+                .filter(|p| referenced(p).starts_with("missing-cm-") && is_pod_ready(p))
+                .count();
+            if moved == 2 && pods.len() == 2 {
+                Ok(())
+            } else {
+                Err(format!("{moved} of {} pods on a snapshot", pods.len()))
+            }
+        },
+    )
+    .await;
+}

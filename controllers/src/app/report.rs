@@ -61,6 +61,7 @@ pub async fn report(
             stuck: &stuck,
             create_failure: refusal.as_deref(),
             conflicts: &acted.conflicts,
+            missing_config: &observed.update.missing,
             now: observed.now,
         },
         app.status.as_ref(),
@@ -197,12 +198,17 @@ async fn transitions(ctx: &Context, app: &App, old: Option<&AppStatus>, new: &Ap
             )
             .await;
     }
-    if let Some((_, message)) = get(Some(new), condition::NAME_CONFLICT)
-        && get(old, condition::NAME_CONFLICT).is_none_or(|c| c.1 != message)
-    {
-        engine
-            .publish(app, EventType::Warning, reason::NAME_TAKEN, message)
-            .await;
+    for (type_, reason) in [
+        (condition::NAME_CONFLICT, reason::NAME_TAKEN),
+        (condition::CONFIG_MISSING, reason::CONFIG_NOT_FOUND),
+    ] {
+        if let Some((_, message)) = get(Some(new), type_)
+            && get(old, type_).is_none_or(|c| c.1 != message)
+        {
+            engine
+                .publish(app, EventType::Warning, reason, message)
+                .await;
+        }
     }
     let was_healthy = get(old, condition::HEALTHY).is_none_or(|c| c.0 == "True");
     if let Some(healthy) = new

@@ -7,6 +7,7 @@ use drover_crds::{AppStatus, BlueGreenStatus, CanaryStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
+use crate::rollout::config::Source;
 use crate::rollout::pods::{PodState, add, earliest, is_active};
 use crate::rollout::strategy::Hold;
 
@@ -81,6 +82,8 @@ pub struct Observation<'a> {
     pub create_failure: Option<&'a str>,
     /// Objects the App asks for that other owners' objects stand in the way of.
     pub conflicts: &'a [String],
+    /// ConfigMaps and Secrets the template needs that do not exist.
+    pub missing_config: &'a [Source],
     pub now: Timestamp,
 }
 
@@ -244,6 +247,22 @@ pub fn compute(
             refusal.to_string(),
         ));
     }
+    if !obs.missing_config.is_empty() {
+        let named: Vec<String> = obs
+            .missing_config
+            .iter()
+            .map(|s| format!("{} {:?} not found", s.kind.as_str(), s.name))
+            .collect();
+        conditions.push(cond(
+            condition::CONFIG_MISSING,
+            true,
+            reason::CONFIG_NOT_FOUND,
+            format!(
+                "{}: the pods wait for it; create it, or mark the reference optional",
+                named.join(", ")
+            ),
+        ));
+    }
     if !obs.conflicts.is_empty() {
         conditions.push(cond(
             condition::NAME_CONFLICT,
@@ -340,6 +359,7 @@ mod tests {
             stuck,
             create_failure: None,
             conflicts: &[],
+            missing_config: &[],
             now: t(100),
         }
     }
@@ -548,6 +568,30 @@ mod tests {
         );
         let (s, _) = compute(&obs(&[], &[], 0), None);
         assert_eq!(find(&s, "Healthy").status, "True");
+    }
+
+    #[test]
+    fn missing_config_is_named_as_the_user_wrote_it() {
+        let missing = [Source {
+            kind: drover_crds::revision::ConfigKind::ConfigMap,
+            name: "missing-cm".into(),
+        }];
+        let mut o = obs(&[], &[], 0);
+        o.missing_config = &missing;
+        let (s, _) = compute(&o, None);
+        let c = find(&s, "ConfigMissing");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", "ConfigNotFound")
+        );
+        assert!(
+            c.message
+                .starts_with("ConfigMap \"missing-cm\" not found: "),
+            "{}",
+            c.message
+        );
+        let (s, _) = compute(&obs(&[], &[], 0), None);
+        assert!(s.conditions.iter().all(|c| c.type_ != "ConfigMissing"));
     }
 
     #[test]
