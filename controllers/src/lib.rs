@@ -180,6 +180,10 @@ async fn client(qps: f64, burst: u32) -> Result<Client> {
         .build())
 }
 
+/// The lease client's limits: a renewal is two requests every few seconds.
+const LEASE_QPS: f64 = 5.0;
+const LEASE_BURST: u32 = 10;
+
 /// How a component's Events reach the apiserver.
 enum Events {
     /// Within the component's own client limits.
@@ -222,15 +226,19 @@ where
     let lease_name = args
         .lease_name
         .unwrap_or_else(|| format!("drover-{component}"));
-    let lease = args.leader_elect.then(|| {
-        LeaseLock::new(
-            client.clone(),
+    // The lease has a client of its own: a renewal must not queue behind the component's
+    // requests in their rate limit.
+    let lease = if args.leader_elect {
+        Some(LeaseLock::new(
+            self::client(LEASE_QPS, LEASE_BURST).await?,
             &args.leader_election_namespace,
             &lease_name,
             &identity,
             Duration::from_secs(args.lease_duration_seconds),
-        )
-    });
+        ))
+    } else {
+        None
+    };
     if let Some(lease) = &lease {
         // A replica standing by is healthy: ready while it waits, then ready again once
         // the leader's watches have synced.

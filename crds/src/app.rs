@@ -8,7 +8,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::rollout::{BlueGreenStatus, CanaryStatus, Strategy};
+use crate::rollout::{BlueGreenStatus, CanaryStatus, CommandRecord, Strategy};
 
 /// The longest App name: pods (`<app>-<slot>`) and Services (`<app>`, later
 /// `<app>-canary` and `<app>-preview`) are named after it and must stay valid names.
@@ -45,13 +45,18 @@ pub const MAX_PORTS: usize = 32;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
+    validation = Rule::new("!has(self.progressDeadlineSeconds) || !has(self.minReadySeconds) || self.progressDeadlineSeconds > self.minReadySeconds")
+        .message("spec.progressDeadlineSeconds must be greater than spec.minReadySeconds: a new pod counts as available only after minReadySeconds, so a shorter deadline fails every rollout"),
     validation = Rule::new("!has(self.placement) || !self.placement.binPack || !has(self.template.spec) || !has(self.template.spec.schedulerName)")
         .message("spec.placement.binPack chooses the pods' scheduler: leave spec.template.spec.schedulerName out, or set binPack to false")
 )]
 pub struct AppSpec {
-    /// How many pods to run. Defaults to 1.
+    /// How many pods to run, from 0 to 100,000 (`MAX_REPLICAS`). Defaults to 1.
     #[serde(default = "default_replicas")]
-    #[x_kube(validation = Rule::new("self >= 0").message("spec.replicas must be 0 or more"))]
+    #[x_kube(
+        validation = Rule::new("self >= 0").message("spec.replicas must be 0 or more"),
+        validation = Rule::new("self <= 100000").message("spec.replicas may be at most 100000"),
+    )]
     pub replicas: i32,
 
     /// The pods to run, as in a Deployment. drover adds its own labels (`drover.dev/...`).
@@ -148,6 +153,11 @@ fn default_progress_deadline_seconds() -> i32 {
     600
 }
 
+/// The most pods an App may ask for: a bound on what one App can make the controller do
+/// (kube-scheduler is tested to 150,000 pods in a whole cluster). The CRD's rule on
+/// `spec.replicas` says the same number.
+pub const MAX_REPLICAS: i32 = 100_000;
+
 fn default_replicas() -> i32 {
     1
 }
@@ -235,6 +245,9 @@ pub struct AppStatus {
     /// Where a blue-green rollout stands (strategy BlueGreen only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blue_green: Option<BlueGreenStatus>,
+    /// The last command annotation acted on (see `CommandRecord`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_command: Option<CommandRecord>,
     /// When the pods last moved towards the spec; the progress deadline counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_progress_time: Option<Time>,
@@ -312,6 +325,12 @@ mod tests {
         assert_eq!(app(spec).spec.replicas, 1);
         assert_rejected(with(valid_spec(), "/replicas", json!(-1)), "spec.replicas");
         assert!(broken_rules(with(valid_spec(), "/replicas", json!(0))).is_empty());
+        let max = json!(MAX_REPLICAS);
+        assert!(broken_rules(with(valid_spec(), "/replicas", max)).is_empty());
+        let above = json!(MAX_REPLICAS + 1);
+        assert_rejected(with(valid_spec(), "/replicas", above), "spec.replicas");
+        let huge = json!(2_000_000_000);
+        assert_rejected(with(valid_spec(), "/replicas", huge), "spec.replicas");
     }
 
     #[test]
@@ -403,6 +422,18 @@ mod tests {
     }
 
     #[test]
+    fn the_progress_deadline_outlasts_min_ready() {
+        let spec = with(valid_spec(), "/minReadySeconds", json!(30));
+        let at = |deadline: i32| with(spec.clone(), "/progressDeadlineSeconds", json!(deadline));
+        assert_rejected(at(30), "must be greater than spec.minReadySeconds");
+        assert_rejected(at(10), "must be greater than spec.minReadySeconds");
+        assert!(broken_rules(at(31)).is_empty());
+        // The default deadline (600 s) against a longer minReadySeconds.
+        let long = with(valid_spec(), "/minReadySeconds", json!(900));
+        assert_rejected(long, "spec.progressDeadlineSeconds");
+    }
+
+    #[test]
     fn app_names_must_suit_services_and_pods() {
         for name in ["1web", "web_app", &"a".repeat(MAX_NAME_LENGTH + 1)] {
             let mut a = app(valid_spec());
@@ -436,6 +467,8 @@ mod tests {
             json!({"maxSurge": 1, "maxUnavailable": 0}),
             json!({"maxSurge": "0%", "maxUnavailable": "25%"}),
             json!({"maxSurge": "100%"}),
+            json!({"maxSurge": "300%", "maxUnavailable": "100%"}),
+            json!({"maxUnavailable": 500}),
             json!({}),
         ] {
             let spec = with(valid_spec(), "/strategy", strategy(good.clone()));
@@ -445,6 +478,10 @@ mod tests {
             (json!({"maxSurge": -1}), "maxSurge"),
             (json!({"maxSurge": "lots"}), "maxSurge"),
             (json!({"maxUnavailable": "5 pods"}), "maxUnavailable"),
+            (
+                json!({"maxUnavailable": "101%"}),
+                "maxUnavailable may be at most 100%",
+            ),
             (
                 json!({"maxSurge": 0, "maxUnavailable": "0%"}),
                 "may not both be 0",

@@ -8,6 +8,6 @@ pub mod rollout;
 
 pub use app::{App, AppPort, AppSpec, AppStatus, Disruption, Placement, Protocol};
 pub use rollout::{
-    BlueGreen, BlueGreenStatus, Canary, CanaryPause, CanaryStatus, CanaryStep, RollingUpdate,
-    Strategy, StrategyType,
+    BlueGreen, BlueGreenStatus, Canary, CanaryPause, CanaryStatus, CanaryStep, CommandRecord,
+    RollingUpdate, Strategy, StrategyType,
 };

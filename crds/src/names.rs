@@ -53,8 +53,14 @@ pub mod condition {
     pub const PROGRESSING: &str = "Progressing";
     /// The apiserver refused to create a pod (quota, Pod Security admission, ...).
     pub const REPLICA_FAILURE: &str = "ReplicaFailure";
-    /// No container of the workload is crash-looping.
+    /// No container of the workload is stuck (crash-looping, or unable to start).
     pub const HEALTHY: &str = "Healthy";
+    /// A Service or PodDisruptionBudget the workload asks for is named like an object
+    /// it does not own; drover leaves that object alone. Present only while it lasts.
+    pub const NAME_CONFLICT: &str = "NameConflict";
+    /// A ConfigMap or Secret the pod template needs (not marked optional) does not
+    /// exist; the pods wait for it. Present only while it lasts.
+    pub const CONFIG_MISSING: &str = "ConfigMissing";
 }
 
 /// Condition reasons, and the reasons of the Events that accompany them.
@@ -76,6 +82,8 @@ pub mod reason {
     pub const ABORTED: &str = "Aborted";
     pub const PROMOTED: &str = "Promoted";
     pub const EVICTION_BLOCKED: &str = "EvictionBlocked";
+    pub const NAME_TAKEN: &str = "NameTaken";
+    pub const CONFIG_NOT_FOUND: &str = "ConfigNotFound";
     pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
     pub const UNDO_FAILED: &str = "UndoFailed";
     pub const AVAILABLE: &str = "Available";

@@ -171,8 +171,28 @@ pub struct RollingUpdate {
     /// Pods allowed below `replicas` available while old ones go (rounded down). Defaults
     /// to 0: the App never has fewer available pods than asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new(PODS_OR_PERCENT).message("spec.strategy.rollingUpdate.maxUnavailable must be a number of pods (0 or more) or a percentage like 25%"))]
+    #[x_kube(
+        validation = Rule::new(PODS_OR_PERCENT).message("spec.strategy.rollingUpdate.maxUnavailable must be a number of pods (0 or more) or a percentage like 25%"),
+        validation = Rule::new("!string(self).matches('%$') || string(self).matches('^(100|[1-9]?[0-9])%$')").message("spec.strategy.rollingUpdate.maxUnavailable may be at most 100%"),
+    )]
     pub max_unavailable: Option<IntOrString>,
+}
+
+/// A command annotation (`drover.dev/promote`, `drover.dev/abort`) the controller acted
+/// on, recorded in the same status write as its effect: a controller that finds the
+/// annotation still in place (it stopped before removing it) sees it was acted on, and
+/// does not act twice.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandRecord {
+    /// The annotation, e.g. `drover.dev/promote`.
+    pub annotation: String,
+    /// Its value, e.g. `step`.
+    pub value: String,
+    /// When it was set (its field manager's last write): the same command given again
+    /// later is a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_at: Option<Time>,
 }
 
 /// Where a canary rollout stands.

@@ -701,6 +701,51 @@ pub fn kill(deployment: &str) {
     ]);
 }
 
+/// The host PIDs of drover's processes running `command` (`controller`, `scheduler`):
+/// the kind nodes' containers are processes of this machine.
+pub fn drover_processes(command: &str) -> Vec<u32> {
+    let wanted = format!("/drover\0{command}\0");
+    std::fs::read_dir("/proc")
+        .expect("reading /proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.starts_with(wanted.as_bytes()))
+        })
+        .collect()
+}
+
+/// Cuts every established connection of drover's `command` processes to the apiserver
+/// (`ss -K` in their network namespaces), as a network fault or a restarting apiserver
+/// would: their watches end mid-stream with an error. Returns how many were cut.
+pub fn cut_connections(command: &str) -> usize {
+    let pids = drover_processes(command);
+    assert!(
+        !pids.is_empty(),
+        "no drover {command} process on this machine"
+    );
+    pids.iter()
+        .map(|pid| {
+            let pid = pid.to_string();
+            let out = host_ok(
+                "nsenter",
+                &[
+                    "-t",
+                    &pid,
+                    "-n",
+                    "ss",
+                    "-K",
+                    "-tnH",
+                    "state",
+                    "established",
+                    "( dport = :443 or dport = :6443 )",
+                ],
+            );
+            out.lines().filter(|l| !l.trim().is_empty()).count()
+        })
+        .sum()
+}
+
 /// Waits until one of drover's Deployments is ready again.
 pub fn wait_ready(deployment: &str) {
     kubectl_ok(&[

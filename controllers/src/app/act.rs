@@ -18,7 +18,7 @@ use super::observe::Observed;
 use super::plan::{Create, Delete, Plan, Removal};
 use super::{Context, disruption, pod, service};
 use crate::engine::revisions::{self, Template};
-use crate::engine::{Error, WriteOutcome, classify};
+use crate::engine::{Error, WriteOutcome, blocked_by_budget, classify};
 use crate::rollout::strategy::Decision;
 use crate::runtime::events::list;
 
@@ -27,6 +27,9 @@ use crate::runtime::events::list;
 pub struct Acted {
     /// A disruption budget refused an eviction: try again soon.
     pub evictions_blocked: bool,
+    /// Objects the App asks for whose names another owner's objects hold, each as a
+    /// sentence for the status.
+    pub conflicts: Vec<String>,
 }
 
 pub async fn act(
@@ -66,15 +69,18 @@ pub async fn act(
         }
     };
     let services = service::desired(app, &observed.update.name, &decision.routing);
-    reconcile_services(ctx, app, observed, services).await?;
-    reconcile_budget(ctx, app, observed).await?;
+    let mut conflicts = reconcile_services(ctx, app, observed, services).await?;
+    conflicts.extend(reconcile_budget(ctx, app, observed).await?);
     if let Some(e) = delete_error.or(create_error) {
         return Err(e);
     }
     if plan.creates.is_empty() {
         ctx.engine.ledger.settle(&observed.uid);
     }
-    Ok(Acted { evictions_blocked })
+    Ok(Acted {
+        evictions_blocked,
+        conflicts,
+    })
 }
 
 /// Removes the planned pods, each with its UID as precondition (so a pod re-created
@@ -123,8 +129,8 @@ async fn delete_pods(
     for (d, result) in results {
         match classify(&result) {
             WriteOutcome::Done | WriteOutcome::Gone => {}
-            // 429 to an eviction: a disruption budget allows no more just now.
-            _ if matches!(&result, Err(kube::Error::Api(s)) if s.code == 429) => {
+            // A disruption budget allows no more just now (other 429s are throttling).
+            _ if blocked_by_budget(&result) => {
                 blocked.push(d.name.as_str());
                 continue;
             }
@@ -271,7 +277,20 @@ async fn create_pods(
                     engine.wrote("create", "pods");
                     created.push(c.name.as_str());
                 }
-                WriteOutcome::AlreadyExists => engine.ledger.name_taken(uid, &c.name),
+                // The name exists. The App's own pod, which the view has not shown yet,
+                // counts as a create in flight (a view that lags must not start a pod in
+                // the next slot too); another's pod only holds the slot.
+                WriteOutcome::AlreadyExists => match api.get_opt(&c.name).await {
+                    Ok(Some(existing)) => match pod::own_live(&existing, uid) {
+                        Some((pod_uid, revision)) => {
+                            engine
+                                .ledger
+                                .created(uid, &c.name, &pod_uid, c.slot, &revision);
+                        }
+                        None => engine.ledger.name_taken(uid, &c.name),
+                    },
+                    _ => engine.ledger.name_taken(uid, &c.name),
+                },
                 WriteOutcome::Refused(message) => {
                     let count = engine.ledger.refused(uid, &message);
                     warn!(app = %app.name_any(), pod = %c.name, %message, "pod create refused");
@@ -322,15 +341,16 @@ async fn reconcile_services(
     app: &App,
     observed: &Observed,
     desired: Vec<(String, Option<Service>)>,
-) -> Result<(), Error> {
+) -> Result<Vec<String>, Error> {
     let namespace = observed.namespace.as_str();
     let api: Api<Service> = Api::namespaced(ctx.engine.client.clone(), namespace);
+    let mut conflicts = vec![];
     for (name, desired) in desired {
         let current = ctx
             .services
             .get(&ObjectRef::<Service>::new(&name).within(namespace))
             .filter(|s| s.owner_references().iter().any(|o| o.uid == observed.uid));
-        converge(
+        let conflict = converge(
             ctx,
             app,
             &api,
@@ -344,12 +364,17 @@ async fn reconcile_services(
             false => Error::ServiceApply { name, source },
             true => Error::ServiceDelete { name, source },
         })?;
+        conflicts.extend(conflict);
     }
-    Ok(())
+    Ok(conflicts)
 }
 
 /// The App's PodDisruptionBudget, kept as `spec.disruption` asks.
-async fn reconcile_budget(ctx: &Context, app: &App, observed: &Observed) -> Result<(), Error> {
+async fn reconcile_budget(
+    ctx: &Context,
+    app: &App,
+    observed: &Observed,
+) -> Result<Option<String>, Error> {
     let name = observed.name.clone();
     let namespace = observed.namespace.as_str();
     let api: Api<PodDisruptionBudget> = Api::namespaced(ctx.engine.client.clone(), namespace);
@@ -371,8 +396,10 @@ async fn reconcile_budget(ctx: &Context, app: &App, observed: &Observed) -> Resu
 }
 
 /// Brings an object the App owns in line: applied (server-side) when missing or
-/// different from `desired`, deleted when no longer wanted. The error says whether it
-/// was deleting.
+/// different from `desired`, deleted when no longer wanted. An object of that name that
+/// the App does not own is left alone (applying would take it over, and deleting the App
+/// would then delete it): that conflict is returned. The error says whether it was
+/// deleting.
 async fn converge<K>(
     ctx: &Context,
     app: &App,
@@ -381,7 +408,7 @@ async fn converge<K>(
     (desired, current): (Option<K>, Option<Arc<K>>),
     same: impl Fn(&K, &K) -> bool,
     (resource, deleted): (&'static str, &'static str),
-) -> Result<(), (bool, kube::Error)>
+) -> Result<Option<String>, (bool, kube::Error)>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -392,8 +419,22 @@ where
     let engine = &ctx.engine;
     match (desired, current) {
         (Some(desired), current) => {
-            if current.is_some_and(|o| same(&o, &desired)) {
-                return Ok(());
+            if current.as_ref().is_some_and(|o| same(o, &desired)) {
+                return Ok(None);
+            }
+            // Not among the App's own (the watches follow only objects with drover's
+            // label): one of that name may exist all the same.
+            if current.is_none()
+                && let Some(existing) = api.get_opt(name).await.map_err(|e| (false, e))?
+                && !existing
+                    .owner_references()
+                    .iter()
+                    .any(|o| Some(&o.uid) == app.uid().as_ref())
+            {
+                let kind = K::kind(&());
+                return Ok(Some(format!(
+                    "{kind} {name} exists and is not this App's: drover leaves it alone; delete or rename it for the App to make its own"
+                )));
             }
             api.patch(
                 name,
@@ -431,5 +472,5 @@ where
         }
         (None, None) => {}
     }
-    Ok(())
+    Ok(None)
 }

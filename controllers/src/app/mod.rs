@@ -290,7 +290,6 @@ pub async fn run(
             config_maps,
             secrets,
             config_cache: engine::config::ConfigCache::default(),
-            commands: engine::command::Acted::default(),
             ledger: engine::ledger::Ledger::default(),
         },
         config: config.clone(),
@@ -308,9 +307,18 @@ pub async fn run(
         synced,
     });
 
-    let q = ctx.clone();
+    let (q, store) = (ctx.clone(), apps.clone());
     let app_triggers = app_events.inspect(move |app| {
         if let Ok(app) = app {
+            // The store follows the watch first: an App it no longer holds (under this
+            // UID) was deleted, and what was kept for it goes.
+            let uid = app.uid().unwrap_or_default();
+            let kept = store.get(&ObjectRef::from_obj(app));
+            if kept.is_none_or(|a| a.uid().as_deref() != Some(uid.as_str())) {
+                q.engine.forget(&uid);
+                q.backoff.reset(&uid);
+                return;
+            }
             q.queue.note(app.namespace(), app.name_any());
         }
     });
@@ -340,14 +348,32 @@ pub async fn run(
     };
 
     let config_map_users = {
-        let apps = apps.clone();
+        let (apps, q) = (apps.clone(), ctx.clone());
         move |object: PartialObjectMeta<ConfigMap>| {
-            users(&apps, ConfigKind::ConfigMap, &object.metadata)
+            let gone = q
+                .engine
+                .config_maps
+                .get(&ObjectRef::from_obj(&object))
+                .is_none();
+            users(
+                &q.engine,
+                &apps,
+                ConfigKind::ConfigMap,
+                &object.metadata,
+                gone,
+            )
         }
     };
     let secret_users = {
-        let apps = apps.clone();
-        move |object: PartialObjectMeta<Secret>| users(&apps, ConfigKind::Secret, &object.metadata)
+        let (apps, q) = (apps.clone(), ctx.clone());
+        move |object: PartialObjectMeta<Secret>| {
+            let gone = q
+                .engine
+                .secrets
+                .get(&ObjectRef::from_obj(&object))
+                .is_none();
+            users(&q.engine, &apps, ConfigKind::Secret, &object.metadata, gone)
+        }
     };
 
     Controller::for_stream(app_triggers, apps)
@@ -379,10 +405,13 @@ where
 }
 
 /// The Apps whose template references a ConfigMap or Secret (snapshots are no one's).
+/// One that is `gone` (its store no longer holds it) leaves the config cache.
 fn users(
+    engine: &Engine,
     apps: &Store<DeserializeGuard<App>>,
     kind: ConfigKind,
     object: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    gone: bool,
 ) -> std::vec::IntoIter<ObjectRef<DeserializeGuard<App>>> {
     let snapshot = object
         .labels
@@ -391,6 +420,9 @@ fn users(
     let (Some(namespace), Some(name)) = (&object.namespace, &object.name) else {
         return Vec::new().into_iter();
     };
+    if gone {
+        engine.config_cache.forget(namespace, kind, name);
+    }
     if snapshot {
         return Vec::new().into_iter();
     }

@@ -79,7 +79,7 @@ pub async fn observe(ctx: &Context, app: &App, uid: &str) -> Result<Observed, Er
     }
     let nodes = node_health(ctx, &pods);
     let node_fill = if app.spec.placement.as_ref().is_some_and(|p| p.bin_pack) {
-        ctx.node_usage.start(&engine.client);
+        ctx.node_usage.start(&engine.client, engine.metrics.clone());
         ctx.node_usage
             .fills(&ctx.nodes, pods.iter().filter_map(|p| p.node.as_deref()))
     } else {
@@ -97,7 +97,7 @@ pub async fn observe(ctx: &Context, app: &App, uid: &str) -> Result<Observed, Er
         nodes,
         taken: engine.ledger.taken(uid),
         node_fill,
-        command: command::pending(engine, app),
+        command: command::pending(app),
         now,
         name,
     })

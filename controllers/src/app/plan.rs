@@ -17,6 +17,11 @@ use k8s_openapi::jiff::Timestamp;
 use crate::rollout::pods::{Phase, PodState, add, available_at, earliest, is_active};
 use crate::rollout::{self, Member, Method, Why};
 
+/// The most pods one pass creates, as kube-controller-manager's ReplicaSet controller
+/// (its `burstReplicas`): a pass's memory and requests stay bounded however many replicas
+/// are asked for. The created pods' watch events bring the next pass, which creates more.
+pub const MAX_CREATES_PER_PASS: usize = 500;
+
 /// What the plan needs to know of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeHealth {
@@ -108,6 +113,21 @@ pub fn slot_of(app: &str, name: &str) -> Option<u32> {
     name.strip_prefix(app)?.strip_prefix('-')?.parse().ok()
 }
 
+/// When a pod's node counts as lost (NotReady, or gone, past the grace period); `None`
+/// while the pod is unbound or its node is Ready.
+fn lost_at(input: &Input<'_>, pod: &PodState) -> Option<Timestamp> {
+    let node = pod.node.as_ref()?;
+    match input
+        .nodes
+        .get(node)
+        .copied()
+        .unwrap_or(NodeHealth::NotReadySince(pod.created))
+    {
+        NodeHealth::NotReadySince(since) => Some(add(since, input.node_lost_grace)),
+        NodeHealth::Ready => None,
+    }
+}
+
 pub fn plan(input: &Input<'_>) -> Plan {
     let mut plan = Plan::default();
     let mut active: Vec<&PodState> = vec![];
@@ -127,24 +147,13 @@ pub fn plan(input: &Input<'_>) -> Plan {
             plan.deletes.push(delete(pod, Removal::Finished));
             continue;
         }
-        if let Some(node) = &pod.node {
-            let health = input
-                .nodes
-                .get(node)
-                .copied()
-                .unwrap_or(NodeHealth::NotReadySince(pod.created));
-            match health {
-                NodeHealth::NotReadySince(since) => {
-                    let lost_at = add(since, input.node_lost_grace);
-                    if input.now >= lost_at {
-                        plan.deletes
-                            .push(delete(pod, Removal::NodeLost { node: node.clone() }));
-                        continue;
-                    }
-                    plan.revisit_at = earliest(plan.revisit_at, lost_at);
-                }
-                NodeHealth::Ready => {}
+        if let (Some(node), Some(lost_at)) = (&pod.node, lost_at(input, pod)) {
+            if input.now >= lost_at {
+                plan.deletes
+                    .push(delete(pod, Removal::NodeLost { node: node.clone() }));
+                continue;
             }
+            plan.revisit_at = earliest(plan.revisit_at, lost_at);
         }
         active.push(pod);
     }
@@ -166,7 +175,14 @@ pub fn plan(input: &Input<'_>) -> Plan {
         .pods
         .iter()
         .any(|p| p.terminating && p.revision != input.update_revision);
-    let going = input.pods.iter().filter(|p| p.terminating).count();
+    // A pod terminating on a lost node may never finish (no kubelet confirms it): it
+    // holds no share of the budget, or one lost node would block scale-in for good.
+    let going = input
+        .pods
+        .iter()
+        .filter(|p| p.terminating)
+        .filter(|p| lost_at(input, p).is_none_or(|at| input.now < at))
+        .count();
     let max_removals = input
         .disruption_budget
         .map_or(usize::MAX, |b| (b as usize).saturating_sub(going));
@@ -187,7 +203,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
         };
         plan.deletes.push(delete(active[i], reason));
     }
-    let creates = (step.create + step.create_stable) as usize;
+    let creates = ((step.create + step.create_stable) as usize).min(MAX_CREATES_PER_PASS);
     if creates > 0 {
         let occupied: BTreeSet<u32> = input
             .pods
@@ -315,6 +331,19 @@ mod tests {
         let p = run(4, &[pod(1), pod(3)], &nodes());
         assert_eq!(names(&p.creates), ["web-0", "web-2"]);
         assert!(p.deletes.is_empty());
+    }
+
+    #[test]
+    fn a_pass_creates_at_most_its_cap() {
+        let nodes = nodes();
+        let p = run(100_000, &[], &nodes);
+        assert_eq!(p.creates.len(), MAX_CREATES_PER_PASS);
+        assert_eq!(p.creates.last().unwrap().name, "web-499");
+        // The next pass, which sees those, creates the next ones.
+        let pods = apply(&[], &p);
+        let next = run(100_000, &pods, &nodes);
+        assert_eq!(next.creates.len(), MAX_CREATES_PER_PASS);
+        assert_eq!(next.creates[0].name, "web-500");
     }
 
     #[test]
@@ -514,8 +543,12 @@ mod tests {
         // One still going: the budget is spent until it is gone.
         let mut going = pod(4);
         going.terminating = true;
-        let pods = [pod(0), pod(1), pod(2), going];
+        let pods = [pod(0), pod(1), pod(2), going.clone()];
         assert!(within(1, &pods).deletes.is_empty());
+        // Unless it is stuck on a lost node: that one may never finish.
+        going.node = Some("gone".into());
+        let pods = [pod(0), pod(1), pod(2), going];
+        assert_eq!(within(1, &pods).deletes.len(), 1);
     }
 
     #[test]

@@ -7,10 +7,11 @@ use drover_crds::names::label;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 
 use super::plan::{Create, slot_of};
-use super::status::CrashLoop;
+use super::status::Stuck;
+use crate::engine::controller_ref;
 use crate::rollout::pods::{Phase, PodState};
 
 /// The pod for a slot: the revision's template, named and labelled by drover (with the
@@ -42,12 +43,30 @@ pub fn build(
             namespace: app.namespace(),
             labels: Some(labels),
             annotations: meta.annotations,
-            owner_references: Some(vec![app.controller_owner_ref(&())?]),
+            owner_references: Some(vec![controller_ref(app)?]),
             ..ObjectMeta::default()
         },
         spec,
         status: None,
     })
+}
+
+/// A pod's UID and revision if the App (by UID) controls it and it is not going away: a
+/// pod the App counts.
+pub fn own_live(pod: &Pod, app_uid: &str) -> Option<(String, String)> {
+    let controlled = pod
+        .owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && o.uid == app_uid);
+    if !controlled || pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let revision = pod
+        .labels()
+        .get(label::REVISION)
+        .cloned()
+        .unwrap_or_default();
+    Some((pod.uid()?, revision))
 }
 
 /// What the plan needs of an observed pod; `None` for a pod whose name is not one of the
@@ -102,37 +121,48 @@ pub fn state(app: &str, pod: &Pod) -> Option<PodState> {
     })
 }
 
-/// The pod's containers that are waiting in CrashLoopBackOff.
-pub fn crash_loops(pod: &Pod) -> Vec<CrashLoop> {
+/// Waiting reasons of a container that will not start by itself: it keeps crashing, its
+/// image cannot be had, or the kubelet cannot build it from its spec (a missing
+/// ConfigMap or Secret key, a bad command).
+const STUCK: [&str; 8] = [
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+/// The pod's containers (init containers included) that will not start by themselves.
+pub fn stuck(pod: &Pod) -> Vec<Stuck> {
     let Some(status) = &pod.status else {
         return vec![];
     };
-    status
-        .container_statuses
-        .iter()
-        .flatten()
-        .filter(|c| {
-            c.state
-                .as_ref()
-                .and_then(|s| s.waiting.as_ref())
-                .and_then(|w| w.reason.as_deref())
-                == Some("CrashLoopBackOff")
-        })
-        .map(|c| CrashLoop {
-            pod: pod.name_any(),
-            container: c.name.clone(),
-            restarts: c.restart_count,
-            last_exit: c
-                .last_state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref())
-                .map(|t| {
-                    format!(
-                        "{}, exit code {}",
-                        t.reason.as_deref().unwrap_or("Terminated"),
-                        t.exit_code
-                    )
-                }),
+    let init = status.init_container_statuses.iter().flatten();
+    init.chain(status.container_statuses.iter().flatten())
+        .filter_map(|c| {
+            let waiting = c.state.as_ref()?.waiting.as_ref()?;
+            let reason = waiting.reason.as_deref().filter(|r| STUCK.contains(r))?;
+            Some(Stuck {
+                pod: pod.name_any(),
+                container: c.name.clone(),
+                reason: reason.to_string(),
+                message: waiting.message.clone().filter(|m| !m.is_empty()),
+                restarts: c.restart_count,
+                last_exit: c
+                    .last_state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .map(|t| {
+                        format!(
+                            "{}, exit code {}",
+                            t.reason.as_deref().unwrap_or("Terminated"),
+                            t.exit_code
+                        )
+                    }),
+            })
         })
         .collect()
 }
@@ -189,11 +219,67 @@ mod tests {
             (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
             ("App", "app-uid", Some(true))
         );
+        // A foreground deletion of the App waits for its pods.
+        assert_eq!(owner.block_owner_deletion, Some(true));
         let spec = pod.spec.unwrap();
         assert_eq!(spec.containers[0].image.as_deref(), Some("i"));
         assert_eq!(
             spec.scheduler_name, None,
             "the cluster's scheduler places it"
+        );
+    }
+
+    #[test]
+    fn an_existing_pod_counts_only_if_the_app_controls_it_and_it_stays() {
+        let app = app();
+        let mut pod = build(&app, &app.spec.template, &SLOT_3, "web-abc", "s").unwrap();
+        pod.metadata.uid = Some("pod-uid".into());
+        assert_eq!(
+            own_live(&pod, "app-uid"),
+            Some(("pod-uid".into(), "web-abc".into()))
+        );
+        // Another App's (a namesake recreated with a new UID), or going away.
+        assert_eq!(own_live(&pod, "other-uid"), None);
+        let mut going = pod.clone();
+        going.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::UNIX_EPOCH),
+        );
+        assert_eq!(own_live(&going, "app-uid"), None);
+        // Owned, but not as its controller.
+        let mut adopted = pod;
+        adopted.metadata.owner_references.as_mut().unwrap()[0].controller = None;
+        assert_eq!(own_live(&adopted, "app-uid"), None);
+    }
+
+    #[test]
+    fn containers_that_cannot_start_are_stuck_and_starting_ones_are_not() {
+        let waiting = |name: &str, reason: &str| {
+            json!({"name": name, "ready": false, "restartCount": 0, "image": "i", "imageID": "",
+                   "state": {"waiting": {"reason": reason, "message": format!("{reason} here")}}})
+        };
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-0"},
+            "status": {
+                "initContainerStatuses": [waiting("init", "CreateContainerConfigError")],
+                "containerStatuses": [
+                    waiting("app", "InvalidImageName"),
+                    waiting("side", "ContainerCreating"),
+                    waiting("pull", "ErrImageNeverPull"),
+                ],
+            },
+        }))
+        .unwrap();
+        let found: Vec<(String, String)> = stuck(&pod)
+            .into_iter()
+            .map(|s| (s.container, s.reason))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("init".into(), "CreateContainerConfigError".into()),
+                ("app".into(), "InvalidImageName".into()),
+                ("pull".into(), "ErrImageNeverPull".into()),
+            ]
         );
     }
 
@@ -229,8 +315,9 @@ mod tests {
         assert_eq!(s.node.as_deref(), Some("n1"));
         assert_eq!(s.revision, "web-abc");
         assert_eq!(s.ready_since, None);
-        let loops = crash_loops(&pod);
+        let loops = stuck(&pod);
         assert_eq!(loops.len(), 1);
+        assert_eq!(loops[0].reason, "CrashLoopBackOff");
         assert_eq!(loops[0].last_exit.as_deref(), Some("Error, exit code 1"));
         assert!(state("api", &pod).is_none(), "not a slot of another app");
     }

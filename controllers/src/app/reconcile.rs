@@ -34,7 +34,7 @@ pub async fn reconcile(
     })?;
     if app.metadata.deletion_timestamp.is_some() {
         // Pods and the Service go with the App through their owner references.
-        ctx.engine.ledger.forget(&uid);
+        ctx.engine.forget(&uid);
         return Ok(Action::await_change());
     }
     if ctx

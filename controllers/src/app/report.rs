@@ -17,7 +17,7 @@ use tracing::debug;
 use super::act::Acted;
 use super::observe::Observed;
 use super::plan::Plan;
-use super::status::{self, CrashLoop, Observation};
+use super::status::{self, Observation, Stuck};
 use super::{Context, pod};
 use crate::engine::{Error, command, undo};
 use crate::rollout::strategy::Decision;
@@ -43,12 +43,8 @@ pub async fn report(
     let uid = observed.uid.as_str();
     let spec = app.rollout_spec();
     let refusal = engine.ledger.refusal(uid);
-    let crash_loops: Vec<CrashLoop> = observed
-        .owned
-        .iter()
-        .flat_map(|p| pod::crash_loops(p))
-        .collect();
-    let (status, available_at) = status::compute(
+    let stuck: Vec<Stuck> = observed.owned.iter().flat_map(|p| pod::stuck(p)).collect();
+    let (mut status, available_at) = status::compute(
         &Observation {
             app: &observed.name,
             generation: app.metadata.generation,
@@ -62,12 +58,17 @@ pub async fn report(
             blue_green: decision.blue_green.clone(),
             hold: decision.hold.clone(),
             pods: observed.observed_pods(),
-            crash_loops: &crash_loops,
+            stuck: &stuck,
             create_failure: refusal.as_deref(),
+            conflicts: &acted.conflicts,
+            missing_config: &observed.update.missing,
             now: observed.now,
         },
         app.status.as_ref(),
     );
+    // The command settled this pass is recorded in the same write as its effect.
+    status.last_command = command::record(app, &decision.effect)
+        .or_else(|| app.status.as_ref().and_then(|s| s.last_command.clone()));
     transitions(ctx, app, app.status.as_ref(), &status).await;
     if spec.auto_rollback
         && let Some(stalled) = status
@@ -81,10 +82,15 @@ pub async fn report(
         undo::to_revision(engine, app, uid, &status.current_revision, &why).await?;
         return Ok(Action::await_change());
     }
-    if app.status.as_ref() != Some(&status) && !write_status(ctx, app, observed, &status).await? {
-        return Ok(Action::requeue(STALE_RETRY));
+    // The version the App is at after this pass's own writes.
+    let mut version = app.resource_version();
+    if app.status.as_ref() != Some(&status) {
+        match write_status(ctx, app, observed, &status).await? {
+            Some(written) => version = Some(written),
+            None => return Ok(Action::requeue(STALE_RETRY)),
+        }
     }
-    command::settle(engine, app, decision.effect).await?;
+    command::settle(engine, app, version, decision.effect).await?;
 
     ctx.backoff.reset(uid);
     let now = observed.now;
@@ -110,13 +116,13 @@ pub async fn report(
 
 /// Writes the status, conditional on the version read: a status computed from an App
 /// that changed meanwhile (or from a leader's outdated view) is not written. Returns
-/// whether it was.
+/// the App's version after the write, or `None` when it was not written.
 async fn write_status(
     ctx: &Context,
     app: &App,
     observed: &Observed,
     status: &AppStatus,
-) -> Result<bool, Error> {
+) -> Result<Option<String>, Error> {
     let engine = &ctx.engine;
     let api: Api<App> = Api::namespaced(engine.client.clone(), &observed.namespace);
     let patch = json!({
@@ -140,11 +146,11 @@ async fn write_status(
                 written.resource_version(),
             );
             engine.wrote("patch_status", App::PLURAL);
-            Ok(true)
+            Ok(Some(written.resource_version().unwrap_or_default()))
         }
         Err(kube::Error::Api(s)) if s.code == 409 => {
             debug!(app = %observed.name, "the App changed since it was read; its status waits for the next pass");
-            Ok(false)
+            Ok(None)
         }
         Err(source) => Err(Error::StatusPatch {
             kind: App::KIND,
@@ -192,13 +198,29 @@ async fn transitions(ctx: &Context, app: &App, old: Option<&AppStatus>, new: &Ap
             )
             .await;
     }
+    for (type_, reason) in [
+        (condition::NAME_CONFLICT, reason::NAME_TAKEN),
+        (condition::CONFIG_MISSING, reason::CONFIG_NOT_FOUND),
+    ] {
+        if let Some((_, message)) = get(Some(new), type_)
+            && get(old, type_).is_none_or(|c| c.1 != message)
+        {
+            engine
+                .publish(app, EventType::Warning, reason, message)
+                .await;
+        }
+    }
     let was_healthy = get(old, condition::HEALTHY).is_none_or(|c| c.0 == "True");
-    if let Some((status, message)) = get(Some(new), condition::HEALTHY)
-        && status == "False"
+    if let Some(healthy) = new
+        .conditions
+        .iter()
+        .find(|c| c.type_ == condition::HEALTHY)
+        && healthy.status == "False"
         && was_healthy
     {
+        let (reason, message) = (healthy.reason.as_str(), healthy.message.clone());
         engine
-            .publish(app, EventType::Warning, reason::CRASH_LOOP, message)
+            .publish(app, EventType::Warning, reason, message)
             .await;
     }
 }

@@ -7,21 +7,45 @@ use drover_crds::{AppStatus, BlueGreenStatus, CanaryStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
+use crate::rollout::config::Source;
 use crate::rollout::pods::{PodState, add, earliest, is_active};
 use crate::rollout::strategy::Hold;
 
-/// A container that keeps crashing.
+/// A container that will not start by itself: it keeps crashing, or its image or its
+/// configuration keeps it from being created (the kubelet's waiting reason says which).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CrashLoop {
+pub struct Stuck {
     pub pod: String,
     pub container: String,
+    /// The kubelet's reason: `CrashLoopBackOff`, `ImagePullBackOff`, `InvalidImageName`,
+    /// `CreateContainerConfigError`, ...
+    pub reason: String,
+    /// The kubelet's message, if any (what image, what is missing).
+    pub message: Option<String>,
     pub restarts: i32,
     /// How it last ended, e.g. `Error, exit code 1`.
     pub last_exit: Option<String>,
 }
 
-impl std::fmt::Display for CrashLoop {
+impl Stuck {
+    fn crash_loop(&self) -> bool {
+        self.reason == reason::CRASH_LOOP
+    }
+}
+
+impl std::fmt::Display for Stuck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.crash_loop() {
+            write!(
+                f,
+                "container {} of pod {} cannot start: {}",
+                self.container, self.pod, self.reason
+            )?;
+            if let Some(message) = &self.message {
+                write!(f, " ({message})")?;
+            }
+            return Ok(());
+        }
         write!(
             f,
             "container {} of pod {} is crash-looping ({} restarts",
@@ -52,9 +76,14 @@ pub struct Observation<'a> {
     pub hold: Option<Hold>,
     /// Observed pods only (no in-flight creates).
     pub pods: &'a [PodState],
-    pub crash_loops: &'a [CrashLoop],
+    /// Containers that will not start by itself.
+    pub stuck: &'a [Stuck],
     /// The apiserver's refusal of the last pod create, while it lasts.
     pub create_failure: Option<&'a str>,
+    /// Objects the App asks for that other owners' objects stand in the way of.
+    pub conflicts: &'a [String],
+    /// ConfigMaps and Secrets the template needs that do not exist.
+    pub missing_config: &'a [Source],
     pub now: Timestamp,
 }
 
@@ -133,10 +162,13 @@ pub fn compute(
         _ => obs.now,
     };
     let deadline = add(last_progress, obs.progress_deadline);
-    // Held on purpose (paused, a strategy's pause, an abort): no deadline.
+    // Held on purpose (paused, a strategy's pause, an abort): no deadline. A ready pod
+    // waiting out minReadySeconds is progress under way: it becomes available by itself,
+    // so the deadline cannot pass while one does.
     let held = obs.paused || obs.hold.is_some();
-    let stalled = !converged && !held && deadline <= obs.now;
-    if !converged && !stalled && !held {
+    let maturing = counts.1 > available;
+    let stalled = !converged && !held && !maturing && deadline <= obs.now;
+    if !converged && !stalled && !held && !maturing {
         revisit_at = earliest(revisit_at, deadline);
     }
     let counts_note = format!(
@@ -215,26 +247,46 @@ pub fn compute(
             refusal.to_string(),
         ));
     }
-    let healthy = obs.crash_loops.is_empty();
+    if !obs.missing_config.is_empty() {
+        let named: Vec<String> = obs
+            .missing_config
+            .iter()
+            .map(|s| format!("{} {:?} not found", s.kind.as_str(), s.name))
+            .collect();
+        conditions.push(cond(
+            condition::CONFIG_MISSING,
+            true,
+            reason::CONFIG_NOT_FOUND,
+            format!(
+                "{}: the pods wait for it; create it, or mark the reference optional",
+                named.join(", ")
+            ),
+        ));
+    }
+    if !obs.conflicts.is_empty() {
+        conditions.push(cond(
+            condition::NAME_CONFLICT,
+            true,
+            reason::NAME_TAKEN,
+            obs.conflicts.join("; "),
+        ));
+    }
+    // Healthy names the first stuck container's reason: the condition's reason is what
+    // the kubelet says keeps it from running.
+    let healthy = obs.stuck.is_empty();
     conditions.push(cond(
         condition::HEALTHY,
         healthy,
+        obs.stuck
+            .first()
+            .map_or(reason::CONTAINERS_RUNNING, |s| s.reason.as_str()),
         if healthy {
-            reason::CONTAINERS_RUNNING
+            "every container is running or starting".into()
         } else {
-            reason::CRASH_LOOP
-        },
-        if healthy {
-            "no container is crash-looping".into()
-        } else {
-            let mut shown: Vec<String> = obs
-                .crash_loops
-                .iter()
-                .take(3)
-                .map(ToString::to_string)
-                .collect();
-            if obs.crash_loops.len() > 3 {
-                shown.push(format!("and {} more", obs.crash_loops.len() - 3));
+            let mut shown: Vec<String> =
+                obs.stuck.iter().take(3).map(ToString::to_string).collect();
+            if obs.stuck.len() > 3 {
+                shown.push(format!("and {} more", obs.stuck.len() - 3));
             }
             shown.join("; ")
         },
@@ -256,6 +308,8 @@ pub fn compute(
         revision: obs.revision_number,
         canary: obs.canary.clone(),
         blue_green: obs.blue_green.clone(),
+        // The report step records the command it settles.
+        last_command: None,
         last_progress_time: Some(Time(last_progress)),
         selector: format!("{}={}", label::APP, obs.app),
         conditions,
@@ -288,7 +342,7 @@ mod tests {
         }
     }
 
-    fn obs<'a>(pods: &'a [PodState], crash: &'a [CrashLoop], min_ready: u64) -> Observation<'a> {
+    fn obs<'a>(pods: &'a [PodState], stuck: &'a [Stuck], min_ready: u64) -> Observation<'a> {
         Observation {
             app: "web",
             generation: Some(4),
@@ -302,8 +356,10 @@ mod tests {
             blue_green: None,
             hold: None,
             pods,
-            crash_loops: crash,
+            stuck,
             create_failure: None,
+            conflicts: &[],
+            missing_config: &[],
             now: t(100),
         }
     }
@@ -411,6 +467,33 @@ mod tests {
     }
 
     #[test]
+    fn pods_waiting_out_min_ready_are_progress() {
+        // minReadySeconds longer than the deadline (refused at admission, but the logic
+        // must hold): the new pods are ready and need 700 s to count as available.
+        let mut old = pod(0, Some(0));
+        old.revision = "web-r0".into();
+        let pods = [
+            old,
+            pod(1, Some(1000)),
+            pod(2, Some(1000)),
+            pod(3, Some(1000)),
+        ];
+        let mut o = obs(&pods, &[], 700);
+        o.now = t(1000);
+        let (first, _) = compute(&o, None);
+        o.now = t(1650);
+        let (later, revisit) = compute(&o, Some(&first));
+        let progressing = find(&later, "Progressing");
+        assert_eq!(
+            (progressing.status.as_str(), progressing.reason.as_str()),
+            ("True", "RollingOut"),
+            "{}",
+            progressing.message
+        );
+        assert_eq!(revisit, Some(t(1700)), "woken when they become available");
+    }
+
+    #[test]
     fn a_complete_app_never_misses_the_deadline() {
         let pods = [pod(0, Some(0)), pod(1, Some(0)), pod(2, Some(0))];
         let mut o = obs(&pods, &[], 0);
@@ -434,9 +517,11 @@ mod tests {
 
     #[test]
     fn crash_loops_and_refused_creates_are_reported() {
-        let crash = [CrashLoop {
+        let crash = [Stuck {
             pod: "web-1".into(),
             container: "app".into(),
+            reason: "CrashLoopBackOff".into(),
+            message: Some("back-off 40s restarting failed container".into()),
             restarts: 5,
             last_exit: Some("Error, exit code 1".into()),
         }];
@@ -459,6 +544,54 @@ mod tests {
             ("True", "FailedCreate")
         );
         assert!(failure.message.contains("violates PodSecurity"));
+    }
+
+    #[test]
+    fn containers_that_cannot_start_are_unhealthy() {
+        let pull = Stuck {
+            pod: "web-0".into(),
+            container: "app".into(),
+            reason: "ImagePullBackOff".into(),
+            message: Some("Back-off pulling image \"registry.local/nope:1\"".into()),
+            restarts: 0,
+            last_exit: None,
+        };
+        let (s, _) = compute(&obs(&[], std::slice::from_ref(&pull), 0), None);
+        let healthy = find(&s, "Healthy");
+        assert_eq!(
+            (healthy.status.as_str(), healthy.reason.as_str()),
+            ("False", "ImagePullBackOff")
+        );
+        assert_eq!(
+            healthy.message,
+            "container app of pod web-0 cannot start: ImagePullBackOff (Back-off pulling image \"registry.local/nope:1\")"
+        );
+        let (s, _) = compute(&obs(&[], &[], 0), None);
+        assert_eq!(find(&s, "Healthy").status, "True");
+    }
+
+    #[test]
+    fn missing_config_is_named_as_the_user_wrote_it() {
+        let missing = [Source {
+            kind: drover_crds::revision::ConfigKind::ConfigMap,
+            name: "missing-cm".into(),
+        }];
+        let mut o = obs(&[], &[], 0);
+        o.missing_config = &missing;
+        let (s, _) = compute(&o, None);
+        let c = find(&s, "ConfigMissing");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", "ConfigNotFound")
+        );
+        assert!(
+            c.message
+                .starts_with("ConfigMap \"missing-cm\" not found: "),
+            "{}",
+            c.message
+        );
+        let (s, _) = compute(&obs(&[], &[], 0), None);
+        assert!(s.conditions.iter().all(|c| c.type_ != "ConfigMissing"));
     }
 
     #[test]

@@ -9,14 +9,18 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use futures::TryStreamExt;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use tracing::{info, warn};
+use tracing::info;
 
+use super::CONTROLLER as APP;
+use crate::runtime::lock;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::watch::endure;
 use crate::scheduler::bound::Bound;
 use crate::scheduler::resources::{Resources, allocatable};
 
@@ -38,29 +42,24 @@ fn fill(used: Resources, allocatable: Resources) -> u32 {
 
 impl NodeUsage {
     /// Starts the watch, once.
-    pub fn start(&self, client: &Client) {
+    pub fn start(&self, client: &Client, metrics: Arc<Metrics>) {
         self.started.get_or_init(|| {
             let (synced, state) = (self.synced.clone(), self.state.clone());
             let api: Api<Pod> = Api::all(client.clone());
             info!("watching every pod for the fill of nodes (an App bin-packs)");
-            tokio::spawn(async move {
-                let watch = watcher(api, watcher::Config::default())
-                    .default_backoff()
-                    .try_for_each(|event| {
-                        state
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .event(&event);
-                        if matches!(event, watcher::Event::InitDone) {
-                            synced.store(true, Ordering::Relaxed);
-                        }
-                        futures::future::ready(Ok(()))
-                    });
-                if let Err(e) = watch.await {
-                    warn!(error = %e, "the watch of every pod ended: scale-in no longer prefers the least used nodes");
-                    synced.store(false, Ordering::Relaxed);
+            let events = endure(
+                watcher(api, watcher::Config::default()).default_backoff(),
+                metrics,
+                APP,
+                "pods (node fill)",
+            );
+            tokio::spawn(events.for_each(move |event| {
+                lock(&state).event(&event);
+                if matches!(event, watcher::Event::InitDone) {
+                    synced.store(true, Ordering::Relaxed);
                 }
-            });
+                futures::future::ready(())
+            }));
         });
     }
 
@@ -74,7 +73,7 @@ impl NodeUsage {
         if !self.synced.load(Ordering::Relaxed) {
             return HashMap::new();
         }
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = lock(&self.state);
         names
             .into_iter()
             .filter_map(|name| {

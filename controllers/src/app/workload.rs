@@ -31,6 +31,7 @@ impl Workload for App {
                 update_revision: &s.update_revision,
                 canary: s.canary.as_ref(),
                 blue_green: s.blue_green.as_ref(),
+                last_command: s.last_command.as_ref(),
             })
             .unwrap_or_default()
     }

@@ -36,6 +36,17 @@ pub struct ConfigCache {
     seen: Mutex<HashMap<(String, Source), Seen>>,
 }
 
+impl ConfigCache {
+    /// Drops what is known of a source that is gone, so the cache holds only what exists.
+    pub fn forget(&self, namespace: &str, kind: ConfigKind, name: &str) {
+        let source = Source {
+            kind,
+            name: name.to_string(),
+        };
+        lock(&self.seen).remove(&(namespace.to_string(), source));
+    }
+}
+
 /// The current contents of a workload's config, and when any of it last changed.
 #[derive(Debug)]
 pub struct Observed {

@@ -130,6 +130,19 @@ pub fn classify<T>(result: &Result<T, kube::Error>) -> WriteOutcome {
     }
 }
 
+/// Whether an eviction was refused by a PodDisruptionBudget (429 with the
+/// `DisruptionBudget` cause), not throttled by the apiserver (429 too, and transient).
+pub fn blocked_by_budget<T>(result: &Result<T, kube::Error>) -> bool {
+    let Err(kube::Error::Api(status)) = result else {
+        return false;
+    };
+    status.code == 429
+        && status
+            .details
+            .as_ref()
+            .is_some_and(|d| d.causes.iter().any(|c| c.reason == "DisruptionBudget"))
+}
+
 fn namespace_terminating(status: &kube::core::Status) -> bool {
     status
         .details
@@ -176,6 +189,30 @@ mod tests {
             classify(&api_error(500, "InternalError", "etcd")),
             WriteOutcome::Transient
         );
+    }
+
+    #[test]
+    fn only_a_budget_blocks_an_eviction() {
+        let mut status = Status::failure(
+            "Cannot evict pod as it would violate the pod's disruption budget.",
+            "TooManyRequests",
+        );
+        status.code = 429;
+        // As the apiserver sends it.
+        status.details = serde_json::from_value(serde_json::json!({
+            "causes": [{"reason": "DisruptionBudget", "message": "The disruption budget web needs 2 healthy pods and has 2 currently"}],
+        }))
+        .unwrap();
+        assert!(blocked_by_budget(&Err::<(), _>(kube::Error::Api(
+            Box::new(status)
+        ))));
+        // The apiserver's own throttling (priority and fairness) is no budget.
+        assert!(!blocked_by_budget(&api_error(
+            429,
+            "TooManyRequests",
+            "too many requests, please try again later"
+        )));
+        assert!(!blocked_by_budget(&Ok::<(), kube::Error>(())));
     }
 
     #[test]

@@ -297,13 +297,18 @@ mod tests {
     }
 }
 
-/// A model of the App cache lagging behind drover's own writes: passes run on whatever
-/// version the cache shows, decide with the real canary strategy, act on the split it
-/// asks for, write their status conditional on the version read (as the apiserver does)
-/// and remove the command's annotation. A pass on a version older than drover's own
-/// last write would act on a split a promotion already left: the ledger skips it.
+/// A model of the App cache lagging behind drover's own writes, and of a controller that
+/// stops between its status write and the removal of a command's annotation: passes run
+/// on whatever version the cache shows, decide with the real canary strategy, act on the
+/// split it asks for, write their status (with the record of the command acted on)
+/// conditional on the version read (as the apiserver does), and remove the command's
+/// annotation. A pass on a version older than drover's own last write would act on a
+/// split a promotion already left: the ledger skips it. A command whose record the status
+/// holds is never acted on again.
 #[cfg(test)]
 mod stale_view {
+    use std::collections::HashSet;
+
     use drover_crds::CanaryStatus;
     use k8s_openapi::api::core::v1::PodTemplateSpec;
     use proptest::prelude::*;
@@ -318,20 +323,24 @@ mod stale_view {
 
     const REPLICAS: u32 = 10;
 
-    /// One version of the App: what its status recorded, and whether the promote
-    /// annotation is set.
-    #[derive(Debug, Clone)]
+    /// One version of the App: what its status recorded, and the promote annotation.
+    #[derive(Debug, Clone, Default)]
     struct Version {
         canary: Option<CanaryStatus>,
         /// Stands for the pod counts of the status: it changes with the pods.
         ready: u32,
-        promote: bool,
+        /// The promote annotation in place, by the moment it was set.
+        promote: Option<u32>,
+        /// The status's record of the last command acted on.
+        recorded: Option<u32>,
     }
 
     #[derive(Debug, Clone, Copy)]
     enum Event {
-        /// A pass over the version the cache shows.
-        Pass,
+        /// A pass over the version the cache shows; `true`: the controller stops right
+        /// after the status write, before removing the annotation (its successor takes
+        /// the next pass).
+        Pass(bool),
         /// The cache shows this many versions more (never beyond the latest).
         CatchUp(usize),
         /// `kubectl annotate ... drover.dev/promote=step`.
@@ -344,29 +353,28 @@ mod stale_view {
         versions: Vec<Version>,
         cached: usize,
         ready: u32,
-        /// The promote annotation was acted on and its removal not seen yet (the
-        /// engine's `command::Acted`).
-        acted: bool,
         ledger: Ledger,
-        guarded: bool,
+        /// Without the record (as before it existed), a successor knows nothing of what
+        /// its predecessor acted on.
+        recording: bool,
         /// The split the last pass acted on, as a canary step.
         acted_on: u32,
+        /// Commands acted on, by the moment they were set.
+        acted: HashSet<u32>,
+        clock: u32,
     }
 
     impl World {
-        fn new(guarded: bool) -> Self {
+        fn new(recording: bool) -> Self {
             World {
-                versions: vec![Version {
-                    canary: None,
-                    ready: 0,
-                    promote: false,
-                }],
+                versions: vec![Version::default()],
                 cached: 0,
                 ready: 0,
-                acted: false,
                 ledger: Ledger::default(),
-                guarded,
+                recording,
                 acted_on: 0,
+                acted: HashSet::new(),
+                clock: 0,
             }
         }
 
@@ -382,17 +390,15 @@ mod stale_view {
                 .wrote("a", Some(Self::rv(read)), Some(Self::rv(written)));
         }
 
-        fn pass(&mut self) -> Result<(), TestCaseError> {
+        fn pass(&mut self, stops: bool) -> Result<(), TestCaseError> {
             let read = self.cached;
-            if self.guarded && self.ledger.is_stale("a", Some(&Self::rv(read))) {
+            if self.ledger.is_stale("a", Some(&Self::rv(read))) {
                 return Ok(());
             }
             let seen = self.versions[read].clone();
-            if !seen.promote {
-                self.acted = false;
-            }
-            let command = (seen.promote && !self.acted).then_some(Command::Promote);
-            let latest = self.versions.last().cloned().unwrap_or(seen.clone());
+            let new_command = seen.promote.filter(|at| seen.recorded != Some(*at));
+            let command = new_command.map(|_| Command::Promote);
+            let latest = self.versions.last().cloned().unwrap_or_default();
             // The pods stand where the latest status put them.
             let weight = latest.canary.as_ref().map_or(0, |c| c.weight.max(0) as u32);
             let new = updated_for(weight, REPLICAS);
@@ -412,6 +418,7 @@ mod stale_view {
                     update_revision: "web-b",
                     canary: seen.canary.as_ref(),
                     blue_green: None,
+                    last_command: None,
                 },
                 update: "web-b",
                 stored: &stored,
@@ -427,40 +434,56 @@ mod stale_view {
                 self.acted_on
             );
             self.acted_on = step;
-            if d.canary != seen.canary || self.ready != seen.ready {
+            let recorded = if self.recording {
+                new_command.or(seen.recorded)
+            } else {
+                seen.recorded
+            };
+            // The version the annotation's removal is conditional on: the pass's own
+            // status write, or what it read.
+            let mut base = read;
+            if d.canary != seen.canary || self.ready != seen.ready || recorded != seen.recorded {
                 if read != self.versions.len() - 1 {
                     // 409: the App changed since it was read; the next pass reads again.
                     return Ok(());
+                }
+                if let Some(at) = new_command {
+                    prop_assert!(
+                        self.acted.insert(at),
+                        "the command set at {at} was acted on twice"
+                    );
                 }
                 // A status patch: the rest of the object is the latest version's.
                 let version = Version {
                     canary: d.canary,
                     ready: self.ready,
-                    promote: latest.promote,
+                    recorded,
+                    ..latest
                 };
                 self.write(read, version);
+                base = self.versions.len() - 1;
             }
-            if command.is_some() {
-                // Settled: the annotation is removed.
-                self.acted = true;
-                let mut version = self.versions.last().cloned().unwrap_or(seen);
-                version.promote = false;
-                self.write(read, version);
+            if stops {
+                return Ok(());
+            }
+            // Settled: the annotation is removed, unless the App changed since `base` (a
+            // command given meanwhile must not go unseen): 409, the next pass reads again.
+            if seen.promote.is_some() && base == self.versions.len() - 1 {
+                let mut version = self.versions[base].clone();
+                version.promote = None;
+                self.write(base, version);
             }
             Ok(())
         }
 
         fn apply(&mut self, event: Event) -> Result<(), TestCaseError> {
             match event {
-                Event::Pass => self.pass()?,
+                Event::Pass(stops) => self.pass(stops)?,
                 Event::CatchUp(n) => self.cached = (self.cached + n).min(self.versions.len() - 1),
                 Event::Promote => {
-                    let mut version = self.versions.last().cloned().unwrap_or(Version {
-                        canary: None,
-                        ready: 0,
-                        promote: false,
-                    });
-                    version.promote = true;
+                    self.clock += 1;
+                    let mut version = self.versions.last().cloned().unwrap_or_default();
+                    version.promote = Some(self.clock);
                     self.versions.push(version);
                 }
                 Event::Churn => self.ready += 1,
@@ -471,7 +494,8 @@ mod stale_view {
 
     fn arb_event() -> impl Strategy<Value = Event> {
         prop_oneof![
-            4 => Just(Event::Pass),
+            3 => Just(Event::Pass(false)),
+            1 => Just(Event::Pass(true)),
             3 => (0usize..3).prop_map(Event::CatchUp),
             1 => Just(Event::Promote),
             2 => Just(Event::Churn),
@@ -482,7 +506,7 @@ mod stale_view {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
         #[test]
-        fn a_pass_on_a_stale_view_never_undoes_a_promotion(
+        fn a_pass_on_a_stale_view_or_after_a_failover_never_undoes_or_repeats_a_promotion(
             events in prop::collection::vec(arb_event(), 0..60),
         ) {
             let mut world = World::new(true);
@@ -493,32 +517,34 @@ mod stale_view {
     }
 
     #[test]
-    fn without_the_ledger_a_stale_view_undoes_a_promotion() {
-        let run = |guarded: bool| {
-            let mut world = World::new(guarded);
-            // To the open pause (step 1), then promoted past it; the cache still shows
-            // the version with the promotion when the next pass runs.
-            let events = [
-                Event::Pass,
-                Event::CatchUp(1),
-                Event::Promote,
-                Event::CatchUp(1),
-                Event::Pass,
-                Event::CatchUp(2),
-                Event::Pass,
-                Event::Promote,
-                Event::CatchUp(1),
-                Event::Pass,
-                Event::Churn,
-                Event::Pass,
-            ];
-            events.into_iter().try_for_each(|e| world.apply(e))
+    fn a_successor_does_not_act_on_a_command_its_predecessor_recorded() {
+        let events = [
+            // To the open pause (step 1).
+            Event::Pass(false),
+            Event::CatchUp(1),
+            Event::Pass(false),
+            Event::CatchUp(1),
+            Event::Promote,
+            Event::CatchUp(1),
+            // Acts, records, and stops before removing the annotation.
+            Event::Pass(true),
+            Event::CatchUp(1),
+            // The successor sees the annotation: with the record it only removes it.
+            Event::Pass(false),
+            Event::CatchUp(1),
+            Event::Churn,
+            Event::Pass(false),
+        ];
+        let run = |recording: bool| {
+            let mut world = World::new(recording);
+            events.into_iter().try_for_each(|e| world.apply(e))?;
+            Ok::<_, TestCaseError>(world)
         };
-        assert!(run(true).is_ok());
-        let undone = run(false).expect_err("the model shows the race");
-        assert!(
-            undone.to_string().contains("acted on step 1 after step 2"),
-            "{undone}"
-        );
+        let world = run(true).unwrap();
+        assert_eq!(world.acted.len(), 1, "acted on once");
+        assert!(world.acted_on >= 2, "past the first pause");
+        assert!(world.versions.last().unwrap().promote.is_none());
+        let twice = run(false).err().expect("without the record it acts again");
+        assert!(twice.to_string().contains("acted on twice"), "{twice}");
     }
 }

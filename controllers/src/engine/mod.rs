@@ -19,7 +19,7 @@ use drover_crds::names::label;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::Store;
@@ -27,7 +27,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use error::{Error, WriteOutcome, classify};
+pub use error::{Error, WriteOutcome, blocked_by_budget, classify};
 
 use crate::rollout::workload::Workload;
 use crate::runtime::events::Publisher;
@@ -81,9 +81,18 @@ pub fn child_meta<K: Object>(owner: &K, name: &str) -> Option<ObjectMeta> {
         name: Some(name.to_string()),
         namespace: owner.namespace(),
         labels: Some(labels(&owner.name_any())),
-        owner_references: Some(vec![owner.controller_owner_ref(&())?]),
+        owner_references: Some(vec![controller_ref(owner)?]),
         ..ObjectMeta::default()
     })
+}
+
+/// The owner reference of an object the workload controls (`None` before the workload has
+/// a UID). It blocks the owner's deletion, as a ReplicaSet's pods do: a foreground delete
+/// (`kubectl delete --cascade=foreground`) returns only once they are gone.
+pub fn controller_ref<K: Object>(owner: &K) -> Option<OwnerReference> {
+    let mut reference = owner.controller_owner_ref(&())?;
+    reference.block_owner_deletion = Some(true);
+    Some(reference)
 }
 
 /// What the engine works with: the client, where it publishes and counts, the caches of
@@ -103,7 +112,6 @@ pub struct Engine {
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
     pub secrets: Store<PartialObjectMeta<Secret>>,
     pub config_cache: config::ConfigCache,
-    pub commands: command::Acted,
     pub ledger: ledger::Ledger,
 }
 
@@ -116,6 +124,12 @@ impl Debug for Engine {
 }
 
 impl Engine {
+    /// Drops what the engine remembers of a workload that is gone (deleted, in any way):
+    /// its memory holds only workloads that exist.
+    pub fn forget(&self, uid: &str) {
+        self.ledger.forget(uid);
+    }
+
     /// Publishes an Event about a workload.
     pub async fn publish<K: Object>(
         &self,

@@ -18,7 +18,7 @@ use tracing::info;
 
 use super::error::{Error, WriteOutcome, classify};
 use super::{Engine, Object, child_meta, config as engine_config};
-use crate::rollout::config;
+use crate::rollout::config::{self, Source};
 use crate::rollout::revision::{self, Stored};
 
 /// The update revision: its name, its number once stored, and the template its pods are
@@ -30,6 +30,8 @@ pub struct UpdateRevision {
     pub template: PodTemplateSpec,
     /// Set while a config edit is settling: look again after this long.
     pub settling: Option<Duration>,
+    /// ConfigMaps and Secrets the template needs that do not exist.
+    pub missing: Vec<Source>,
 }
 
 /// A revision's name and the template its pods are built from.
@@ -93,6 +95,12 @@ pub async fn sync<K: Object>(
         .unwrap_or_default();
     let observed = engine_config::observe(engine, &namespace, &sources).await?;
     let update = revision::name(&object.name_any(), spec.template, &observed.contents);
+    let missing = spec
+        .template
+        .spec
+        .as_ref()
+        .map(|s| config::missing(s, &observed.contents))
+        .unwrap_or_default();
     let stored: Vec<Stored> = owned
         .iter()
         .map(|r| Stored {
@@ -118,6 +126,7 @@ pub async fn sync<K: Object>(
             number: Some(revision.revision),
             template: pinned_template(&data.template, &data.config),
             settling,
+            missing,
         });
     }
 
@@ -197,6 +206,7 @@ pub async fn sync<K: Object>(
         name: update,
         number,
         settling: None,
+        missing,
     })
 }
 

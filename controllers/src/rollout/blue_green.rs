@@ -221,6 +221,7 @@ mod tests {
             update_revision: "web-b",
             canary: None,
             blue_green: bg,
+            last_command: None,
         }
     }
 

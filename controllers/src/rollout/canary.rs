@@ -390,6 +390,7 @@ mod decision_tests {
                 update_revision: "web-b",
                 canary: status,
                 blue_green: None,
+                last_command: None,
             },
             update: "web-b",
             stored,

@@ -23,22 +23,31 @@ pub struct Source {
 /// Source -> digest of its current contents (`None` when it does not exist).
 pub type Contents = BTreeMap<Source, Option<String>>;
 
-/// Calls `f` on every ConfigMap or Secret name the pod spec references, mutably.
-fn visit(spec: &mut PodSpec, f: &mut impl FnMut(ConfigKind, &mut String)) {
+/// Calls `f` on every ConfigMap or Secret name the pod spec references, mutably, and
+/// whether that reference is optional (the pod starts without the object).
+fn visit(spec: &mut PodSpec, f: &mut impl FnMut(ConfigKind, &mut String, bool)) {
+    let optional = |o: Option<bool>| o.unwrap_or(false);
     for volume in spec.volumes.iter_mut().flatten() {
         if let Some(cm) = volume.config_map.as_mut() {
-            f(ConfigKind::ConfigMap, &mut cm.name);
+            f(ConfigKind::ConfigMap, &mut cm.name, optional(cm.optional));
         }
-        if let Some(name) = volume.secret.as_mut().and_then(|s| s.secret_name.as_mut()) {
-            f(ConfigKind::Secret, name);
+        if let Some(secret) = volume.secret.as_mut() {
+            let opt = optional(secret.optional);
+            if let Some(name) = secret.secret_name.as_mut() {
+                f(ConfigKind::Secret, name, opt);
+            }
         }
         let sources = volume.projected.as_mut().and_then(|p| p.sources.as_mut());
         for source in sources.into_iter().flatten() {
             if let Some(cm) = source.config_map.as_mut() {
-                f(ConfigKind::ConfigMap, &mut cm.name);
+                f(ConfigKind::ConfigMap, &mut cm.name, optional(cm.optional));
             }
             if let Some(secret) = source.secret.as_mut() {
-                f(ConfigKind::Secret, &mut secret.name);
+                f(
+                    ConfigKind::Secret,
+                    &mut secret.name,
+                    optional(secret.optional),
+                );
             }
         }
     }
@@ -51,13 +60,18 @@ fn visit(spec: &mut PodSpec, f: &mut impl FnMut(ConfigKind, &mut String)) {
     }
 }
 
-fn visit_container(container: &mut Container, f: &mut impl FnMut(ConfigKind, &mut String)) {
+fn visit_container(container: &mut Container, f: &mut impl FnMut(ConfigKind, &mut String, bool)) {
+    let optional = |o: Option<bool>| o.unwrap_or(false);
     for from in container.env_from.iter_mut().flatten() {
         if let Some(cm) = from.config_map_ref.as_mut() {
-            f(ConfigKind::ConfigMap, &mut cm.name);
+            f(ConfigKind::ConfigMap, &mut cm.name, optional(cm.optional));
         }
         if let Some(secret) = from.secret_ref.as_mut() {
-            f(ConfigKind::Secret, &mut secret.name);
+            f(
+                ConfigKind::Secret,
+                &mut secret.name,
+                optional(secret.optional),
+            );
         }
     }
     for var in container.env.iter_mut().flatten() {
@@ -65,10 +79,10 @@ fn visit_container(container: &mut Container, f: &mut impl FnMut(ConfigKind, &mu
             continue;
         };
         if let Some(key) = from.config_map_key_ref.as_mut() {
-            f(ConfigKind::ConfigMap, &mut key.name);
+            f(ConfigKind::ConfigMap, &mut key.name, optional(key.optional));
         }
         if let Some(key) = from.secret_key_ref.as_mut() {
-            f(ConfigKind::Secret, &mut key.name);
+            f(ConfigKind::Secret, &mut key.name, optional(key.optional));
         }
     }
 }
@@ -76,7 +90,7 @@ fn visit_container(container: &mut Container, f: &mut impl FnMut(ConfigKind, &mu
 /// Every ConfigMap and Secret the pod spec references.
 pub fn references(spec: &PodSpec) -> BTreeSet<Source> {
     let mut found = BTreeSet::new();
-    visit(&mut spec.clone(), &mut |kind, name| {
+    visit(&mut spec.clone(), &mut |kind, name, _| {
         if !name.is_empty() {
             found.insert(Source {
                 kind,
@@ -87,10 +101,31 @@ pub fn references(spec: &PodSpec) -> BTreeSet<Source> {
     found
 }
 
-/// Points every reference of the pod spec at the revision's snapshot of it.
+/// The sources the pods cannot start without (referenced at least once without
+/// `optional: true`) that do not exist in `contents`.
+pub fn missing(spec: &PodSpec, contents: &Contents) -> Vec<Source> {
+    let mut missing = BTreeSet::new();
+    visit(&mut spec.clone(), &mut |kind, name, optional| {
+        let source = Source {
+            kind,
+            name: name.clone(),
+        };
+        if !optional && !name.is_empty() && matches!(contents.get(&source), Some(None)) {
+            missing.insert(source);
+        }
+    });
+    missing.into_iter().collect()
+}
+
+/// Points every reference of the pod spec at the revision's snapshot of it. A source that
+/// did not exist keeps its own name: the kubelet then names it in its errors, and finds it
+/// once it is created.
 pub fn pin(spec: &mut PodSpec, pinned: &[Pinned]) {
-    visit(spec, &mut |kind, name| {
-        if let Some(p) = pinned.iter().find(|p| p.kind == kind && p.name == *name) {
+    visit(spec, &mut |kind, name, _| {
+        if let Some(p) = pinned
+            .iter()
+            .find(|p| p.kind == kind && p.name == *name && p.digest.is_some())
+        {
             *name = p.snapshot.clone();
         }
     });
@@ -213,7 +248,7 @@ mod tests {
         let only_the_config_map = [Pinned {
             kind: ConfigKind::ConfigMap,
             name: "settings".into(),
-            digest: None,
+            digest: Some("d".into()),
             snapshot: "settings-snap".into(),
         }];
         pin(&mut both, &only_the_config_map);
@@ -221,6 +256,31 @@ mod tests {
         assert!(found.contains(&source(ConfigKind::Secret, "settings")));
         assert!(found.contains(&source(ConfigKind::ConfigMap, "settings-snap")));
         assert!(!found.contains(&source(ConfigKind::ConfigMap, "settings")));
+    }
+
+    #[test]
+    fn a_missing_source_keeps_its_name_and_is_reported_unless_optional() {
+        let mut spec = spec();
+        // `extra` is optional where it is referenced; `db` is not.
+        let volume = &mut spec.volumes.as_mut().unwrap()[2];
+        let sources = volume.projected.as_mut().unwrap().sources.as_mut().unwrap();
+        sources[0].config_map.as_mut().unwrap().optional = Some(true);
+        let contents: Contents = references(&spec)
+            .into_iter()
+            .map(|s| {
+                let exists = !matches!(s.name.as_str(), "db" | "extra");
+                (s, exists.then(|| "d".to_string()))
+            })
+            .collect();
+        assert_eq!(
+            missing(&spec, &contents),
+            [source(ConfigKind::Secret, "db")]
+        );
+        let pinned = pinned(&contents, "web-0123456789");
+        pin(&mut spec, &pinned);
+        let names: BTreeSet<String> = references(&spec).into_iter().map(|s| s.name).collect();
+        assert!(names.contains("db") && names.contains("extra"), "{names:?}");
+        assert!(names.contains("tls-0123456789"), "{names:?}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use drover_crds::{BlueGreenStatus, CanaryStatus, Strategy};
+use drover_crds::{BlueGreenStatus, CanaryStatus, CommandRecord, Strategy};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
 /// The rollout-relevant spec of a workload, as plain data.
@@ -31,6 +31,8 @@ pub struct Recorded<'a> {
     pub update_revision: &'a str,
     pub canary: Option<&'a CanaryStatus>,
     pub blue_green: Option<&'a BlueGreenStatus>,
+    /// The last command annotation acted on.
+    pub last_command: Option<&'a CommandRecord>,
 }
 
 /// A workload kind the rollout engine can drive.

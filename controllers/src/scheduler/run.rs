@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use drover_crds::names::reason;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -41,6 +41,7 @@ use super::{NodeInfo, PodInfo, Policy, Unschedulable, Weights};
 use crate::runtime::backoff::Backoff;
 use crate::runtime::events::Publisher;
 use crate::runtime::metrics::Metrics;
+use crate::runtime::watch::endure;
 use crate::runtime::{lock, trim};
 
 /// The scheduler's name in metrics and logs.
@@ -157,59 +158,70 @@ pub async fn run(
 
     let s = scheduler.clone();
     let observer = scheduler.clone();
-    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .modify(trim::pod_for_placement)
-        .inspect_ok(move |event| observer.observe(event))
-        .reflect(pods_writer)
-        .try_for_each(move |event| {
-            // A pass is worth it when capacity may have appeared (a bound pod went or
-            // finished) or a pod may be waiting for this scheduler; the status updates of
-            // running pods, most of the traffic, change nothing.
-            let (freed, waiting) = match &event {
-                watcher::Event::Delete(p) => (bound_node(p).is_some(), false),
-                watcher::Event::Apply(p) | watcher::Event::InitApply(p) => (
-                    bound_node(p).is_some() && is_terminal(p),
-                    bound_node(p).is_none() && s.is_ours(p),
-                ),
-                watcher::Event::Init | watcher::Event::InitDone => (false, true),
-            };
-            if freed {
-                s.generation.fetch_add(1, Ordering::Relaxed);
-            }
-            if freed || waiting {
-                s.changed.notify_one();
-            }
-            futures::future::ready(Ok(()))
-        });
+    let pod_events = endure(
+        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .modify(trim::pod_for_placement)
+            .inspect_ok(move |event| observer.observe(event))
+            .reflect(pods_writer),
+        scheduler.metrics.clone(),
+        SCHEDULER,
+        "pods",
+    )
+    .for_each(move |event| {
+        // A pass is worth it when capacity may have appeared (a bound pod went or
+        // finished) or a pod may be waiting for this scheduler; the status updates of
+        // running pods, most of the traffic, change nothing.
+        let (freed, waiting) = match &event {
+            watcher::Event::Delete(p) => (bound_node(p).is_some(), false),
+            watcher::Event::Apply(p) | watcher::Event::InitApply(p) => (
+                bound_node(p).is_some() && is_terminal(p),
+                bound_node(p).is_none() && s.is_ours(p),
+            ),
+            watcher::Event::Init | watcher::Event::InitDone => (false, true),
+        };
+        if freed {
+            s.generation.fetch_add(1, Ordering::Relaxed);
+        }
+        if freed || waiting {
+            s.changed.notify_one();
+        }
+        futures::future::ready(())
+    });
     let (s, seen) = (scheduler.clone(), scheduler.clone());
-    let node_events = watcher(Api::<Node>::all(client), watcher::Config::default())
-        .default_backoff()
-        .modify(crate::runtime::trim::node)
-        // Only what placement reads counts as a change (a node's status is rewritten on
-        // every heartbeat): compared before the store takes the new version, counted after.
-        .inspect_ok(move |event| {
-            let changed = match event {
-                watcher::Event::Apply(node) => seen
-                    .nodes
-                    .get(&ObjectRef::from_obj(node))
-                    .is_none_or(|old| NodeInfo::from_node(&old) != NodeInfo::from_node(node)),
-                watcher::Event::Delete(_) | watcher::Event::InitDone => true,
-                watcher::Event::Init | watcher::Event::InitApply(_) => false,
-            };
-            seen.node_changed.store(changed, Ordering::Relaxed);
-        })
-        .reflect(nodes_writer)
-        .try_for_each(move |_| {
-            if s.node_changed.load(Ordering::Relaxed) {
-                s.generation.fetch_add(1, Ordering::Relaxed);
-                s.changed.notify_one();
-            }
-            futures::future::ready(Ok(()))
-        });
+    let node_events = endure(
+        watcher(Api::<Node>::all(client), watcher::Config::default())
+            .default_backoff()
+            .modify(crate::runtime::trim::node)
+            // Only what placement reads counts as a change (a node's status is rewritten on
+            // every heartbeat): compared before the store takes the new version, counted
+            // after.
+            .inspect_ok(move |event| {
+                let changed = match event {
+                    watcher::Event::Apply(node) => seen
+                        .nodes
+                        .get(&ObjectRef::from_obj(node))
+                        .is_none_or(|old| NodeInfo::from_node(&old) != NodeInfo::from_node(node)),
+                    watcher::Event::Delete(_) | watcher::Event::InitDone => true,
+                    watcher::Event::Init | watcher::Event::InitApply(_) => false,
+                };
+                seen.node_changed.store(changed, Ordering::Relaxed);
+            })
+            .reflect(nodes_writer),
+        scheduler.metrics.clone(),
+        SCHEDULER,
+        "nodes",
+    )
+    .for_each(move |_| {
+        if s.node_changed.load(Ordering::Relaxed) {
+            s.generation.fetch_add(1, Ordering::Relaxed);
+            s.changed.notify_one();
+        }
+        futures::future::ready(())
+    });
+    // Neither watch ends: each lists again after an error.
     let watches = async {
-        tokio::try_join!(pod_events, node_events)?;
-        anyhow::Ok(())
+        tokio::join!(pod_events, node_events);
     };
 
     let s = scheduler.clone();
@@ -235,8 +247,15 @@ pub async fn run(
         }
     };
     tokio::select! {
-        result = watches => result.map_err(|e| anyhow::anyhow!("watch failed: {e}")),
+        () = watches => anyhow::bail!("the pod and node watches ended"),
         result = work => result,
+        // Returning lets the caller release the lease, so a standby takes over at once
+        // instead of after the lease runs out. A binding in flight lands or not; either
+        // way the successor's first list shows which.
+        () = crate::runtime::shutdown_signal() => {
+            info!("asked to stop");
+            Ok(())
+        }
     }
 }
 

@@ -1,0 +1,36 @@
+//! Watches that outlive their errors.
+
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use kube::runtime::watcher;
+use tracing::warn;
+
+use super::metrics::Metrics;
+
+/// A watch's events for as long as the process runs. An error (410 Gone, a reset
+/// connection, an apiserver restarting) is logged and counted as a `watch` error of
+/// `component`; the watcher, backing off, then lists again and the caches it feeds catch
+/// up. Ending at the first error instead would leave those caches frozen, or the process
+/// gone, while nothing else is wrong.
+pub fn endure<S, T>(
+    events: S,
+    metrics: Arc<Metrics>,
+    component: &'static str,
+    what: &'static str,
+) -> impl Stream<Item = T>
+where
+    S: Stream<Item = Result<T, watcher::Error>>,
+{
+    events.filter_map(move |event| {
+        let event = match event {
+            Ok(event) => Some(event),
+            Err(error) => {
+                metrics.error(component, "watch");
+                warn!(%error, watch = what, "watch interrupted; listing again after a backoff");
+                None
+            }
+        };
+        futures::future::ready(event)
+    })
+}

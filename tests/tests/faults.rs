@@ -1,0 +1,593 @@
+//! drover under faults and hostile input, on the real cluster: its components outlive
+//! cut connections (every watch lists again, nothing restarts), hand their leases over
+//! when asked to stop, refuse an App larger than the maximum and stay bounded at it, and
+//! make a foreground deletion wait for the App's pods.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use drover_crds::App;
+use drover_crds::app::MAX_REPLICAS;
+use drover_e2e::*;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+/// The pods of one of drover's Deployments.
+async fn component_pods(client: &Client, deployment: &str) -> Vec<Pod> {
+    Api::<Pod>::namespaced(client.clone(), "drover-system")
+        .list(&ListParams::default().labels(&format!("app.kubernetes.io/name={deployment}")))
+        .await
+        .unwrap()
+        .items
+}
+
+/// Container restarts of a Deployment's pods, by pod.
+async fn restarts(client: &Client, deployment: &str) -> Vec<(String, i32)> {
+    let mut counts: Vec<(String, i32)> = component_pods(client, deployment)
+        .await
+        .iter()
+        .map(|p| {
+            let restarts = p
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .map_or(0, |cs| cs.iter().map(|c| c.restart_count).sum());
+            (p.name_any(), restarts)
+        })
+        .collect();
+    counts.sort();
+    counts
+}
+
+async fn create_app(client: &Client, ns: &str, manifest: serde_json::Value) -> App {
+    let apps: Api<App> = Api::namespaced(client.clone(), ns);
+    apps.create(
+        &PostParams::default(),
+        &serde_json::from_value(manifest).unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+/// Waits until `count` of the App's pods are Ready.
+async fn wait_ready_pods(client: &Client, ns: &str, app: &str, count: usize) {
+    wait_until_in(
+        ns,
+        &format!("{count} ready pods of App {app}"),
+        Duration::from_secs(120),
+        || async {
+            let pods = app_pods(client, ns, app).await;
+            let ready = pods
+                .iter()
+                .filter(|p| is_active_pod(p) && is_pod_ready(p))
+                .count();
+            if ready == count {
+                Ok(())
+            } else {
+                Err(format!("{ready} ready of {} pods", pods.len()))
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn components_outlive_cut_connections() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-cut").await;
+    // A bin-packed App before the cuts: its pods go through drover's scheduler, and it
+    // starts the controller's watch of every pod (node fill).
+    let mut manifest = app_manifest("packed", 2, "1", &Placement::FakeNode);
+    manifest["spec"]["placement"] = json!({"binPack": true});
+    create_app(&client, &ns.name, manifest).await;
+    wait_ready_pods(&client, &ns.name, "packed", 2).await;
+    let before = (
+        restarts(&client, CONTROLLER).await,
+        restarts(&client, SCHEDULER).await,
+    );
+
+    // Every connection of both components to the apiserver, cut five times: each watch
+    // ends with an error mid-stream.
+    let mut cut = 0;
+    for _ in 0..5 {
+        cut += cut_connections("controller") + cut_connections("scheduler");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert!(cut >= 10, "only {cut} connections were cut");
+
+    // Both still act: the App scales out through the scheduler, and a new App starts.
+    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
+    patch_spec(&apps, "packed", json!({"replicas": 4})).await;
+    create_app(
+        &client,
+        &ns.name,
+        app_manifest("after", 2, "1", &Placement::FakeNode),
+    )
+    .await;
+    wait_ready_pods(&client, &ns.name, "packed", 4).await;
+    wait_ready_pods(&client, &ns.name, "after", 2).await;
+    let packed = app_pods(&client, &ns.name, "packed").await;
+    assert!(
+        packed.iter().all(|p| !node_of(p).is_empty()),
+        "every pod is bound"
+    );
+    let after = (
+        restarts(&client, CONTROLLER).await,
+        restarts(&client, SCHEDULER).await,
+    );
+    assert_eq!(
+        before, after,
+        "a component restarted after its connections were cut (controller, scheduler)"
+    );
+}
+
+/// Holder of one of drover's leases.
+async fn lease_holder(client: &Client, lease: &str) -> Option<String> {
+    Api::<Lease>::namespaced(client.clone(), "drover-system")
+        .get(lease)
+        .await
+        .ok()?
+        .spec?
+        .holder_identity
+        .filter(|h| !h.is_empty())
+}
+
+#[tokio::test]
+async fn a_component_asked_to_stop_gives_its_lease_up() {
+    let client = client().await;
+    for (deployment, lease) in [
+        (SCHEDULER, "drover-scheduler"),
+        (CONTROLLER, "drover-controller"),
+    ] {
+        wait_ready(deployment);
+        let leader = wait_for(
+            &format!("a holder of {lease}"),
+            Duration::from_secs(60),
+            || async { lease_holder(&client, lease).await },
+        )
+        .await;
+        // A graceful delete: SIGTERM, and the kubelet waits for the process to end.
+        kubectl_ok(&[
+            "-n",
+            "drover-system",
+            "delete",
+            "pod",
+            &leader,
+            "--wait=true",
+        ]);
+        // Its lease was released on the way out, not left to run out (15 s after the
+        // last renewal): the holder is nobody, or already the successor.
+        let holder = lease_holder(&client, lease).await;
+        assert_ne!(
+            holder.as_deref(),
+            Some(leader.as_str()),
+            "{deployment} stopped without giving {lease} up"
+        );
+        wait_ready(deployment);
+    }
+}
+
+#[tokio::test]
+async fn an_app_larger_than_the_maximum_is_refused() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-max").await;
+    let mut manifest = app_manifest("huge", 2_000_000_000, "1", &Placement::FakeNode);
+    manifest["metadata"]["namespace"] = json!(ns.name);
+    let out = kubectl_stdin(&["apply"], &manifest.to_string());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "an App of 2,000,000,000 was accepted"
+    );
+    assert!(
+        stderr.contains("spec.replicas may be at most 100000"),
+        "the refusal does not name the field and its maximum:\n{stderr}"
+    );
+    // Scaling through the scale subresource (kubectl scale, an autoscaler) is refused
+    // alike.
+    manifest["spec"]["replicas"] = json!(1);
+    kubectl_stdin(&["apply"], &manifest.to_string());
+    let out = kubectl(&["-n", &ns.name, "scale", "app/huge", "--replicas=2000000000"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "kubectl scale to 2,000,000,000 worked"
+    );
+    assert!(
+        stderr.contains("spec.replicas may be at most 100000"),
+        "{stderr}"
+    );
+}
+
+/// Resident memory of drover's controller processes on this machine (the kind nodes'
+/// containers are its processes), the largest.
+fn controller_rss_kib() -> u64 {
+    drover_processes("controller")
+        .into_iter()
+        .filter_map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))?
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()
+        })
+        .max()
+        .expect("drover's controller runs on this machine")
+}
+
+#[tokio::test]
+async fn a_scale_to_the_maximum_keeps_the_controller_bounded() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-bound").await;
+    // Its pods fit no node, so they stay Pending and cost the cluster little.
+    let mut manifest = app_manifest("wide", 0, "1", &Placement::FakeNode);
+    manifest["spec"]["template"]["spec"]["nodeSelector"] =
+        json!({"drover.dev/e2e-nowhere": "true"});
+    create_app(&client, &ns.name, manifest).await;
+    let mut steady = 0;
+    for _ in 0..10 {
+        steady = steady.max(controller_rss_kib());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    kubectl_ok(&[
+        "-n",
+        &ns.name,
+        "scale",
+        "app/wide",
+        &format!("--replicas={MAX_REPLICAS}"),
+    ]);
+    let started = Instant::now();
+    let mut peak = 0;
+    while started.elapsed() < Duration::from_secs(20) {
+        peak = peak.max(controller_rss_kib());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let pods = app_pods(&client, &ns.name, "wide").await.len();
+    kubectl_ok(&["-n", &ns.name, "scale", "app/wide", "--replicas=0"]);
+    assert!(pods > 0, "no pod was created");
+    // A pass creates at most 500 pods; what the controller keeps of the pods it made is
+    // small. 64 MiB is many times both, and a fraction of planning every replica at once.
+    let grown = peak.saturating_sub(steady);
+    assert!(
+        grown < 64 * 1024,
+        "the controller grew by {grown} KiB (from {steady} KiB) within 20 s of a scale to {MAX_REPLICAS} ({pods} pods made)"
+    );
+}
+
+#[tokio::test]
+async fn a_foreground_deletion_waits_for_the_pods() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-fg").await;
+    create_app(
+        &client,
+        &ns.name,
+        app_manifest("web", 1, "1", &Placement::FakeNode),
+    )
+    .await;
+    wait_ready_pods(&client, &ns.name, "web", 1).await;
+    let pod = app_pods(&client, &ns.name, "web").await[0].name_any();
+    // The pod is held by a finalizer of the test's: its deletion cannot finish until the
+    // test lets it.
+    const HOLD: &str = "e2e.drover.dev/hold";
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    pods.patch(
+        &pod,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": [HOLD]}})),
+    )
+    .await
+    .unwrap();
+    kubectl_ok(&[
+        "-n",
+        &ns.name,
+        "delete",
+        "app",
+        "web",
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
+    let app = apps.get_opt("web").await.unwrap();
+    assert!(
+        app.as_ref()
+            .is_some_and(|a| a.metadata.deletion_timestamp.is_some()),
+        "the App is gone while its pod still exists: a foreground deletion did not wait"
+    );
+    pods.patch(
+        &pod,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    wait_for("the App to be gone", Duration::from_secs(60), || async {
+        apps.get_opt("web").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(
+        app_pods(&client, &ns.name, "web").await.is_empty(),
+        "the App went before its pod"
+    );
+}
+
+/// The App's `Healthy` condition: (status, reason, message).
+async fn healthy(apps: &Api<App>, name: &str) -> Option<(String, String, String)> {
+    let app = apps.get(name).await.ok()?;
+    let c = app
+        .status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Healthy")?;
+    Some((c.status, c.reason, c.message))
+}
+
+#[tokio::test]
+async fn pods_that_cannot_start_make_the_app_unhealthy() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-stuck").await;
+    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
+    // On real nodes: only a kubelet pulls images. Nothing serves `missing`, and an image
+    // name with capitals in its path does not parse.
+    let cases = [
+        (
+            "missing",
+            format!("{SAMPLE_IMAGE}-missing:1"),
+            &["ErrImagePull", "ImagePullBackOff"][..],
+        ),
+        (
+            "invalid",
+            "registry.local/Drover/Sample:1".to_string(),
+            &["InvalidImageName"][..],
+        ),
+    ];
+    for (name, image, _) in &cases {
+        let mut manifest = app_manifest(name, 1, "1", &Placement::AnyNode);
+        manifest["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image);
+        create_app(&client, &ns.name, manifest).await;
+    }
+    for (name, _, reasons) in cases {
+        let (reason, message) = wait_until_in(
+            &ns.name,
+            &format!("App {name} to be unhealthy"),
+            Duration::from_secs(120),
+            || async {
+                match healthy(&apps, name).await {
+                    Some((status, reason, message)) if status == "False" => Ok((reason, message)),
+                    other => Err(format!("Healthy: {other:?}")),
+                }
+            },
+        )
+        .await;
+        assert!(
+            reasons.contains(&reason.as_str()),
+            "{name}: reason {reason}"
+        );
+        let pod = format!("{name}-0");
+        assert!(
+            message.starts_with(&format!("container sample of pod {pod} cannot start: ")),
+            "{name}: {message}"
+        );
+        let events = kubectl_ok(&[
+            "-n",
+            &ns.name,
+            "get",
+            "events",
+            "--field-selector",
+            &format!("involvedObject.kind=App,involvedObject.name={name},type=Warning"),
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ]);
+        assert!(
+            reasons.iter().any(|r| events.contains(r)),
+            "{name}: no Warning event with the reason: {events:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn what_a_deployment_refuses_an_app_refuses() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-strict").await;
+    let cases = [
+        (
+            "maxUnavailable above 100%",
+            json!({"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "150%"}}}),
+            "spec.strategy.rollingUpdate.maxUnavailable may be at most 100%",
+        ),
+        (
+            "a progress deadline within minReadySeconds",
+            json!({"minReadySeconds": 30, "progressDeadlineSeconds": 30}),
+            "spec.progressDeadlineSeconds must be greater than spec.minReadySeconds",
+        ),
+    ];
+    for (what, spec, message) in cases {
+        let mut manifest = app_manifest("strict", 1, "1", &Placement::FakeNode);
+        manifest["metadata"]["namespace"] = json!(ns.name);
+        for (k, v) in spec.as_object().unwrap() {
+            manifest["spec"][k] = v.clone();
+        }
+        let out = kubectl_stdin(&["apply"], &manifest.to_string());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what}: accepted");
+        assert!(stderr.contains(message), "{what}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn a_service_of_another_owner_is_left_alone() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-foreign").await;
+    // Another team's Service, named as the App's would be.
+    let foreign = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": ns.name, "labels": {"team": "other"}},
+        "spec": {"selector": {"team": "other"}, "ports": [{"port": 81, "targetPort": 9000}]},
+    });
+    kubectl_stdin(&["apply"], &foreign.to_string());
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(client.clone(), &ns.name);
+    let before = services.get("web").await.unwrap();
+    create_app(
+        &client,
+        &ns.name,
+        app_manifest("web", 1, "1", &Placement::FakeNode),
+    )
+    .await;
+    wait_ready_pods(&client, &ns.name, "web", 1).await;
+    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
+    let conflict = wait_until_in(
+        &ns.name,
+        "a NameConflict condition",
+        Duration::from_secs(60),
+        || async {
+            let app = apps.get("web").await.map_err(|e| e.to_string())?;
+            let conditions = app.status.unwrap_or_default().conditions;
+            let found = conditions
+                .iter()
+                .find(|c| c.type_ == "NameConflict" && c.status == "True");
+            found.cloned().ok_or_else(|| {
+                let types: Vec<&str> = conditions.iter().map(|c| c.type_.as_str()).collect();
+                format!("conditions: {types:?}")
+            })
+        },
+    )
+    .await;
+    assert!(
+        conflict
+            .message
+            .contains("Service web exists and is not this App's"),
+        "{}",
+        conflict.message
+    );
+    let after = services.get("web").await.unwrap();
+    assert_eq!(
+        (after.metadata.owner_references, after.spec),
+        (before.metadata.owner_references, before.spec),
+        "the foreign Service was changed"
+    );
+    let events = kubectl_ok(&[
+        "-n",
+        &ns.name,
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.kind=App,involvedObject.name=web,reason=NameTaken",
+        "-o",
+        "name",
+    ]);
+    assert!(!events.trim().is_empty(), "no NameTaken event");
+    // Deleting the App leaves the other team's Service.
+    apps.delete("web", &Default::default()).await.unwrap();
+    wait_for("the App to be gone", Duration::from_secs(60), || async {
+        apps.get_opt("web").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        services.get_opt("web").await.unwrap().is_some(),
+        "the foreign Service went with the App"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_config_map_is_named_and_the_app_recovers_once_it_exists() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-missing").await;
+    let mut manifest = app_manifest("web", 2, "1", &Placement::FakeNode);
+    manifest["spec"]["template"]["spec"]["containers"][0]["envFrom"] =
+        json!([{"configMapRef": {"name": "missing-cm"}}]);
+    create_app(&client, &ns.name, manifest).await;
+    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
+    let condition = |apps: Api<App>| async move {
+        let app = apps.get("web").await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(
+            app.status
+                .unwrap_or_default()
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "ConfigMissing"),
+        )
+    };
+    let missing = wait_until_in(
+        &ns.name,
+        "a ConfigMissing condition",
+        Duration::from_secs(60),
+        || async {
+            condition(apps.clone())
+                .await?
+                .ok_or_else(|| "no ConfigMissing condition yet".to_string())
+        },
+    )
+    .await;
+    assert!(
+        missing
+            .message
+            .starts_with("ConfigMap \"missing-cm\" not found"),
+        "{}",
+        missing.message
+    );
+    let events = kubectl_ok(&[
+        "-n",
+        &ns.name,
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.kind=App,involvedObject.name=web,reason=ConfigNotFound",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(
+        events.contains("ConfigMap \"missing-cm\" not found"),
+        "{events:?}"
+    );
+    // The pods name the ConfigMap the user wrote, not a snapshot of it.
+    let pods = app_pods(&client, &ns.name, "web").await;
+    let referenced = |p: &Pod| {
+        p.spec.as_ref().unwrap().containers[0]
+            .env_from
+            .as_ref()
+            .and_then(|e| e[0].config_map_ref.as_ref())
+            .map(|r| r.name.clone())
+            .unwrap_or_default()
+    };
+    assert!(!pods.is_empty() && pods.iter().all(|p| referenced(p) == "missing-cm"));
+
+    // Once it exists: the condition goes and the pods move to a snapshot of it.
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "missing-cm", "namespace": ns.name}, "data": {"A": "1"}});
+    kubectl_stdin(&["apply"], &cm.to_string());
+    wait_until_in(
+        &ns.name,
+        "the condition to go and the pods to use a snapshot",
+        Duration::from_secs(120),
+        || async {
+            if condition(apps.clone()).await?.is_some() {
+                return Err("ConfigMissing still set".into());
+            }
+            let pods: Vec<Pod> = app_pods(&client, &ns.name, "web")
+                .await
+                .into_iter()
+                .filter(is_active_pod)
+                .collect();
+            let moved = pods
+                .iter()
+                .filter(|p| referenced(p).starts_with("missing-cm-") && is_pod_ready(p))
+                .count();
+            if moved == 2 && pods.len() == 2 {
+                Ok(())
+            } else {
+                Err(format!("{moved} of {} pods on a snapshot", pods.len()))
+            }
+        },
+    )
+    .await;
+}
