@@ -717,14 +717,11 @@ pub fn drover_processes(command: &str) -> Vec<u32> {
 
 /// Cuts every established connection of drover's `command` processes to the apiserver
 /// (`ss -K` in their network namespaces), as a network fault or a restarting apiserver
-/// would: their watches end mid-stream with an error. Returns how many were cut.
+/// would: their watches end mid-stream with an error. Returns how many were cut (none
+/// while the component is restarting: the caller checks restarts).
 pub fn cut_connections(command: &str) -> usize {
-    let pids = drover_processes(command);
-    assert!(
-        !pids.is_empty(),
-        "no drover {command} process on this machine"
-    );
-    pids.iter()
+    drover_processes(command)
+        .iter()
         .map(|pid| {
             let pid = pid.to_string();
             let out = host_ok(
