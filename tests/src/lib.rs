@@ -164,6 +164,44 @@ pub fn app_manifest(
     })
 }
 
+/// Creates the App `manifest` (JSON, as [`app_manifest`] gives) in `ns`.
+pub async fn create_app(client: &Client, ns: &str, manifest: serde_json::Value) -> App {
+    let app: App = serde_json::from_value(manifest).expect("an App manifest");
+    Api::<App>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &app)
+        .await
+        .unwrap_or_else(|e| panic!("creating an App in {ns}: {e}"))
+}
+
+/// The Warning events about an App, as (reason, message).
+pub fn app_warnings(ns: &str, app: &str) -> Vec<(String, String)> {
+    kubectl_ok(&[
+        "-n",
+        ns,
+        "get",
+        "events",
+        "--field-selector",
+        &format!("involvedObject.kind=App,involvedObject.name={app},type=Warning"),
+        "-o",
+        "jsonpath={range .items[*]}{.reason}{\"\\t\"}{.message}{\"\\n\"}{end}",
+    ])
+    .lines()
+    .filter_map(|l| l.split_once('\t'))
+    .map(|(r, m)| (r.to_string(), m.to_string()))
+    .collect()
+}
+
+/// The holder of one of drover's leases in `drover-system` (none when released).
+pub async fn lease_holder(client: &Client, lease: &str) -> Option<String> {
+    Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), "drover-system")
+        .get(lease)
+        .await
+        .ok()?
+        .spec?
+        .holder_identity
+        .filter(|h| !h.is_empty())
+}
+
 /// `kubectl exec` in a pod; returns stdout, panics when the command fails.
 pub fn exec(namespace: &str, pod: &str, command: &[&str]) -> String {
     let mut args = vec!["-n", namespace, "exec", pod, "--"];

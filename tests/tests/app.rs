@@ -19,14 +19,6 @@ use serde_json::{Value, json};
 
 const CONVERGE: Duration = Duration::from_secs(180);
 
-async fn create(client: &Client, ns: &str, manifest: Value) -> App {
-    let app: App = serde_json::from_value(manifest).unwrap();
-    Api::<App>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &app)
-        .await
-        .unwrap()
-}
-
 async fn active_pods(client: &Client, ns: &str, app: &str) -> Vec<Pod> {
     app_pods(client, ns, app)
         .await
@@ -80,7 +72,7 @@ async fn an_app_runs_its_replicas_behind_a_service_and_scales_with_kubectl() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-app").await;
     let observer = ReplicaObserver::start(&client, &ns.name, "web").await;
-    create(
+    create_app(
         &client,
         &ns.name,
         app_manifest("web", 3, "1", &Placement::AnyNode),
@@ -176,7 +168,7 @@ async fn deleted_pods_and_crashed_processes_are_replaced() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-heal").await;
     let observer = ReplicaObserver::start(&client, &ns.name, "web").await;
-    create(
+    create_app(
         &client,
         &ns.name,
         app_manifest("web", 3, "1", &Placement::AnyNode),
@@ -290,7 +282,7 @@ async fn pods_of_a_lost_node_are_replaced_within_the_grace_period() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-node").await;
     let pool = FakeNodePool::create(&client, "e2e-outage", 3).await;
-    create(
+    create_app(
         &client,
         &ns.name,
         app_manifest("web", 3, "1", &pool.placement()),
@@ -444,7 +436,7 @@ async fn a_refused_pod_is_reported_in_a_condition_and_an_event() {
             "containers": [{"name": "app", "image": "registry.local/drover/sample:1"}],
         }}},
     });
-    create(&client, &ns.name, manifest).await;
+    create_app(&client, &ns.name, manifest).await;
     let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
     let (status, reason, message) = wait_for("the ReplicaFailure condition", CONVERGE, || async {
         let app = apps.get("loose").await.ok()?;
@@ -480,7 +472,7 @@ async fn a_refused_pod_is_reported_in_a_condition_and_an_event() {
 async fn deleting_an_app_removes_its_pods_and_service() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-delete").await;
-    create(
+    create_app(
         &client,
         &ns.name,
         app_manifest("web", 2, "1", &Placement::FakeNode),
@@ -510,7 +502,7 @@ async fn deleting_an_app_removes_its_pods_and_service() {
 async fn removing_the_ports_removes_the_service() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-ports").await;
-    create(
+    create_app(
         &client,
         &ns.name,
         app_manifest("web", 1, "1", &Placement::FakeNode),
@@ -534,7 +526,7 @@ async fn crash_looping_containers_are_reported() {
     let mut manifest = app_manifest("loop", 1, "1", &Placement::AnyNode);
     manifest["spec"]["template"]["spec"]["containers"][0]["command"] =
         json!(["sh", "-c", "exit 3"]);
-    create(&client, &ns.name, manifest).await;
+    create_app(&client, &ns.name, manifest).await;
     let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
     let (_, reason, message) =
         wait_for("the Healthy condition to turn False", CONVERGE, || async {
@@ -568,7 +560,7 @@ async fn crash_looping_containers_are_reported() {
 async fn a_horizontal_pod_autoscaler_scales_an_app() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-hpa").await;
-    create(
+    create_app(
         &client,
         &ns.name,
         app_manifest("web", 1, "1", &Placement::FakeNode),
@@ -613,7 +605,7 @@ async fn never_more_pods_than_asked_across_a_controller_restart_while_scaling() 
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-restart").await;
     let pool = FakeNodePool::create(&client, "e2e-burst", 3).await;
-    create(
+    create_app(
         &client,
         &ns.name,
         app_manifest("burst", 2, "1", &pool.placement()),

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use drover_crds::App;
 use drover_crds::app::MAX_REPLICAS;
 use drover_e2e::*;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -41,16 +40,6 @@ async fn restarts(client: &Client, deployment: &str) -> Vec<(String, i32)> {
         .collect();
     counts.sort();
     counts
-}
-
-async fn create_app(client: &Client, ns: &str, manifest: serde_json::Value) -> App {
-    let apps: Api<App> = Api::namespaced(client.clone(), ns);
-    apps.create(
-        &PostParams::default(),
-        &serde_json::from_value(manifest).unwrap(),
-    )
-    .await
-    .unwrap()
 }
 
 /// Waits until `count` of the App's pods are Ready.
@@ -123,17 +112,6 @@ async fn the_scheduler_outlives_cut_connections() {
     );
 }
 
-/// Holder of one of drover's leases.
-async fn lease_holder(client: &Client, lease: &str) -> Option<String> {
-    Api::<Lease>::namespaced(client.clone(), "drover-system")
-        .get(lease)
-        .await
-        .ok()?
-        .spec?
-        .holder_identity
-        .filter(|h| !h.is_empty())
-}
-
 #[tokio::test]
 async fn a_component_asked_to_stop_gives_its_lease_up() {
     let client = client().await;
@@ -177,36 +155,40 @@ async fn a_component_asked_to_stop_gives_its_lease_up() {
     }
 }
 
+/// Asserts that `kubectl <args>` (with `manifest` on stdin, if any) is refused with an
+/// error that says `message`.
+fn assert_refused(what: &str, args: &[&str], manifest: Option<&serde_json::Value>, message: &str) {
+    let out = match manifest {
+        Some(m) => kubectl_stdin(args, &m.to_string()),
+        None => kubectl(args),
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{what}: accepted");
+    assert!(
+        stderr.contains(message),
+        "{what}: the error does not say {message:?}:\n{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn an_app_larger_than_the_maximum_is_refused() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-max").await;
     let mut manifest = app_manifest("huge", 2_000_000_000, "1", &Placement::FakeNode);
     manifest["metadata"]["namespace"] = json!(ns.name);
-    let out = kubectl_stdin(&["apply"], &manifest.to_string());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "an App of 2,000,000,000 was accepted"
-    );
-    assert!(
-        stderr.contains("spec.replicas may be at most 100000"),
-        "the refusal does not name the field and its maximum:\n{stderr}"
+    let maximum = "spec.replicas may be at most 100000";
+    assert_refused(
+        "an App of 2,000,000,000",
+        &["apply"],
+        Some(&manifest),
+        maximum,
     );
     // Scaling through the scale subresource (kubectl scale, an autoscaler) is refused
     // alike.
     manifest["spec"]["replicas"] = json!(1);
     kubectl_stdin(&["apply"], &manifest.to_string());
-    let out = kubectl(&["-n", &ns.name, "scale", "app/huge", "--replicas=2000000000"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "kubectl scale to 2,000,000,000 worked"
-    );
-    assert!(
-        stderr.contains("spec.replicas may be at most 100000"),
-        "{stderr}"
-    );
+    let scale = ["-n", &ns.name, "scale", "app/huge", "--replicas=2000000000"];
+    assert_refused("kubectl scale to 2,000,000,000", &scale, None, maximum);
 }
 
 /// Resident memory of drover's controller processes on this machine (the kind nodes'
@@ -382,19 +364,10 @@ async fn pods_that_cannot_start_make_the_app_unhealthy() {
             message.starts_with(&format!("container sample of pod {pod} cannot start: ")),
             "{name}: {message}"
         );
-        let events = kubectl_ok(&[
-            "-n",
-            &ns.name,
-            "get",
-            "events",
-            "--field-selector",
-            &format!("involvedObject.kind=App,involvedObject.name={name},type=Warning"),
-            "-o",
-            "jsonpath={.items[*].reason}",
-        ]);
+        let warnings = app_warnings(&ns.name, name);
         assert!(
-            reasons.iter().any(|r| events.contains(r)),
-            "{name}: no Warning event with the reason: {events:?}"
+            warnings.iter().any(|(r, _)| reasons.contains(&r.as_str())),
+            "{name}: no Warning event with the reason: {warnings:?}"
         );
     }
 }
@@ -421,10 +394,7 @@ async fn what_a_deployment_refuses_an_app_refuses() {
         for (k, v) in spec.as_object().unwrap() {
             manifest["spec"][k] = v.clone();
         }
-        let out = kubectl_stdin(&["apply"], &manifest.to_string());
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{what}: accepted");
-        assert!(stderr.contains(message), "{what}: {stderr}");
+        assert_refused(what, &["apply"], Some(&manifest), message);
     }
 }
 
@@ -480,17 +450,11 @@ async fn a_service_of_another_owner_is_left_alone() {
         (before.metadata.owner_references, before.spec),
         "the foreign Service was changed"
     );
-    let events = kubectl_ok(&[
-        "-n",
-        &ns.name,
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.kind=App,involvedObject.name=web,reason=NameTaken",
-        "-o",
-        "name",
-    ]);
-    assert!(!events.trim().is_empty(), "no NameTaken event");
+    let warnings = app_warnings(&ns.name, "web");
+    assert!(
+        warnings.iter().any(|(r, _)| r == "NameTaken"),
+        "no NameTaken event: {warnings:?}"
+    );
     // Deleting the App leaves the other team's Service.
     apps.delete("web", &Default::default()).await.unwrap();
     wait_for("the App to be gone", Duration::from_secs(60), || async {
@@ -541,19 +505,12 @@ async fn a_missing_config_map_is_named_and_the_app_recovers_once_it_exists() {
         "{}",
         missing.message
     );
-    let events = kubectl_ok(&[
-        "-n",
-        &ns.name,
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.kind=App,involvedObject.name=web,reason=ConfigNotFound",
-        "-o",
-        "jsonpath={.items[*].message}",
-    ]);
+    let warnings = app_warnings(&ns.name, "web");
     assert!(
-        events.contains("ConfigMap \"missing-cm\" not found"),
-        "{events:?}"
+        warnings
+            .iter()
+            .any(|(r, m)| r == "ConfigNotFound" && m.contains("ConfigMap \"missing-cm\" not found")),
+        "{warnings:?}"
     );
     // The pods name the ConfigMap the user wrote, not a snapshot of it.
     let pods = app_pods(&client, &ns.name, "web").await;

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use drover_crds::App;
 use drover_e2e::*;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -63,16 +62,6 @@ async fn events(client: &Client, ns: &str, pod: &str, reason: &str) -> Vec<Event
         .await
         .unwrap()
         .items
-}
-
-/// The pod holding the scheduler's Lease.
-async fn lease_holder(client: &Client) -> Option<String> {
-    Api::<Lease>::namespaced(client.clone(), "drover-system")
-        .get(SCHEDULER)
-        .await
-        .ok()?
-        .spec?
-        .holder_identity
 }
 
 async fn label_node(client: &Client, node: &str, patch: Value) {
@@ -321,13 +310,13 @@ async fn a_bin_packed_app_fills_few_nodes_and_a_restarted_scheduler_binds_nothin
     .await;
     // The scheduler dies; once its successor holds the lease (the killed one's lapses),
     // the App grows and the successor places the new pods beside the ones bound before.
-    let holder = lease_holder(&client).await;
+    let holder = lease_holder(&client, SCHEDULER).await;
     kill(SCHEDULER);
     wait_for(
         "the next scheduler to take the lease",
         ROLLOUT_TIMEOUT,
         || async {
-            let now = lease_holder(&client).await;
+            let now = lease_holder(&client, SCHEDULER).await;
             (now.is_some() && now != holder).then_some(())
         },
     )

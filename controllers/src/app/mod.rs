@@ -347,32 +347,36 @@ pub async fn run(
         apps.into_iter()
     };
 
+    // A ConfigMap or Secret its store no longer holds was deleted: it leaves the config
+    // cache, and the Apps that use it look again.
     let config_map_users = {
         let (apps, q) = (apps.clone(), ctx.clone());
         move |object: PartialObjectMeta<ConfigMap>| {
-            let gone = q
-                .engine
+            if q.engine
                 .config_maps
                 .get(&ObjectRef::from_obj(&object))
-                .is_none();
-            users(
-                &q.engine,
-                &apps,
-                ConfigKind::ConfigMap,
-                &object.metadata,
-                gone,
-            )
+                .is_none()
+            {
+                q.engine
+                    .config_cache
+                    .forget(ConfigKind::ConfigMap, &object.metadata);
+            }
+            users(&apps, ConfigKind::ConfigMap, &object.metadata)
         }
     };
     let secret_users = {
         let (apps, q) = (apps.clone(), ctx.clone());
         move |object: PartialObjectMeta<Secret>| {
-            let gone = q
-                .engine
+            if q.engine
                 .secrets
                 .get(&ObjectRef::from_obj(&object))
-                .is_none();
-            users(&q.engine, &apps, ConfigKind::Secret, &object.metadata, gone)
+                .is_none()
+            {
+                q.engine
+                    .config_cache
+                    .forget(ConfigKind::Secret, &object.metadata);
+            }
+            users(&apps, ConfigKind::Secret, &object.metadata)
         }
     };
 
@@ -405,13 +409,10 @@ where
 }
 
 /// The Apps whose template references a ConfigMap or Secret (snapshots are no one's).
-/// One that is `gone` (its store no longer holds it) leaves the config cache.
 fn users(
-    engine: &Engine,
     apps: &Store<DeserializeGuard<App>>,
     kind: ConfigKind,
     object: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    gone: bool,
 ) -> std::vec::IntoIter<ObjectRef<DeserializeGuard<App>>> {
     let snapshot = object
         .labels
@@ -420,9 +421,6 @@ fn users(
     let (Some(namespace), Some(name)) = (&object.namespace, &object.name) else {
         return Vec::new().into_iter();
     };
-    if gone {
-        engine.config_cache.forget(namespace, kind, name);
-    }
     if snapshot {
         return Vec::new().into_iter();
     }

@@ -38,12 +38,15 @@ pub struct ConfigCache {
 
 impl ConfigCache {
     /// Drops what is known of a source that is gone, so the cache holds only what exists.
-    pub fn forget(&self, namespace: &str, kind: ConfigKind, name: &str) {
+    pub fn forget(&self, kind: ConfigKind, object: &ObjectMeta) {
+        let (Some(namespace), Some(name)) = (&object.namespace, &object.name) else {
+            return;
+        };
         let source = Source {
             kind,
-            name: name.to_string(),
+            name: name.clone(),
         };
-        lock(&self.seen).remove(&(namespace.to_string(), source));
+        lock(&self.seen).remove(&(namespace.clone(), source));
     }
 }
 
