@@ -61,6 +61,13 @@ pub mod condition {
     /// A ConfigMap or Secret the pod template needs (not marked optional) does not
     /// exist; the pods wait for it. Present only while it lasts.
     pub const CONFIG_MISSING: &str = "ConfigMissing";
+    /// A Service port's `targetPort` is a name no container of the template declares,
+    /// so the Service has no endpoint for it. Present only while it lasts.
+    pub const PORT_UNDECLARED: &str = "PortUndeclared";
+    /// The revision the spec asks for could not be stored (its config read, its
+    /// snapshots written); the pods stay on the last stored one. Present only while it
+    /// lasts.
+    pub const REVISION_FAILURE: &str = "RevisionFailure";
 }
 
 /// Condition reasons, and the reasons of the Events that accompany them.
@@ -84,6 +91,8 @@ pub mod reason {
     pub const EVICTION_BLOCKED: &str = "EvictionBlocked";
     pub const NAME_TAKEN: &str = "NameTaken";
     pub const CONFIG_NOT_FOUND: &str = "ConfigNotFound";
+    pub const TARGET_PORT_NOT_FOUND: &str = "TargetPortNotFound";
+    pub const REVISION_NOT_STORED: &str = "RevisionNotStored";
     pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
     pub const UNDO_FAILED: &str = "UndoFailed";
     pub const AVAILABLE: &str = "Available";

@@ -199,11 +199,28 @@ fn complete(status: &AppStatus, replicas: i32) -> bool {
 async fn status(apps: &Api<App>, name: &str, watch: bool, timeout: u64) -> Result<()> {
     let started = std::time::Instant::now();
     let mut last = String::new();
+    let mut unreachable = false;
     loop {
-        let app = apps
-            .get(name)
-            .await
-            .with_context(|| format!("reading app.drover.dev/{name}"))?;
+        let app = match apps.get(name).await {
+            Ok(app) => {
+                unreachable = false;
+                app
+            }
+            // Following a rollout outlasts an apiserver restart or a dropped connection,
+            // as `kubectl rollout status` does; an App that is gone or forbidden ends it.
+            Err(e) if watch && transient(&e) => {
+                if !unreachable {
+                    eprintln!("reading app.drover.dev/{name}: {e}; trying again");
+                    unreachable = true;
+                }
+                if timeout > 0 && started.elapsed() >= Duration::from_secs(timeout) {
+                    bail!("timed out after {timeout}s waiting for app {name:?} to roll out");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading app.drover.dev/{name}")),
+        };
         let (done, line) = describe(&app)?;
         if line != last {
             println!("{line}");
@@ -216,6 +233,16 @@ async fn status(apps: &Api<App>, name: &str, watch: bool, timeout: u64) -> Resul
             bail!("timed out after {timeout}s waiting for app {name:?} to roll out");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Whether a failed read may succeed when tried again: the apiserver unreachable,
+/// restarting or overloaded, not an answer about the App or the caller's rights.
+fn transient(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => matches!(status.code, 429 | 500..),
+        kube::Error::Auth(_) | kube::Error::SerdeError(_) | kube::Error::BuildRequest(_) => false,
+        _ => true,
     }
 }
 
@@ -313,6 +340,23 @@ async fn history(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_failures_that_may_pass_are_tried_again() {
+        let api = |code| {
+            kube::Error::Api(Box::new(
+                kube::core::Status::failure("", "").with_code(code),
+            ))
+        };
+        for code in [429, 500, 503, 504] {
+            assert!(transient(&api(code)), "{code}");
+        }
+        for code in [401, 403, 404] {
+            assert!(!transient(&api(code)), "{code}");
+        }
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(transient(&kube::Error::ReadEvents(reset)));
+    }
 
     #[test]
     fn reads_images_and_config_from_a_stored_revision() {

@@ -1,7 +1,8 @@
 //! drover under faults and hostile input, on the real cluster: the scheduler outlives cut
 //! connections (every watch lists again, nothing restarts), components hand their leases over
 //! when asked to stop, refuse an App larger than the maximum and stay bounded at it, and
-//! make a foreground deletion wait for the App's pods.
+//! make a foreground deletion wait for the App's pods; mistakes in an App are named as the
+//! user wrote them, and a revision that cannot be stored does not stop the healing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,6 +12,7 @@ use drover_crds::App;
 use drover_crds::app::MAX_REPLICAS;
 use drover_e2e::*;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -307,14 +309,18 @@ async fn a_foreground_deletion_waits_for_the_pods() {
     );
 }
 
-/// The App's `Healthy` condition: (status, reason, message).
-async fn healthy(apps: &Api<App>, name: &str) -> Option<(String, String, String)> {
+/// One condition of the App, if it has it.
+async fn condition(apps: &Api<App>, name: &str, type_: &str) -> Option<Condition> {
     let app = apps.get(name).await.ok()?;
-    let c = app
-        .status?
+    app.status?
         .conditions
         .into_iter()
-        .find(|c| c.type_ == "Healthy")?;
+        .find(|c| c.type_ == type_)
+}
+
+/// The App's `Healthy` condition: (status, reason, message).
+async fn healthy(apps: &Api<App>, name: &str) -> Option<(String, String, String)> {
+    let c = condition(apps, name, "Healthy").await?;
     Some((c.status, c.reason, c.message))
 }
 
@@ -553,4 +559,276 @@ async fn a_missing_config_map_is_named_and_the_app_recovers_once_it_exists() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn mistakes_found_only_past_admission_are_named_as_written() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-named").await;
+    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
+
+    // A Service port aimed at a container port name that no container declares.
+    let mut manifest = app_manifest("ports", 1, "1", &Placement::FakeNode);
+    manifest["spec"]["ports"][0]["targetPort"] = json!("htpp");
+    create_app(&client, &ns.name, manifest).await;
+    let undeclared = wait_until_in(
+        &ns.name,
+        "a PortUndeclared condition",
+        Duration::from_secs(60),
+        || async {
+            condition(&apps, "ports", "PortUndeclared")
+                .await
+                .ok_or_else(|| "no PortUndeclared condition yet".to_string())
+        },
+    )
+    .await;
+    assert!(
+        undeclared
+            .message
+            .starts_with("spec.ports[0] (http): targetPort \"htpp\" is not the name of a port"),
+        "{}",
+        undeclared.message
+    );
+    assert_eq!(undeclared.reason, "TargetPortNotFound");
+    let warnings = app_warnings(&ns.name, "ports");
+    assert!(
+        warnings
+            .iter()
+            .any(|(r, m)| r == "TargetPortNotFound" && m.contains("\"htpp\"")),
+        "{warnings:?}"
+    );
+    // Fixed, the condition goes.
+    patch_spec(
+        &apps,
+        "ports",
+        json!({"ports": [{"name": "http", "port": 80, "targetPort": "http"}]}),
+    )
+    .await;
+    wait_until_in(
+        &ns.name,
+        "the PortUndeclared condition to go",
+        Duration::from_secs(60),
+        || async {
+            match condition(&apps, "ports", "PortUndeclared").await {
+                None => Ok(()),
+                Some(c) => Err(format!("still there: {}", c.message)),
+            }
+        },
+    )
+    .await;
+
+    // A memory limit that does not parse: the apiserver refuses the pod without naming it.
+    let mut manifest = app_manifest("sizes", 1, "1", &Placement::FakeNode);
+    manifest["spec"]["template"]["spec"]["containers"][0]["resources"] =
+        json!({"limits": {"memory": "12 Gb"}});
+    create_app(&client, &ns.name, manifest).await;
+    let failure = wait_until_in(
+        &ns.name,
+        "a ReplicaFailure condition",
+        Duration::from_secs(60),
+        || async {
+            condition(&apps, "sizes", "ReplicaFailure")
+                .await
+                .ok_or_else(|| "no ReplicaFailure condition yet".to_string())
+        },
+    )
+    .await;
+    assert_eq!(
+        failure.message,
+        "spec.template.spec.containers[sample].resources.limits.memory: \"12 Gb\" is not a \
+         quantity; write it like 500m, 2, 128Mi or 1Gi"
+    );
+    let warnings = app_warnings(&ns.name, "sizes");
+    assert!(
+        warnings.iter().any(|(r, m)| r == "FailedCreate"
+            && m.contains("containers[sample].resources.limits.memory")),
+        "{warnings:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_revision_that_cannot_be_stored_does_not_stop_healing() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-quota").await;
+    let config = |value: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "cfg", "namespace": ns.name}, "data": {"A": value}})
+        .to_string()
+    };
+    kubectl_stdin(&["apply"], &config("1"));
+    let mut manifest = app_manifest("web", 2, "1", &Placement::FakeNode);
+    manifest["spec"]["template"]["spec"]["containers"][0]["envFrom"] =
+        json!([{"configMapRef": {"name": "cfg"}}]);
+    create_app(&client, &ns.name, manifest).await;
+    wait_ready_pods(&client, &ns.name, "web", 2).await;
+    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
+    let first = apps
+        .get("web")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .update_revision;
+
+    // A quota that the ConfigMaps there now fill: the next snapshot is refused.
+    let config_maps =
+        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), &ns.name)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len();
+    let quota = json!({"apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": {"name": "full", "namespace": ns.name},
+        "spec": {"hard": {"configmaps": config_maps.to_string()}}});
+    kubectl_stdin(&["apply"], &quota.to_string());
+    let quotas: Api<k8s_openapi::api::core::v1::ResourceQuota> =
+        Api::namespaced(client.clone(), &ns.name);
+    wait_for(
+        "the quota to count the ConfigMaps",
+        Duration::from_secs(60),
+        || async {
+            let used = quotas.get("full").await.ok()?.status?.used?;
+            used.contains_key("configmaps").then_some(())
+        },
+    )
+    .await;
+    kubectl_stdin(&["apply"], &config("2"));
+    let failure = wait_until_in(
+        &ns.name,
+        "a RevisionFailure condition",
+        Duration::from_secs(60),
+        || async {
+            condition(&apps, "web", "RevisionFailure")
+                .await
+                .ok_or_else(|| "no RevisionFailure condition yet".to_string())
+        },
+    )
+    .await;
+    assert!(
+        failure.message.starts_with("snapshotting ConfigMap cfg:")
+            && failure.message.contains("exceeded quota")
+            && failure.message.ends_with(&format!(
+                "the pods stay on revision {first} until it can be stored"
+            )),
+        "{}",
+        failure.message
+    );
+
+    // Healing goes on: a deleted pod comes back, on the revision that is stored.
+    let pods = app_pods(&client, &ns.name, "web").await;
+    let (gone, gone_uid) = (pods[0].name_any(), pods[0].uid());
+    Api::<Pod>::namespaced(client.clone(), &ns.name)
+        .delete(&gone, &Default::default())
+        .await
+        .unwrap();
+    wait_until_in(
+        &ns.name,
+        "the deleted pod replaced",
+        Duration::from_secs(90),
+        || async {
+            let pods: Vec<Pod> = app_pods(&client, &ns.name, "web")
+                .await
+                .into_iter()
+                .filter(|p| is_active_pod(p) && is_pod_ready(p))
+                .collect();
+            let revisions: Vec<String> = pods
+                .iter()
+                .map(|p| {
+                    p.labels()
+                        .get("drover.dev/revision")
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .collect();
+            let replaced = pods.iter().all(|p| p.uid() != gone_uid);
+            if pods.len() == 2 && revisions.iter().all(|r| *r == first) && replaced {
+                Ok(())
+            } else {
+                Err(format!("ready pods on {revisions:?}"))
+            }
+        },
+    )
+    .await;
+
+    // Once the quota goes, the new revision is stored and the pods move to it.
+    quotas.delete("full", &Default::default()).await.unwrap();
+    wait_until_in(
+        &ns.name,
+        "the new revision rolled out",
+        Duration::from_secs(120),
+        || async {
+            let app = apps.get("web").await.map_err(|e| e.to_string())?;
+            let status = app.status.unwrap_or_default();
+            let failing = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "RevisionFailure");
+            if !failing
+                && status.update_revision != first
+                && status.updated_replicas == 2
+                && status.available_replicas == 2
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "failing {failing}, update {}, updated {}",
+                    status.update_revision, status.updated_replicas
+                ))
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_rollout_goes_on_and_is_followed_through_an_apiserver_restart() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-restart").await;
+    let mut manifest = app_manifest("web", 3, "1", &Placement::FakeNode);
+    // Slow enough that the restart falls in the middle of the rollout.
+    manifest["spec"]["minReadySeconds"] = json!(10);
+    create_app(&client, &ns.name, manifest).await;
+    wait_ready_pods(&client, &ns.name, "web", 3).await;
+    set_image(&client, &ns.name, "web", "2", None).await;
+    let follower = std::process::Command::new("kubectl")
+        .args([
+            "drover",
+            "rollout",
+            "-n",
+            &ns.name,
+            "status",
+            "web",
+            "--timeout",
+            "300",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl drover");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    restart_apiserver();
+    let out = follower.wait_with_output().expect("kubectl drover output");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.ends_with("successfully rolled out\n"),
+        "the plugin gave up: {stdout}{stderr}"
+    );
+    assert!(
+        stderr.contains("trying again"),
+        "the plugin never saw the apiserver gone: {stderr}"
+    );
+    let pods: Vec<Pod> = app_pods(&client, &ns.name, "web")
+        .await
+        .into_iter()
+        .filter(is_active_pod)
+        .collect();
+    assert!(
+        pods.len() == 3 && pods.iter().all(|p| image_of(p).ends_with("sample:2")),
+        "{:?}",
+        pods.iter().map(image_of).collect::<Vec<_>>()
+    );
 }

@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::observe::Observed;
 use super::plan::{Create, Delete, Plan, Removal};
-use super::{Context, disruption, pod, service};
+use super::{Context, checks, disruption, pod, service};
 use crate::engine::revisions::{self, Template};
 use crate::engine::{Error, WriteOutcome, blocked_by_budget, classify};
 use crate::rollout::strategy::Decision;
@@ -292,6 +292,12 @@ async fn create_pods(
                     _ => engine.ledger.name_taken(uid, &c.name),
                 },
                 WriteOutcome::Refused(message) => {
+                    let template = if c.stable {
+                        stable.unwrap_or(update)
+                    } else {
+                        update
+                    };
+                    let message = checks::refusal(&template.template, &message);
                     let count = engine.ledger.refused(uid, &message);
                     warn!(app = %app.name_any(), pod = %c.name, %message, "pod create refused");
                     if count == 1 || count.is_power_of_two() {

@@ -4,6 +4,7 @@
 //! [`reconcile`], one step per file.
 
 mod act;
+mod checks;
 mod disruption;
 mod observe;
 pub mod plan;

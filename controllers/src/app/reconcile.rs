@@ -4,11 +4,13 @@
 use std::sync::Arc;
 
 use drover_crds::App;
+use drover_crds::names::reason;
 use kube::ResourceExt;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::report::STALE_RETRY;
 use super::{CONTROLLER, Context, act, observe, plan, report};
@@ -47,8 +49,21 @@ pub async fn reconcile(
         debug!(app = %app.name_any(), "waiting for the App cache to show drover's own write");
         return Ok(Action::requeue(STALE_RETRY));
     }
-    if undo::apply(&ctx.engine, app, &uid).await? {
-        return Ok(Action::await_change());
+    match undo::apply(&ctx.engine, app, &uid).await {
+        Ok(true) => return Ok(Action::await_change()),
+        Ok(false) => {}
+        // The undo is tried again by the next pass; this one still keeps the pods.
+        Err(error) => {
+            warn!(app = %app.name_any(), %error, "undo failed");
+            ctx.engine
+                .publish(
+                    app,
+                    EventType::Warning,
+                    reason::UNDO_FAILED,
+                    error.to_string(),
+                )
+                .await;
+        }
     }
 
     let observed = observe::observe(&ctx, app, &uid).await?;

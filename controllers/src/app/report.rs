@@ -18,7 +18,7 @@ use super::act::Acted;
 use super::observe::Observed;
 use super::plan::Plan;
 use super::status::{self, Observation, Stuck};
-use super::{Context, pod};
+use super::{Context, checks, pod};
 use crate::engine::{Error, command, undo};
 use crate::rollout::strategy::Decision;
 use crate::rollout::workload::Workload;
@@ -28,6 +28,11 @@ const RESYNC: Duration = Duration::from_secs(300);
 /// An App whose cached version predates drover's own last write is looked at again this
 /// soon, if the write's watch event has not woken it first.
 pub const STALE_RETRY: Duration = Duration::from_secs(1);
+/// While only its counts move (pods starting, becoming ready), an App's status is
+/// written at most this often; any other change is written at once. Under a burst of pod
+/// events this keeps the controller's writes (and the passes their watch events cause)
+/// for the pods, not for every intermediate count.
+const COUNTS_INTERVAL: Duration = Duration::from_secs(1);
 /// An eviction a disruption budget refused is tried again this soon.
 const EVICTION_RETRY: Duration = Duration::from_secs(5);
 
@@ -43,6 +48,7 @@ pub async fn report(
     let uid = observed.uid.as_str();
     let spec = app.rollout_spec();
     let refusal = engine.ledger.refusal(uid);
+    let undeclared = checks::undeclared_ports(&app.spec.ports, &observed.update.template);
     let stuck: Vec<Stuck> = observed.owned.iter().flat_map(|p| pod::stuck(p)).collect();
     let (mut status, available_at) = status::compute(
         &Observation {
@@ -62,6 +68,8 @@ pub async fn report(
             create_failure: refusal.as_deref(),
             conflicts: &acted.conflicts,
             missing_config: &observed.update.missing,
+            undeclared_ports: &undeclared,
+            revision_failure: observed.update.failure.as_deref(),
             now: observed.now,
         },
         app.status.as_ref(),
@@ -84,7 +92,14 @@ pub async fn report(
     }
     // The version the App is at after this pass's own writes.
     let mut version = app.resource_version();
-    if app.status.as_ref() != Some(&status) {
+    let mut counts_wait = None;
+    if let Some(old) = app.status.as_ref()
+        && old != &status
+        && status::only_counts_moved(old, &status)
+    {
+        counts_wait = engine.ledger.status_wait(uid, COUNTS_INTERVAL);
+    }
+    if app.status.as_ref() != Some(&status) && counts_wait.is_none() {
         match write_status(ctx, app, observed, &status).await? {
             Some(written) => version = Some(written),
             None => return Ok(Action::requeue(STALE_RETRY)),
@@ -110,6 +125,9 @@ pub async fn report(
     }
     if let Some(at) = decision.wake_at {
         wait = wait.min(until(now, at));
+    }
+    if let Some(counts) = counts_wait {
+        wait = wait.min(counts);
     }
     Ok(Action::requeue(wait))
 }
@@ -145,6 +163,7 @@ async fn write_status(
                 app.resource_version(),
                 written.resource_version(),
             );
+            engine.ledger.status_written(&observed.uid);
             engine.wrote("patch_status", App::PLURAL);
             Ok(Some(written.resource_version().unwrap_or_default()))
         }
@@ -201,6 +220,8 @@ async fn transitions(ctx: &Context, app: &App, old: Option<&AppStatus>, new: &Ap
     for (type_, reason) in [
         (condition::NAME_CONFLICT, reason::NAME_TAKEN),
         (condition::CONFIG_MISSING, reason::CONFIG_NOT_FOUND),
+        (condition::PORT_UNDECLARED, reason::TARGET_PORT_NOT_FOUND),
+        (condition::REVISION_FAILURE, reason::REVISION_NOT_STORED),
     ] {
         if let Some((_, message)) = get(Some(new), type_)
             && get(old, type_).is_none_or(|c| c.1 != message)

@@ -84,6 +84,10 @@ pub struct Observation<'a> {
     pub conflicts: &'a [String],
     /// ConfigMaps and Secrets the template needs that do not exist.
     pub missing_config: &'a [Source],
+    /// Service ports whose target port no container declares, said as the user wrote them.
+    pub undeclared_ports: &'a [String],
+    /// Why the revision the spec asks for could not be stored, while it cannot.
+    pub revision_failure: Option<&'a str>,
     pub now: Timestamp,
 }
 
@@ -263,6 +267,25 @@ pub fn compute(
             ),
         ));
     }
+    if let Some(failure) = obs.revision_failure {
+        conditions.push(cond(
+            condition::REVISION_FAILURE,
+            true,
+            reason::REVISION_NOT_STORED,
+            format!(
+                "{failure}; the pods stay on revision {} until it can be stored",
+                obs.update_revision
+            ),
+        ));
+    }
+    if !obs.undeclared_ports.is_empty() {
+        conditions.push(cond(
+            condition::PORT_UNDECLARED,
+            true,
+            reason::TARGET_PORT_NOT_FOUND,
+            obs.undeclared_ports.join("; "),
+        ));
+    }
     if !obs.conflicts.is_empty() {
         conditions.push(cond(
             condition::NAME_CONFLICT,
@@ -317,6 +340,33 @@ pub fn compute(
     (status, revisit_at)
 }
 
+/// Whether `new` differs from `old` only in how many pods are where (the counts, the
+/// Available and Progressing messages that quote them, the progress time): no condition changed status or reason,
+/// no revision, strategy step or command moved. Such a status may wait a moment to be
+/// written with the next one; every other change is written at once.
+pub fn only_counts_moved(old: &AppStatus, new: &AppStatus) -> bool {
+    let shape = |s: &AppStatus| AppStatus {
+        replicas: 0,
+        ready_replicas: 0,
+        available_replicas: 0,
+        updated_replicas: 0,
+        last_progress_time: None,
+        conditions: s
+            .conditions
+            .iter()
+            .map(|c| match c.type_.as_str() {
+                condition::AVAILABLE | condition::PROGRESSING => Condition {
+                    message: String::new(),
+                    ..c.clone()
+                },
+                _ => c.clone(),
+            })
+            .collect(),
+        ..s.clone()
+    };
+    shape(old) == shape(new)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,6 +410,8 @@ mod tests {
             create_failure: None,
             conflicts: &[],
             missing_config: &[],
+            undeclared_ports: &[],
+            revision_failure: None,
             now: t(100),
         }
     }
@@ -614,5 +666,31 @@ mod tests {
         );
         assert_eq!(find(&third, "Available").status, "False");
         assert_eq!(find(&third, "Available").last_transition_time, Time(t(500)));
+    }
+
+    #[test]
+    fn only_counts_moving_is_told_apart_from_a_change_of_state() {
+        let scaling = [pod(0, Some(0)), pod(1, None), pod(2, None)];
+        let (before, _) = compute(&obs(&scaling, &[], 0), None);
+        let more = [pod(0, Some(0)), pod(1, Some(0)), pod(2, None)];
+        let (after, _) = compute(&obs(&more, &[], 0), Some(&before));
+        assert_ne!(before, after);
+        assert!(only_counts_moved(&before, &after), "one more pod ready");
+        let all = [pod(0, Some(0)), pod(1, Some(0)), pod(2, Some(0))];
+        let (done, _) = compute(&obs(&all, &[], 0), Some(&after));
+        assert!(
+            !only_counts_moved(&after, &done),
+            "Available turned True and Progressing Complete: written at once"
+        );
+        let newer = AppStatus {
+            update_revision: "web-r2".into(),
+            ..after.clone()
+        };
+        assert!(!only_counts_moved(&after, &newer), "a new revision");
+        let later = AppStatus {
+            observed_generation: Some(5),
+            ..after.clone()
+        };
+        assert!(!only_counts_moved(&after, &later), "a new generation");
     }
 }

@@ -36,6 +36,8 @@ struct Entries {
     /// The workload's resourceVersion that drover's own last write replaced, until its
     /// cache moves past it.
     superseded: Option<String>,
+    /// When drover last wrote the workload's status.
+    status_written: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -158,6 +160,20 @@ impl Ledger {
         }
     }
 
+    /// drover wrote the workload's status.
+    pub fn status_written(&self, uid: &str) {
+        self.with(uid, |l| l.status_written = Some(Instant::now()));
+    }
+
+    /// How much longer a status that moved only in its counts waits, so that the
+    /// workload's status is written at most once per `interval` while only its pods move.
+    pub fn status_wait(&self, uid: &str, interval: Duration) -> Option<Duration> {
+        self.with(uid, |l| {
+            let since = l.status_written?.elapsed();
+            (since < interval).then(|| interval - since)
+        })
+    }
+
     /// Whether this version of the workload is one drover's own write replaced: the store has
     /// not shown that write yet, and acting on the older version would undo it (a canary
     /// step promoted, a blue-green side switched). Any other version is the write or later.
@@ -188,6 +204,19 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_waits_out_the_interval_since_the_last_write() {
+        let l = Ledger::default();
+        let interval = Duration::from_secs(60);
+        assert_eq!(l.status_wait("a", interval), None, "never written");
+        l.status_written("a");
+        let wait = l.status_wait("a", interval).expect("written just now");
+        assert!(wait > Duration::from_secs(59) && wait <= interval);
+        assert_eq!(l.status_wait("a", Duration::ZERO), None);
+        l.forget("a");
+        assert_eq!(l.status_wait("a", interval), None, "forgotten");
+    }
 
     #[test]
     fn creates_stay_in_flight_until_observed() {

@@ -14,7 +14,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::events::EventType;
 use serde_json::json;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::error::{Error, WriteOutcome, classify};
 use super::{Engine, Object, child_meta, config as engine_config};
@@ -32,6 +32,9 @@ pub struct UpdateRevision {
     pub settling: Option<Duration>,
     /// ConfigMaps and Secrets the template needs that do not exist.
     pub missing: Vec<Source>,
+    /// Why the revision the spec asks for could not be stored (its config read, its
+    /// snapshots written): the pods stay on this one, the last stored, meanwhile.
+    pub failure: Option<String>,
 }
 
 /// A revision's name and the template its pods are built from.
@@ -78,8 +81,39 @@ pub fn owned(engine: &Engine, uid: &str) -> Vec<Arc<ControllerRevision>> {
 
 /// Stores the update revision (or moves it to the top when the template returns to an old
 /// one) with snapshots of its config, then prunes old revisions no pod runs beyond the
-/// history limit.
+/// history limit. When that fails (a quota on ConfigMaps, a Secret whose copy is refused,
+/// config that cannot be read), the workload stays on the update revision it had, which
+/// is stored: its pods are still replaced and scaled while the failure is reported.
 pub async fn sync<K: Object>(
+    engine: &Engine,
+    object: &K,
+    owned: &[Arc<ControllerRevision>],
+    in_use: &HashSet<String>,
+) -> Result<UpdateRevision, Error> {
+    let error = match store(engine, object, owned, in_use).await {
+        Ok(update) => return Ok(update),
+        Err(error) => error,
+    };
+    let current = object.recorded().update_revision;
+    let Some((revision, data)) = owned
+        .iter()
+        .find(|r| r.name_any() == current)
+        .and_then(|r| Some((r, data(r)?)))
+    else {
+        return Err(error);
+    };
+    warn!(workload = %object.name_any(), revision = %current, %error, "the update revision cannot be stored; staying on the last one");
+    Ok(UpdateRevision {
+        name: current.to_string(),
+        number: Some(revision.revision),
+        template: pinned_template(&data.template, &data.config),
+        settling: None,
+        missing: vec![],
+        failure: Some(error.to_string()),
+    })
+}
+
+async fn store<K: Object>(
     engine: &Engine,
     object: &K,
     owned: &[Arc<ControllerRevision>],
@@ -127,6 +161,7 @@ pub async fn sync<K: Object>(
             template: pinned_template(&data.template, &data.config),
             settling,
             missing,
+            failure: None,
         });
     }
 
@@ -207,6 +242,7 @@ pub async fn sync<K: Object>(
         number,
         settling: None,
         missing,
+        failure: None,
     })
 }
 
