@@ -17,6 +17,7 @@ use drover_crds::names::reporter;
 use kube::client::ClientBuilder;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, Config};
+use tower::timeout::TimeoutLayer;
 use tracing::{error, info};
 
 use runtime::admin::{self, Admin};
@@ -176,9 +177,18 @@ async fn client(qps: f64, burst: u32) -> Result<Client> {
     // reconcile with its own backoff, without holding the App's reconcile meanwhile.
     config.default_retry = false;
     Ok(ClientBuilder::try_from(config)?
+        // Inside the rate limit: the time counts from when the request is sent, not from
+        // when it queued for a token.
+        .with_layer(&TimeoutLayer::new(REQUEST_TIMEOUT))
         .with_layer(&RateLimitLayer::new(qps, burst))
         .build())
 }
+
+/// Every request's answer must begin (its headers arrive; a watch's come at once) within
+/// this long: a connection that died without a word (a peer gone, a cut nobody reported) fails the
+/// request, which its caller retries, instead of holding a reconcile or a watch forever.
+/// Watches that go quiet are ended by the watcher's own idle timeout.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The lease client's limits: a renewal is two requests every few seconds.
 const LEASE_QPS: f64 = 5.0;
@@ -220,6 +230,7 @@ where
         Admin {
             metrics: metrics.clone(),
             ready: ready.clone(),
+            stuck_after: admin::STUCK_AFTER,
         },
     ));
 

@@ -1,7 +1,9 @@
 //! Prometheus metrics of the controllers, served on the admin port's `/metrics`.
 
-use std::sync::atomic::AtomicU64;
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -37,6 +39,10 @@ pub struct Metrics {
     duration: Family<ControllerLabel, Histogram>,
     queue_depth: Family<ControllerLabel, Gauge<i64, std::sync::atomic::AtomicI64>>,
     writes: Family<WriteLabels, Counter<u64, AtomicU64>>,
+    /// Reconciles under way, by a number of their own, with when each started: `/livez`
+    /// fails when one has run far longer than any pass should.
+    running: Mutex<BTreeMap<u64, Instant>>,
+    next: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -73,6 +79,8 @@ impl Default for Metrics {
             duration,
             queue_depth,
             writes,
+            running: Mutex::default(),
+            next: AtomicU64::new(0),
         }
     }
 }
@@ -91,11 +99,21 @@ impl Metrics {
         self.reconciles
             .get_or_create(&ControllerLabel { controller })
             .inc();
+        let started = Instant::now();
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        crate::runtime::lock(&self.running).insert(id, started);
         ReconcileTimer {
             metrics: self,
             controller,
-            started: Instant::now(),
+            started,
+            id,
         }
+    }
+
+    /// How long the longest reconcile under way has run.
+    pub fn longest_reconcile(&self) -> Option<Duration> {
+        let running = crate::runtime::lock(&self.running);
+        running.values().min().map(Instant::elapsed)
     }
 
     pub fn error(&self, controller: &'static str, category: &'static str) {
@@ -130,10 +148,12 @@ pub struct ReconcileTimer<'a> {
     metrics: &'a Metrics,
     controller: &'static str,
     started: Instant,
+    id: u64,
 }
 
 impl Drop for ReconcileTimer<'_> {
     fn drop(&mut self) {
+        crate::runtime::lock(&self.metrics.running).remove(&self.id);
         self.metrics
             .duration
             .get_or_create(&ControllerLabel {
