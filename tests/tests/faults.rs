@@ -1,5 +1,5 @@
-//! drover under faults and hostile input, on the real cluster: the scheduler outlives cut
-//! connections (every watch lists again, nothing restarts), components hand their leases over
+//! drover under faults and hostile input, on the real cluster: the controller and the
+//! scheduler outlive cut connections (every watch lists again, nothing restarts), components hand their leases over
 //! when asked to stop, refuse an App larger than the maximum and stay bounded at it, and
 //! make a foreground deletion wait for the App's pods; mistakes in an App are named as the
 //! user wrote them, and a revision that cannot be stored does not stop the healing.
@@ -66,19 +66,68 @@ async fn wait_ready_pods(client: &Client, ns: &str, app: &str, count: usize) {
     .await;
 }
 
+/// Cuts every connection of drover's `command` processes to the apiserver five times, two
+/// seconds apart: each watch ends with an error mid-stream, each request in flight fails.
+async fn cut_five_times(command: &str) {
+    let mut cut = 0;
+    for _ in 0..5 {
+        cut += cut_connections(command);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert!(cut >= 5, "only {cut} connections of the {command} were cut");
+}
+
+#[tokio::test]
+async fn the_controller_outlives_cut_connections() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-cut-app").await;
+    // A bin-packed App before the cuts: it starts the controller's watch of every pod
+    // (node fill) too.
+    let mut manifest = app_manifest("packed", 2, "1", &Placement::FakeNode);
+    manifest["spec"]["placement"] = json!({"binPack": true});
+    create_app(&client, &ns.name, manifest).await;
+    wait_ready_pods(&client, &ns.name, "packed", 2).await;
+    let before = restarts(&client, CONTROLLER).await;
+    cut_five_times("controller").await;
+    // It still acts, with the same process: the App scales out and a new App starts.
+    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
+    patch_spec(&apps, "packed", json!({"replicas": 4})).await;
+    create_app(
+        &client,
+        &ns.name,
+        app_manifest("after", 2, "1", &Placement::FakeNode),
+    )
+    .await;
+    wait_ready_pods(&client, &ns.name, "packed", 4).await;
+    wait_ready_pods(&client, &ns.name, "after", 2).await;
+    wait_until_in(
+        &ns.name,
+        "the new App's status",
+        Duration::from_secs(60),
+        || async {
+            let app = apps.get("after").await.map_err(|e| e.to_string())?;
+            let status = app.status.unwrap_or_default();
+            if status.observed_generation.is_some() && status.available_replicas == 2 {
+                Ok(())
+            } else {
+                Err(format!("{status:?}"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        before,
+        restarts(&client, CONTROLLER).await,
+        "the controller restarted after its connections were cut"
+    );
+}
+
 #[tokio::test]
 async fn the_scheduler_outlives_cut_connections() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-cut").await;
     let before = restarts(&client, SCHEDULER).await;
-    // Every connection of the scheduler to the apiserver, cut five times: each watch ends
-    // with an error mid-stream.
-    let mut cut = 0;
-    for _ in 0..5 {
-        cut += cut_connections("scheduler");
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-    assert!(cut >= 5, "only {cut} connections were cut");
+    cut_five_times("scheduler").await;
     // It still binds, with the same process.
     let api: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
     let names = ["cut-0", "cut-1", "cut-2"];
