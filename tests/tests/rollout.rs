@@ -146,6 +146,14 @@ async fn roll_under_load(
     strategy: Value,
     floor: usize,
 ) -> drover_e2e::observer::Report {
+    // The Service answers before the load starts: a Service made moments ago may not be in
+    // kube-proxy's rules on the probing node yet, and a request then hangs until it times
+    // out whatever the rollout does.
+    wait_for("the Service to answer", Duration::from_secs(60), || async {
+        let answer = tokio::task::spawn_blocking(move || http_get(ip, 80, "/")).await;
+        matches!(answer, Ok(Ok((200, _)))).then_some(())
+    })
+    .await;
     let observer = ReplicaObserver::start(client, ns, "web").await;
     observer.require_ready(floor);
     let load = Load::start(ip);
