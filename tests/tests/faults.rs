@@ -322,6 +322,21 @@ async fn condition(apps: &Api<App>, name: &str, type_: &str) -> Option<Condition
         .find(|c| c.type_ == type_)
 }
 
+/// Waits until the App has the condition `type_`, and returns it.
+async fn wait_condition(apps: &Api<App>, ns: &str, name: &str, type_: &str) -> Condition {
+    wait_until_in(
+        ns,
+        &format!("a {type_} condition"),
+        Duration::from_secs(60),
+        || async {
+            condition(apps, name, type_)
+                .await
+                .ok_or_else(|| format!("no {type_} condition yet"))
+        },
+    )
+    .await
+}
+
 /// The App's `Healthy` condition: (status, reason, message).
 async fn healthy(apps: &Api<App>, name: &str) -> Option<(String, String, String)> {
     let c = condition(apps, name, "Healthy").await?;
@@ -575,17 +590,7 @@ async fn mistakes_found_only_past_admission_are_named_as_written() {
     let mut manifest = app_manifest("ports", 1, "1", &Placement::FakeNode);
     manifest["spec"]["ports"][0]["targetPort"] = json!("htpp");
     create_app(&client, &ns.name, manifest).await;
-    let undeclared = wait_until_in(
-        &ns.name,
-        "a PortUndeclared condition",
-        Duration::from_secs(60),
-        || async {
-            condition(&apps, "ports", "PortUndeclared")
-                .await
-                .ok_or_else(|| "no PortUndeclared condition yet".to_string())
-        },
-    )
-    .await;
+    let undeclared = wait_condition(&apps, &ns.name, "ports", "PortUndeclared").await;
     assert!(
         undeclared
             .message
@@ -626,17 +631,7 @@ async fn mistakes_found_only_past_admission_are_named_as_written() {
     manifest["spec"]["template"]["spec"]["containers"][0]["resources"] =
         json!({"limits": {"memory": "12 Gb"}});
     create_app(&client, &ns.name, manifest).await;
-    let failure = wait_until_in(
-        &ns.name,
-        "a ReplicaFailure condition",
-        Duration::from_secs(60),
-        || async {
-            condition(&apps, "sizes", "ReplicaFailure")
-                .await
-                .ok_or_else(|| "no ReplicaFailure condition yet".to_string())
-        },
-    )
-    .await;
+    let failure = wait_condition(&apps, &ns.name, "sizes", "ReplicaFailure").await;
     assert_eq!(
         failure.message,
         "spec.template.spec.containers[sample].resources.limits.memory: \"12 Gb\" is not a \
@@ -698,17 +693,7 @@ async fn a_revision_that_cannot_be_stored_does_not_stop_healing() {
     )
     .await;
     kubectl_stdin(&["apply"], &config("2"));
-    let failure = wait_until_in(
-        &ns.name,
-        "a RevisionFailure condition",
-        Duration::from_secs(60),
-        || async {
-            condition(&apps, "web", "RevisionFailure")
-                .await
-                .ok_or_else(|| "no RevisionFailure condition yet".to_string())
-        },
-    )
-    .await;
+    let failure = wait_condition(&apps, &ns.name, "web", "RevisionFailure").await;
     assert!(
         failure.message.starts_with("snapshotting ConfigMap cfg:")
             && failure.message.contains("exceeded quota")

@@ -92,14 +92,13 @@ pub async fn report(
     }
     // The version the App is at after this pass's own writes.
     let mut version = app.resource_version();
-    let mut counts_wait = None;
-    if let Some(old) = app.status.as_ref()
-        && old != &status
-        && status::only_counts_moved(old, &status)
-    {
-        counts_wait = engine.ledger.status_wait(uid, COUNTS_INTERVAL);
-    }
-    if app.status.as_ref() != Some(&status) && counts_wait.is_none() {
+    let changed = app.status.as_ref() != Some(&status);
+    let counts_wait = app
+        .status
+        .as_ref()
+        .filter(|old| changed && status::only_counts_moved(old, &status))
+        .and_then(|_| engine.ledger.status_wait(uid, COUNTS_INTERVAL));
+    if changed && counts_wait.is_none() {
         match write_status(ctx, app, observed, &status).await? {
             Some(written) => version = Some(written),
             None => return Ok(Action::requeue(STALE_RETRY)),
