@@ -116,8 +116,8 @@ pub async fn report(
     if let Some(expiry) = engine.ledger.next_expiry(uid) {
         wait = wait.min(expiry + Duration::from_secs(1));
     }
-    if let Some(settling) = observed.update.settling {
-        wait = wait.min(settling);
+    if let Some(revisit) = observed.update.revisit {
+        wait = wait.min(revisit);
     }
     if acted.evictions_blocked {
         wait = wait.min(EVICTION_RETRY);

@@ -38,6 +38,8 @@ struct Entries {
     superseded: Option<String>,
     /// When drover last wrote the workload's status.
     status_written: Option<Instant>,
+    /// Consecutive passes whose update revision could not be stored.
+    store_failures: u32,
 }
 
 #[derive(Debug)]
@@ -53,6 +55,14 @@ struct Creating {
 fn refusal_backoff(refusals: u32) -> Duration {
     Backoff::RECONCILE.after(refusals)
 }
+
+/// Storing a revision is tried again soon: what refused it (a quota, config that could
+/// not be read) is lifted without any event that wakes the workload, and until then
+/// its pods stay on an older revision.
+const STORE_RETRY: Backoff = Backoff {
+    first: Duration::from_secs(2),
+    max: Duration::from_secs(30),
+};
 
 impl Ledger {
     fn with<T>(&self, uid: &str, f: impl FnOnce(&mut Entries) -> T) -> T {
@@ -172,6 +182,18 @@ impl Ledger {
             let since = l.status_written?.elapsed();
             (since < interval).then(|| interval - since)
         })
+    }
+
+    /// The update revision could not be stored; returns how soon to try again.
+    pub fn store_failed(&self, uid: &str) -> Duration {
+        self.with(uid, |l| {
+            l.store_failures = l.store_failures.saturating_add(1);
+            STORE_RETRY.after(l.store_failures)
+        })
+    }
+
+    pub fn stored(&self, uid: &str) {
+        self.with(uid, |l| l.store_failures = 0);
     }
 
     /// Whether this version of the workload is one drover's own write replaced: the store has
@@ -311,6 +333,15 @@ mod tests {
         assert_eq!(refusal_backoff(40), Duration::from_secs(256));
         l.settle("a");
         assert_eq!(l.create_backoff("a"), None);
+    }
+
+    #[test]
+    fn a_failed_store_is_retried_within_half_a_minute() {
+        let l = Ledger::default();
+        let waits: Vec<u64> = (0..6).map(|_| l.store_failed("a").as_secs()).collect();
+        assert_eq!(waits, [2, 4, 8, 16, 30, 30]);
+        l.stored("a");
+        assert_eq!(l.store_failed("a"), Duration::from_secs(2));
     }
 
     #[test]

@@ -28,8 +28,9 @@ pub struct UpdateRevision {
     pub name: String,
     pub number: Option<i64>,
     pub template: PodTemplateSpec,
-    /// Set while a config edit is settling: look again after this long.
-    pub settling: Option<Duration>,
+    /// Look again after this long: a config edit is settling, or a refused store is
+    /// tried again (nothing the apiserver sends says when a quota was raised).
+    pub revisit: Option<Duration>,
     /// ConfigMaps and Secrets the template needs that do not exist.
     pub missing: Vec<Source>,
     /// Why the revision the spec asks for could not be stored (its config read, its
@@ -90,8 +91,12 @@ pub async fn sync<K: Object>(
     owned: &[Arc<ControllerRevision>],
     in_use: &HashSet<String>,
 ) -> Result<UpdateRevision, Error> {
+    let uid = object.uid().unwrap_or_default();
     let error = match store(engine, object, owned, in_use).await {
-        Ok(update) => return Ok(update),
+        Ok(update) => {
+            engine.ledger.stored(&uid);
+            return Ok(update);
+        }
         Err(error) => error,
     };
     let current = object.recorded().update_revision;
@@ -107,7 +112,7 @@ pub async fn sync<K: Object>(
         name: current.to_string(),
         number: Some(revision.revision),
         template: pinned_template(&data.template, &data.config),
-        settling: None,
+        revisit: Some(engine.ledger.store_failed(&uid)),
         missing: vec![],
         failure: Some(error.to_string()),
     })
@@ -159,7 +164,7 @@ async fn store<K: Object>(
             name: revision.name_any(),
             number: Some(revision.revision),
             template: pinned_template(&data.template, &data.config),
-            settling,
+            revisit: settling,
             missing,
             failure: None,
         });
@@ -240,7 +245,7 @@ async fn store<K: Object>(
         template: pinned_template(spec.template, &pinned),
         name: update,
         number,
-        settling: None,
+        revisit: None,
         missing,
         failure: None,
     })
