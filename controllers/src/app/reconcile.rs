@@ -22,9 +22,11 @@ pub async fn reconcile(
     guard: Arc<DeserializeGuard<App>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    // Timed from the start: a pass waiting for the caches counts as under way (and, held
+    // long enough, as stuck).
+    let _timer = ctx.engine.metrics.reconcile(CONTROLLER);
     ctx.synced().await;
     ctx.queue.done(&ObjectRef::from_obj(guard.as_ref()));
-    let _timer = ctx.engine.metrics.reconcile(CONTROLLER);
     let app = guard.0.as_ref().map_err(|invalid| Error::InvalidSpec {
         kind: App::KIND,
         name: invalid.metadata.name.clone().unwrap_or_default(),

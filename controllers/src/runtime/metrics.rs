@@ -38,6 +38,7 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     duration: Family<ControllerLabel, Histogram>,
     queue_depth: Family<ControllerLabel, Gauge<i64, std::sync::atomic::AtomicI64>>,
+    active: Family<ControllerLabel, Gauge<i64, std::sync::atomic::AtomicI64>>,
     writes: Family<WriteLabels, Counter<u64, AtomicU64>>,
     /// Reconciles under way, by a number of their own, with when each started: `/livez`
     /// fails when one has run far longer than any pass should.
@@ -70,6 +71,8 @@ impl Default for Metrics {
             "Objects with a change waiting to be reconciled",
             queue_depth.clone(),
         );
+        let active = Family::default();
+        registry.register("active_reconciles", "Reconciles under way", active.clone());
         let writes = Family::default();
         registry.register("api_writes", "Writes sent to the apiserver", writes.clone());
         Self {
@@ -78,6 +81,7 @@ impl Default for Metrics {
             errors,
             duration,
             queue_depth,
+            active,
             writes,
             running: Mutex::default(),
             next: AtomicU64::new(0),
@@ -102,6 +106,9 @@ impl Metrics {
         let started = Instant::now();
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         crate::runtime::lock(&self.running).insert(id, started);
+        self.active
+            .get_or_create(&ControllerLabel { controller })
+            .inc();
         ReconcileTimer {
             metrics: self,
             controller,
@@ -154,6 +161,10 @@ pub struct ReconcileTimer<'a> {
 impl Drop for ReconcileTimer<'_> {
     fn drop(&mut self) {
         crate::runtime::lock(&self.metrics.running).remove(&self.id);
+        let label = ControllerLabel {
+            controller: self.controller,
+        };
+        self.metrics.active.get_or_create(&label).dec();
         self.metrics
             .duration
             .get_or_create(&ControllerLabel {
@@ -170,7 +181,12 @@ mod tests {
     #[test]
     fn exposes_reconciles_errors_durations_queue_depth_and_writes() {
         let m = Metrics::default();
-        drop(m.reconcile("app"));
+        let under_way = m.reconcile("app");
+        assert!(
+            m.encode()
+                .contains("drover_active_reconciles{controller=\"app\"} 1")
+        );
+        drop(under_way);
         m.error("app", "PodDelete");
         m.set_queue_depth("app", 3);
         m.write("app", "create", "pods");
@@ -180,6 +196,7 @@ mod tests {
             "drover_reconcile_errors_total{controller=\"app\",category=\"PodDelete\"} 1",
             "drover_reconcile_duration_seconds_count{controller=\"app\"} 1",
             "drover_queue_depth{controller=\"app\"} 3",
+            "drover_active_reconciles{controller=\"app\"} 0",
             "drover_api_writes_total{controller=\"app\",verb=\"create\",resource=\"pods\"} 1",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
