@@ -47,10 +47,14 @@ enum Command {
 /// What every component takes: its admin port, leader election and client limits.
 #[derive(Debug, Args)]
 struct Common {
-    /// Serves /metrics, /livez and /readyz (ready once the watches have synced, or while
-    /// standing by for the lease).
-    #[arg(long, default_value = "0.0.0.0:8080")]
-    admin_address: SocketAddr,
+    /// Serves /livez and /readyz (ready once the watches have synced, or while standing by
+    /// for the lease), for the kubelet's probes.
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    health_address: SocketAddr,
+    /// Serves /metrics: an address (a loopback one keeps the metrics inside the pod, the
+    /// health address shares its listener), or `none`.
+    #[arg(long, default_value = "0.0.0.0:8080", value_parser = metrics_address)]
+    metrics_address: MetricsAddress,
     /// Run only while holding a Lease, so several replicas can stand by.
     #[arg(long)]
     leader_elect: bool,
@@ -226,7 +230,8 @@ where
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
     let admin_server = tokio::spawn(admin::serve(
-        args.admin_address,
+        args.health_address,
+        args.metrics_address.0,
         Admin {
             metrics: metrics.clone(),
             ready: ready.clone(),
@@ -293,6 +298,20 @@ where
     }
     info!("stopped");
     Ok(())
+}
+
+/// Where metrics are served, if anywhere.
+#[derive(Debug, Clone, Copy)]
+struct MetricsAddress(Option<SocketAddr>);
+
+fn metrics_address(value: &str) -> Result<MetricsAddress, String> {
+    if value == "none" {
+        return Ok(MetricsAddress(None));
+    }
+    value
+        .parse()
+        .map(|addr| MetricsAddress(Some(addr)))
+        .map_err(|e| format!("{e}: give an address such as 0.0.0.0:8080, or none"))
 }
 
 async fn future_never() {

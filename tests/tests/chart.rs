@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use drover_e2e::*;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Pod;
-use kube::ResourceExt;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
 use serde_json::Value;
 
 const NAMESPACE: &str = "drover-system";
@@ -110,7 +110,7 @@ async fn the_chart_installs_upgrades_and_uninstalls() {
     );
     apps_are_reconciled(&ns.name, "before");
 
-    // The admin port: Prometheus metrics, liveness, readiness.
+    // Prometheus metrics on their port; liveness and readiness on the health port.
     let ip: std::net::IpAddr = pods[0]
         .status
         .as_ref()
@@ -126,15 +126,18 @@ async fn the_chart_installs_upgrades_and_uninstalls() {
         "drover_reconciles_total{controller=\"app\"}",
         "drover_reconcile_duration_seconds_bucket",
         "drover_queue_depth{controller=\"app\"}",
+        "drover_active_reconciles{controller=\"app\"}",
         "drover_api_writes_total{controller=\"app\",verb=\"create\",resource=\"pods\"}",
     ] {
         assert!(metrics.contains(family), "/metrics has no {family}");
     }
-    assert_eq!(http_get(ip, 8080, "/livez").unwrap().0, 200);
-    assert_eq!(http_get(ip, 8080, "/readyz").unwrap().0, 200);
+    assert_eq!(http_get(ip, 8081, "/livez").unwrap().0, 200);
+    assert_eq!(http_get(ip, 8081, "/readyz").unwrap().0, 200);
+    assert_eq!(http_get(ip, 8081, "/metrics").unwrap().0, 404);
+    assert!(metrics_service(&client).await);
 
     // Upgrade to two replicas with leader election: one leads, the other stands by, and
-    // the standby takes over when the leader goes.
+    // the standby takes over when the leader goes. Metrics move inside the pods.
     helm(&[
         "upgrade",
         RELEASE,
@@ -148,6 +151,8 @@ async fn the_chart_installs_upgrades_and_uninstalls() {
         &format!("image.tag={tag}"),
         "--set",
         "controller.replicas=2",
+        "--set",
+        "metrics.bindAddress=127.0.0.1",
     ]);
     let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
     let leader = wait_for("a leader", Duration::from_secs(60), || async {
@@ -159,6 +164,18 @@ async fn the_chart_installs_upgrades_and_uninstalls() {
     })
     .await;
     apps_are_reconciled(&ns.name, "led");
+    assert!(
+        !metrics_service(&client).await,
+        "a Service for metrics bound to the loopback"
+    );
+    for pod in controller_pods(&client).await {
+        let ip: std::net::IpAddr = pod.status.unwrap().pod_ip.unwrap().parse().unwrap();
+        assert_eq!(http_get(ip, 8081, "/readyz").unwrap().0, 200);
+        assert!(
+            http_get(ip, 8080, "/metrics").is_err(),
+            "metrics bound to the loopback answer on the pod's address"
+        );
+    }
     kubectl_ok(&[
         "-n",
         NAMESPACE,
@@ -235,4 +252,15 @@ async fn the_chart_installs_upgrades_and_uninstalls() {
         "app/before",
         "--timeout=120s",
     ]);
+}
+
+/// Whether the chart's metrics Service exists.
+async fn metrics_service(client: &Client) -> bool {
+    Api::<Service>::namespaced(client.clone(), NAMESPACE)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .any(|s| s.name_any().ends_with("-metrics"))
 }

@@ -50,7 +50,12 @@ spec:
           args:
             - {{ .container }}
             - --log-format={{ $root.Values.logging.format }}
-            - --admin-address=0.0.0.0:{{ $root.Values.adminPort }}
+            - --health-address=0.0.0.0:{{ $root.Values.healthPort }}
+            {{- if $root.Values.metrics.enabled }}
+            - --metrics-address={{ $root.Values.metrics.bindAddress }}:{{ $root.Values.metrics.port }}
+            {{- else }}
+            - --metrics-address=none
+            {{- end }}
             - --kube-api-qps={{ .values.kubeApiQps }}
             - --kube-api-burst={{ .values.kubeApiBurst }}
             {{- range .args }}
@@ -72,17 +77,21 @@ spec:
                 fieldRef:
                   fieldPath: metadata.namespace
           ports:
-            - name: admin
-              containerPort: {{ $root.Values.adminPort }}
+            - name: health
+              containerPort: {{ $root.Values.healthPort }}
+            {{- if $root.Values.metrics.enabled }}
+            - name: metrics
+              containerPort: {{ $root.Values.metrics.port }}
+            {{- end }}
           livenessProbe:
             httpGet:
               path: /livez
-              port: admin
+              port: health
             periodSeconds: 10
           readinessProbe:
             httpGet:
               path: /readyz
-              port: admin
+              port: health
             periodSeconds: 2
           securityContext:
             allowPrivilegeEscalation: false

@@ -241,7 +241,8 @@ fn drover(layout: &Layout) -> Result<ImageSpec> {
         entrypoint: vec!["/drover".into()],
         user: "65532:65532".into(),
         env: vec![],
-        exposed_ports: vec![8080],
+        // Metrics, health.
+        exposed_ports: vec![8080, 8081],
     })
 }
 
