@@ -392,7 +392,10 @@ pub async fn run(
         .with_config(controller::Config::default().concurrency(config.concurrency))
         .shutdown_on_signal()
         .run(reconcile::reconcile, error_policy, ctx.clone())
-        .for_each(|result| report_failure(ctx.clone(), result))
+        .for_each(|result| {
+            report_failure(&ctx, result);
+            futures::future::ready(())
+        })
         .await;
     Ok(())
 }
@@ -450,7 +453,7 @@ type ReconcileResult =
 
 /// A failed pass is counted and becomes a Warning event on its App, with the error's
 /// category as the reason.
-async fn report_failure(ctx: Arc<Context>, result: ReconcileResult) {
+fn report_failure(ctx: &Arc<Context>, result: ReconcileResult) {
     let Err(e) = result else {
         return;
     };
@@ -464,10 +467,16 @@ async fn report_failure(ctx: Arc<Context>, result: ReconcileResult) {
                 namespace: app.namespace.clone(),
                 ..ObjectReference::default()
             };
-            ctx.engine
-                .events
-                .failed(&reference, err.category(), err.to_string())
-                .await;
+            // Published on a task of its own: the controller's stream (every watch and
+            // every reconcile) is not polled while this function runs, so it must not wait
+            // on the apiserver, least of all when the apiserver is what failed.
+            let (ctx, category, message) = (ctx.clone(), err.category(), err.to_string());
+            tokio::spawn(async move {
+                ctx.engine
+                    .events
+                    .failed(&reference, category, message)
+                    .await;
+            });
         }
         other => warn!(error = %other, "controller error"),
     }
