@@ -524,3 +524,173 @@ async fn a_bin_packed_app_scales_in_from_its_least_used_node() {
     newer.sort();
     assert_eq!(kept, newer, "the pods on the second (fuller) node stay");
 }
+
+/// The `PodScheduled` condition of a pending pod once its reason is `reason`: its message.
+async fn wait_pod_scheduled(pods_api: &Api<Pod>, name: &str, reason: &str) -> String {
+    wait_for(
+        &format!("{name} to have PodScheduled=False/{reason}"),
+        BIND_TIMEOUT,
+        || async {
+            let pod = pods_api.get(name).await.ok()?;
+            let c = pod
+                .status?
+                .conditions?
+                .into_iter()
+                .find(|c| c.type_ == "PodScheduled")?;
+            (c.status == "False" && c.reason.as_deref() == Some(reason)).then_some(c.message?)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_bin_packed_app_keeps_its_anti_affinity_and_spread_on_real_nodes() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-interpod").await;
+    let workers = workers(&client).await;
+    assert!(workers.len() >= 2, "needs two real workers: {workers:?}");
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let on_nodes = |app: &'static str| {
+        let pods_api = pods_api.clone();
+        async move {
+            let pods = pods_api
+                .list(&ListParams::default().labels(&format!("drover.dev/app={app}")))
+                .await
+                .ok()?
+                .items;
+            Some(
+                pods.into_iter()
+                    .map(|p| (p.name_any(), node_of(&p)))
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    let bin_packed = |name: &str, replicas: usize, rules: Value| {
+        let mut manifest = app_manifest(name, replicas as i32, "1", &Placement::AnyNode);
+        manifest["spec"]["placement"] = json!({"binPack": true});
+        let spec = &mut manifest["spec"]["template"]["spec"];
+        spec["containers"][0]["resources"] = json!({"requests": {"cpu": "10m", "memory": "16Mi"}});
+        for (k, v) in rules.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        manifest
+    };
+
+    // One pod per real worker, and one more that has nowhere to go. Bin packing alone
+    // would put them all on one node (each takes 10m).
+    let anti = json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"test": "solo"}}, "topologyKey": "kubernetes.io/hostname"}]}}});
+    create_app(
+        &client,
+        &ns.name,
+        bin_packed("solo", workers.len() + 1, anti),
+    )
+    .await;
+    let placed = wait_for("one solo pod on each worker", BIND_TIMEOUT, || async {
+        let placed = on_nodes("solo").await?;
+        let bound: Vec<&String> = placed
+            .iter()
+            .map(|(_, n)| n)
+            .filter(|n| !n.is_empty())
+            .collect();
+        (placed.len() == workers.len() + 1 && bound.len() == workers.len()).then_some(placed)
+    })
+    .await;
+    let mut hosts: Vec<&String> = placed
+        .iter()
+        .map(|(_, n)| n)
+        .filter(|n| !n.is_empty())
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    assert_eq!(
+        hosts.len(),
+        workers.len(),
+        "never two on one node: {placed:?}"
+    );
+    let (pending, _) = placed.iter().find(|(_, n)| n.is_empty()).unwrap();
+    let message = wait_pod_scheduled(&pods_api, pending, "Unschedulable").await;
+    assert!(
+        message.contains(&format!(
+            "{} node(s) didn't match pod anti-affinity rules",
+            workers.len()
+        )),
+        "{message}"
+    );
+    let failed = events(&client, &ns.name, pending, "FailedScheduling").await;
+    assert!(!failed.is_empty(), "a FailedScheduling event for {pending}");
+
+    // Two per worker: a skew of at most 1 over the hosts beats packing them on one.
+    let replicas = 2 * workers.len();
+    let spread = json!({"topologySpreadConstraints": [{"maxSkew": 1,
+        "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": {"test": "even"}}}]});
+    create_app(&client, &ns.name, bin_packed("even", replicas, spread)).await;
+    let placed = wait_for("the even pods bound", BIND_TIMEOUT, || async {
+        let placed = on_nodes("even").await?;
+        (placed.len() == replicas && placed.iter().all(|(_, n)| !n.is_empty())).then_some(placed)
+    })
+    .await;
+    for worker in &workers {
+        let here = placed.iter().filter(|(_, n)| n == worker).count();
+        assert_eq!(here, 2, "two on {worker}: {placed:?}");
+    }
+    // Real kubelets run them where they were placed.
+    wait_for("the even pods ready", ROLLOUT_TIMEOUT, || async {
+        let pods = pods_api
+            .list(&ListParams::default().labels("drover.dev/app=even"))
+            .await
+            .ok()?
+            .items;
+        pods.iter().all(is_pod_ready).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_gated_pod_waits_and_a_pod_with_claims_is_refused_by_name() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-sched-held").await;
+    let pool = FakeNodePool::create(&client, "held", 1).await;
+    let placement = pool.placement();
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let gated = scheduled_pod(
+        "gated",
+        &placement,
+        "100m",
+        "64Mi",
+        json!({"schedulingGates": [{"name": "example.com/quota"}]}),
+    );
+    let claims = scheduled_pod(
+        "claims",
+        &placement,
+        "100m",
+        "64Mi",
+        json!({"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}),
+    );
+    create_pods(&client, &ns.name, &[gated, claims]).await;
+    let message = wait_pod_scheduled(&pods_api, "gated", "SchedulingGated").await;
+    assert!(message.contains("example.com/quota"), "{message}");
+    let message = wait_pod_scheduled(&pods_api, "claims", "Unschedulable").await;
+    assert!(
+        message.contains("volume \"data\"") && message.contains("PersistentVolumeClaim"),
+        "{message}"
+    );
+    let pod = pods_api.get("gated").await.unwrap();
+    assert_eq!(
+        pod.spec.unwrap().node_name,
+        None,
+        "a gated pod is not placed"
+    );
+    // The gate lifted, the pod is placed at once (no backoff, no 5-minute flush).
+    pods_api
+        .patch(
+            "gated",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"schedulingGates": null}})),
+        )
+        .await
+        .unwrap();
+    let bound = wait_bound(&client, &ns.name, &["gated"]).await;
+    assert_eq!(bound["gated"], pool.nodes[0]);
+}

@@ -39,7 +39,10 @@ pub fn pod_for_placement(p: &mut Pod) {
             c.readiness_probe = None;
             c.startup_probe = None;
         }
-        spec.volumes = None;
+        // Claims keep the pod from being placed (see `PodInfo::blocked`).
+        if let Some(volumes) = spec.volumes.as_mut() {
+            volumes.retain(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
+        }
     }
     if let Some(status) = p.status.as_mut() {
         status.container_statuses = None;

@@ -1,14 +1,18 @@
 //! Which nodes a pod may go to, and why the others may not: resources against
 //! allocatable (pods bound and assumed counted), nodeSelector, required node affinity,
 //! taints, unschedulable and NotReady nodes, host ports. Reasons read as kube-scheduler's.
+//! Rules that read the pods on other nodes (inter-pod affinity, topology spread) are in
+//! [`super::topology`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
     Node, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration,
 };
 
 use super::resources::{self, Kind, Requests, Resources};
+use super::topology::{Constraints, Resident, Spread, Term};
 
 /// A host port a pod holds on its node.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -42,11 +46,14 @@ pub struct NodeInfo {
 }
 
 /// What the pods on a node take of it together: their requests, for fitting and for
-/// scoring, and their host ports.
+/// scoring, and their host ports; and what the inter-pod rules of others read of them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Load {
     pub requested: Requests,
     pub host_ports: Vec<HostPort>,
+    pub residents: Vec<Arc<Resident>>,
+    /// How many of the residents have anti-affinity terms.
+    pub anti_affine: usize,
 }
 
 impl Load {
@@ -54,6 +61,10 @@ impl Load {
         self.requested.fit = self.requested.fit + pod.requests.fit;
         self.requested.score = self.requested.score + pod.requests.score;
         self.host_ports.extend(pod.host_ports.iter().cloned());
+        if let Some(r) = &pod.resident {
+            self.anti_affine += usize::from(!r.anti_affinity.is_empty());
+            self.residents.push(r.clone());
+        }
     }
 
     pub fn remove(&mut self, pod: &PodInfo) {
@@ -63,6 +74,12 @@ impl Load {
             if let Some(i) = self.host_ports.iter().position(|p| p == port) {
                 self.host_ports.swap_remove(i);
             }
+        }
+        if let Some(r) = &pod.resident
+            && let Some(i) = self.residents.iter().position(|q| Arc::ptr_eq(q, r))
+        {
+            self.anti_affine -= usize::from(!r.anti_affinity.is_empty());
+            self.residents.swap_remove(i);
         }
     }
 }
@@ -104,6 +121,13 @@ pub struct PodInfo {
     pub affinity: Option<NodeSelector>,
     pub tolerations: Vec<Toleration>,
     pub host_ports: Vec<HostPort>,
+    /// The pod as others see it once placed (its own anti-affinity terms included).
+    pub resident: Option<Arc<Resident>>,
+    /// Required pod affinity.
+    pub affinity_terms: Vec<Term>,
+    pub spread: Vec<Spread>,
+    /// Why drover-scheduler will not place the pod at all (something it cannot honour).
+    pub blocked: Option<String>,
 }
 
 impl PodInfo {
@@ -111,6 +135,22 @@ impl PodInfo {
         let Some(spec) = pod.spec.as_ref() else {
             return PodInfo::default();
         };
+        let (constraints, mut blocked) = match Constraints::of(pod) {
+            Ok(c) => (c, None),
+            Err(why) => (Constraints::default(), Some(why)),
+        };
+        if let Some(volume) = spec
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some())
+        {
+            blocked = Some(format!(
+                "volume {:?} needs a PersistentVolumeClaim, and drover-scheduler does not \
+                 place pods with claims (leave spec.placement.binPack off for this App)",
+                volume.name
+            ));
+        }
         PodInfo {
             priority: spec.priority.unwrap_or(0),
             node_selector: spec.node_selector.clone().unwrap_or_default(),
@@ -123,8 +163,26 @@ impl PodInfo {
                         .clone()
                 }),
             tolerations: spec.tolerations.clone().unwrap_or_default(),
+            resident: Some(Arc::new(Resident {
+                anti_affinity: constraints.anti_affinity,
+                ..resident(pod)
+            })),
+            affinity_terms: constraints.affinity,
+            spread: constraints.spread,
+            blocked,
             ..PodInfo::load_of(pod)
         }
+    }
+
+    /// Whether placing the pod reads the pods on the nodes (or it is not placed at all).
+    pub fn has_inter_pod_rules(&self) -> bool {
+        self.blocked.is_some()
+            || !self.affinity_terms.is_empty()
+            || !self.spread.is_empty()
+            || self
+                .resident
+                .as_ref()
+                .is_some_and(|r| !r.anti_affinity.is_empty())
     }
 
     /// What a bound pod holds of its node: its requests and host ports only.
@@ -146,8 +204,24 @@ impl PodInfo {
                     port: p.host_port.unwrap_or(0),
                 })
                 .collect(),
+            resident: Some(Arc::new(Resident {
+                // Terms that do not parse were refused when the pod was placed.
+                anti_affinity: Constraints::of(pod)
+                    .map(|c| c.anti_affinity)
+                    .unwrap_or_default(),
+                ..resident(pod)
+            })),
             ..PodInfo::default()
         }
+    }
+}
+
+/// A pod's namespace and labels.
+fn resident(pod: &Pod) -> Resident {
+    Resident {
+        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+        labels: pod.metadata.labels.clone().unwrap_or_default(),
+        anti_affinity: vec![],
     }
 }
 
@@ -160,6 +234,11 @@ pub enum Reason {
     Selector,
     Taint { key: String, value: String },
     Ports,
+    PodAffinity,
+    PodAntiAffinity,
+    ExistingAntiAffinity,
+    Spread,
+    SpreadLabel,
 }
 
 impl std::fmt::Display for Reason {
@@ -176,6 +255,17 @@ impl std::fmt::Display for Reason {
             Reason::Ports => write!(
                 f,
                 "node(s) didn't have free ports for the requested pod ports"
+            ),
+            Reason::PodAffinity => write!(f, "node(s) didn't match pod affinity rules"),
+            Reason::PodAntiAffinity => write!(f, "node(s) didn't match pod anti-affinity rules"),
+            Reason::ExistingAntiAffinity => write!(
+                f,
+                "node(s) didn't satisfy existing pods anti-affinity rules"
+            ),
+            Reason::Spread => write!(f, "node(s) didn't match pod topology spread constraints"),
+            Reason::SpreadLabel => write!(
+                f,
+                "node(s) didn't match pod topology spread constraints (missing required label)"
             ),
         }
     }
@@ -213,12 +303,7 @@ pub fn check(pod: &PodInfo, node: &NodeInfo) -> Result<(), Vec<Reason>> {
     if !selects(pod, node) {
         reasons.push(Reason::Selector);
     }
-    if let Some(taint) = node
-        .taints
-        .iter()
-        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
-        .find(|t| !pod.tolerations.iter().any(|tol| tolerates(tol, t)))
-    {
+    if let Some(taint) = untolerated(pod, node) {
         reasons.push(Reason::Taint {
             key: taint.key.clone(),
             value: taint.value.clone().unwrap_or_default(),
@@ -244,8 +329,16 @@ pub fn check(pod: &PodInfo, node: &NodeInfo) -> Result<(), Vec<Reason>> {
     }
 }
 
+/// The first taint of `node` that keeps `pod` off it.
+pub(super) fn untolerated<'a>(pod: &PodInfo, node: &'a NodeInfo) -> Option<&'a Taint> {
+    node.taints
+        .iter()
+        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+        .find(|t| !pod.tolerations.iter().any(|tol| tolerates(tol, t)))
+}
+
 /// The nodeSelector and the required node affinity both hold.
-fn selects(pod: &PodInfo, node: &NodeInfo) -> bool {
+pub(super) fn selects(pod: &PodInfo, node: &NodeInfo) -> bool {
     pod.node_selector
         .iter()
         .all(|(k, v)| node.labels.get(k) == Some(v))

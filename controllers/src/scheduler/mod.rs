@@ -9,6 +9,7 @@ pub mod queue;
 pub mod resources;
 pub mod run;
 pub mod score;
+pub mod topology;
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use std::collections::BTreeMap;
 pub use filter::{Load, NodeInfo, PodInfo, Reason};
 use resources::{Kind, Resources};
 pub use score::{Policy, Weights};
+use topology::Rules;
 
 /// The scheduler's default name: pods with this `spec.schedulerName` are its.
 pub const NAME: &str = "drover-scheduler";
@@ -25,6 +27,8 @@ pub const NAME: &str = "drover-scheduler";
 pub struct Unschedulable {
     pub nodes: usize,
     pub reasons: BTreeMap<Reason, usize>,
+    /// Why no node was tried: the pod asks for what drover-scheduler cannot honour.
+    pub blocked: Option<String>,
 }
 
 impl std::fmt::Display for Unschedulable {
@@ -38,6 +42,9 @@ impl std::fmt::Display for Unschedulable {
             .collect();
         parts.sort();
         write!(f, "0/{} nodes are available", self.nodes)?;
+        if let Some(why) = &self.blocked {
+            return write!(f, ": {why}.");
+        }
         if !parts.is_empty() {
             write!(f, ": {}", parts.join(", "))?;
         }
@@ -45,31 +52,52 @@ impl std::fmt::Display for Unschedulable {
     }
 }
 
-/// The node for `pod`: the best-scoring feasible one, the first by name among equals.
+/// The node for `pod`: the best-scoring feasible one, the first by name among equals
+/// (soft spread constraints count before the score).
 pub fn place(
     pod: &PodInfo,
     nodes: &[NodeInfo],
     policy: Policy,
     weights: &Weights,
 ) -> Result<usize, Unschedulable> {
-    let mut best: Option<(u64, usize)> = None;
+    if let Some(why) = &pod.blocked {
+        return Err(Unschedulable {
+            nodes: nodes.len(),
+            reasons: BTreeMap::new(),
+            blocked: Some(why.clone()),
+        });
+    }
+    let rules = Rules::new(pod, nodes);
+    let mut best: Option<((Reverse<u64>, u64), usize)> = None;
     for (i, node) in nodes.iter().enumerate() {
-        if !filter::fits(pod, node) {
+        if !filter::fits(pod, node) || rules.as_ref().is_some_and(|r| !r.allows(node)) {
             continue;
         }
-        let s = score::score(policy, weights, &pod.requests, node);
+        let s = (
+            Reverse(rules.as_ref().map_or(0, |r| r.penalty(node))),
+            score::score(policy, weights, &pod.requests, node),
+        );
         if best.is_none_or(|(bs, bi)| s > bs || (s == bs && node.name < nodes[bi].name)) {
             best = Some((s, i));
         }
     }
     best.map(|(_, i)| i)
-        .ok_or_else(|| unschedulable(pod, nodes))
+        .ok_or_else(|| unschedulable(pod, nodes, rules.as_ref()))
+}
+
+/// Whether node `n` may take `pod` now, what is on every node counted.
+pub fn admits(pod: &PodInfo, nodes: &[NodeInfo], n: usize) -> bool {
+    pod.blocked.is_none()
+        && filter::fits(pod, &nodes[n])
+        && Rules::new(pod, nodes).is_none_or(|r| r.allows(&nodes[n]))
 }
 
 /// Why no node takes `pod`.
-fn unschedulable(pod: &PodInfo, nodes: &[NodeInfo]) -> Unschedulable {
+fn unschedulable(pod: &PodInfo, nodes: &[NodeInfo], rules: Option<&Rules>) -> Unschedulable {
     let mut reasons: BTreeMap<Reason, usize> = BTreeMap::new();
-    for why in nodes.iter().filter_map(|n| filter::check(pod, n).err()) {
+    for node in nodes {
+        let mut why = filter::check(pod, node).err().unwrap_or_default();
+        why.extend(rules.map(|r| r.check(node)).unwrap_or_default());
         for r in why {
             *reasons.entry(r).or_default() += 1;
         }
@@ -77,6 +105,7 @@ fn unschedulable(pod: &PodInfo, nodes: &[NodeInfo]) -> Unschedulable {
     Unschedulable {
         nodes: nodes.len(),
         reasons,
+        blocked: None,
     }
 }
 
@@ -207,7 +236,9 @@ fn node_by_node(
             .cmp(&fill[a])
             .then_with(|| nodes[a].name.cmp(&nodes[b].name))
     });
-    let mut left: Vec<usize> = order.to_vec();
+    // Pods whose placement reads the others' go one by one after the rest.
+    let (mut left, ruled): (Vec<usize>, Vec<usize>) =
+        order.iter().partition(|&&i| !Rules::apply(&pods[i], nodes));
     let mut placed = vec![];
     for n in by_fill {
         loop {
@@ -227,6 +258,7 @@ fn node_by_node(
             placed.push((i, Ok(n)));
         }
     }
+    left.extend(ruled);
     placed.extend(in_order(&left, pods, nodes, Policy::BinPack, weights));
     placed
 }

@@ -11,7 +11,7 @@ use std::hash::Hash;
 
 use super::resources::{Kind, Resources};
 use super::{NodeInfo, Placements, PodInfo, Policy, Unschedulable, Weights};
-use super::{filter, place_batch, score};
+use super::{admits, place_batch, score};
 
 /// Pods placed on top of the last plan may make up this share of it (one in N) before all
 /// pending pods are placed together again.
@@ -102,7 +102,7 @@ impl<K: Clone + Eq + Hash> Queue<K> {
                 continue;
             }
             binding += 1;
-            if !filter::fits(&pods[i], &nodes[n]) {
+            if !admits(&pods[i], nodes, n) {
                 // Room the plan counted on went to a pod bound by someone else: the pod
                 // waits for a new plan.
                 self.plan = None;

@@ -1,7 +1,7 @@
 //! The scheduler at work: watches nodes and pods, places every pending pod that names
 //! this scheduler (see [`super::place`]), binds it through `pods/binding`, and reports a
 //! pod that fits nowhere with a `PodScheduled=False` condition and a `FailedScheduling`
-//! event.
+//! event. A pod held by scheduling gates waits, its `PodScheduled` condition saying so.
 //!
 //! What bound pods take of each node is summed as the watch reports them (see
 //! [`super::bound`]), so a pass costs the pending pods times the nodes, not every pod.
@@ -37,9 +37,9 @@ use tracing::{debug, info, warn};
 
 use super::bound::{Bound, bound_node, is_terminal};
 use super::queue::{Decision, Queue};
-use super::{NodeInfo, PodInfo, Policy, Unschedulable, Weights};
+use super::{NodeInfo, PodInfo, Policy, Weights};
 use crate::runtime::backoff::Backoff;
-use crate::runtime::events::Publisher;
+use crate::runtime::events::{self, Publisher};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::watch::endure;
 use crate::runtime::{lock, trim};
@@ -69,6 +69,18 @@ const FLUSH: Duration = Duration::from_secs(300);
 const ASSUME_TTL: Duration = Duration::from_secs(60);
 /// No pod arriving for this long ends a stream: the pods waiting for more are bound.
 const STREAM_PAUSE: Duration = Duration::from_millis(100);
+
+/// `PodScheduled` reasons: fits on no node; waits for its scheduling gates.
+const UNSCHEDULABLE: &str = "Unschedulable";
+const GATED: &str = "SchedulingGated";
+
+/// Whether the pod waits for scheduling gates to be removed before it may be placed.
+fn is_gated(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.scheduling_gates.as_ref())
+        .is_some_and(|g| !g.is_empty())
+}
 
 /// A pod bound (or being bound) by this scheduler, not yet seen bound by the watch.
 #[derive(Debug)]
@@ -123,6 +135,8 @@ struct Scheduler {
     queue: Mutex<Queue<ObjectRef<Pod>>>,
     /// When each pending pod (by uid) was first seen.
     first_seen: Mutex<HashMap<String, Instant>>,
+    /// Pods (by uid) held by scheduling gates whose condition says so.
+    gated: Mutex<HashSet<String>>,
 }
 
 /// Runs the scheduler until shutdown; `ready` turns true once both watches have synced.
@@ -153,6 +167,7 @@ pub async fn run(
         holding: AtomicBool::new(false),
         queue: Mutex::default(),
         first_seen: Mutex::default(),
+        gated: Mutex::default(),
     });
     info!(name = %scheduler.config.name, policy = ?scheduler.config.policy, "scheduling");
 
@@ -303,7 +318,7 @@ impl Scheduler {
         // An assumption the watch has not confirmed in time (the binding got lost).
         assumed.retain(|_, a| now.duration_since(a.since) < ASSUME_TTL);
         let bound = lock(&self.bound);
-        let mut pending: Vec<Arc<Pod>> = all
+        let (gated, mut pending): (Vec<Arc<Pod>>, Vec<Arc<Pod>>) = all
             .into_iter()
             .filter(|pod| {
                 bound_node(pod).is_none()
@@ -315,7 +330,8 @@ impl Scheduler {
                         !assumed.contains_key(&key) && !bound.contains(&key)
                     }
             })
-            .collect();
+            .partition(|pod| is_gated(pod));
+        self.report_gated(gated);
         let mut retries = lock(&self.retries);
         let pending_uids: HashSet<String> = pending.iter().filter_map(|p| p.uid()).collect();
         retries.retain(|uid, _| pending_uids.contains(uid));
@@ -434,7 +450,7 @@ impl Scheduler {
                     r.attempts = r.attempts.saturating_add(1);
                     r.failed_at = now;
                     r.generation = generation;
-                    self.spawn_report(pod, why);
+                    self.spawn_report(pod, UNSCHEDULABLE, why.to_string());
                 }
             }
         }
@@ -540,12 +556,34 @@ impl Scheduler {
         });
     }
 
-    /// `PodScheduled=False` (written only when its message changes) and a
-    /// `FailedScheduling` event.
-    fn spawn_report(self: &Arc<Self>, pod: Arc<Pod>, why: Unschedulable) {
+    /// Pods waiting for their scheduling gates to go are not placed; as kube-scheduler
+    /// does, their `PodScheduled` condition says so (once), without an event.
+    fn report_gated(self: &Arc<Self>, gated: Vec<Arc<Pod>>) {
+        let mut reported = lock(&self.gated);
+        let now: HashSet<String> = gated.iter().filter_map(|p| p.uid()).collect();
+        reported.retain(|uid| now.contains(uid));
+        for pod in gated {
+            if reported.insert(pod.uid().unwrap_or_default()) {
+                let gates = pod
+                    .spec
+                    .iter()
+                    .flat_map(|s| s.scheduling_gates.iter().flatten())
+                    .map(|g| g.name.as_str())
+                    .collect::<Vec<_>>();
+                let message = format!(
+                    "Scheduling is blocked due to non-empty scheduling gates: {}",
+                    events::list(&gates)
+                );
+                self.spawn_report(pod, GATED, message);
+            }
+        }
+    }
+
+    /// `PodScheduled=False` with `reason` (written only when its message changes) and,
+    /// for a pod that fits nowhere, a `FailedScheduling` event.
+    fn spawn_report(self: &Arc<Self>, pod: Arc<Pod>, reason: &'static str, message: String) {
         let s = self.clone();
         tokio::spawn(async move {
-            let message = why.to_string();
             let namespace = pod.namespace().unwrap_or_default();
             let name = pod.name_any();
             debug!(pod = %name, %namespace, %message, "unschedulable");
@@ -560,7 +598,7 @@ impl Scheduler {
                 let patch = json!({"status": {"conditions": [{
                     "type": "PodScheduled",
                     "status": "False",
-                    "reason": "Unschedulable",
+                    "reason": reason,
                     "message": message,
                     "lastTransitionTime": Timestamp::now().to_string(),
                 }]}});
@@ -574,8 +612,10 @@ impl Scheduler {
                     }
                 }
             }
-            s.publish(&pod, EventType::Warning, reason::FAILED_SCHEDULING, message)
-                .await;
+            if reason == UNSCHEDULABLE {
+                s.publish(&pod, EventType::Warning, reason::FAILED_SCHEDULING, message)
+                    .await;
+            }
         });
     }
 

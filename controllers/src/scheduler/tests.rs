@@ -565,6 +565,7 @@ fn bind_order_takes_the_fullest_planned_nodes_first_and_the_overtaken_before_the
     let why = Unschedulable {
         nodes: 2,
         reasons: BTreeMap::new(),
+        blocked: None,
     };
     // a is planned full (the second and third pods), b half (the first and fourth); the
     // last fits nowhere.
