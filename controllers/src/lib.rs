@@ -92,6 +92,10 @@ struct ControllerArgs {
     /// The scheduler that places the pods of Apps with `placement.binPack`.
     #[arg(long, default_value = scheduler::NAME)]
     scheduler_name: String,
+    /// The key of the digests of Secret contents (HMAC), the same for every run of the
+    /// installation (the chart keeps it in Secret `<release>-digest-key`).
+    #[arg(long, env = "DROVER_DIGEST_KEY", hide_env_values = true)]
+    digest_key: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -132,7 +136,14 @@ pub async fn run(cli: Cli) -> Result<()> {
     logging::init(cli.log_format);
     match cli.command {
         Command::Controller(args) => {
+            let Some(key) = args.digest_key.filter(|k| !k.is_empty()) else {
+                anyhow::bail!(
+                    "DROVER_DIGEST_KEY is not set: the chart sets it from Secret \
+                     <release>-digest-key; elsewhere set it to a random string kept across runs"
+                );
+            };
             let config = app::Config {
+                digester: rollout::config::Digester::new(key.as_bytes()),
                 namespace: args.namespace,
                 node_lost_grace: Duration::from_secs(args.node_lost_grace_seconds),
                 concurrency: args.concurrency,

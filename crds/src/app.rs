@@ -108,6 +108,11 @@ pub struct AppSpec {
     #[serde(default)]
     pub auto_rollback: bool,
 
+    /// What an undo (`drover.dev/undo`, or autoRollback) does with the config of the
+    /// revision it returns to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<Undo>,
+
     /// The most pods that may be going away at once for voluntary reasons — drover's own
     /// rollouts and scale-in, and evictions such as `kubectl drain`, which a
     /// PodDisruptionBudget `<app>` drover keeps subjects to it.
@@ -122,6 +127,18 @@ pub struct AppSpec {
     /// How the pods are placed on nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
+}
+
+/// How an undo treats config. The pods always go back to the revision's own immutable
+/// snapshots of its ConfigMaps and Secrets, and stay on them until a source is edited
+/// again; Secrets are never written.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Undo {
+    /// Also write the revision's contents back into the ConfigMaps it references, so the
+    /// sources hold what runs again. Defaults to false.
+    #[serde(default)]
+    pub restore_config_maps: bool,
 }
 
 /// Placement of an App's pods.

@@ -32,6 +32,9 @@ pub mod annotation {
     /// On the pod template: changing it restarts every pod through a rollout (what
     /// `kubectl drover rollout restart` sets, like `kubectl rollout restart`).
     pub const RESTARTED_AT: &str = "drover.dev/restartedAt";
+    /// Set by the controller on an undo (JSON, see [`crate::revision::ConfigPin`]): the
+    /// revision whose config snapshots the pods keep until a source is edited again.
+    pub const CONFIG_PIN: &str = "drover.dev/config-pin";
 }
 
 /// Server-side-apply field managers, one per writer.
@@ -68,6 +71,10 @@ pub mod condition {
     /// snapshots written); the pods stay on the last stored one. Present only while it
     /// lasts.
     pub const REVISION_FAILURE: &str = "RevisionFailure";
+    /// Since an undo, the pods run an earlier revision's snapshot of a ConfigMap or
+    /// Secret whose contents now differ; editing it rolls out what it holds. Present only
+    /// while it lasts.
+    pub const CONFIG_PINNED: &str = "ConfigPinned";
 }
 
 /// Condition reasons, and the reasons of the Events that accompany them.

@@ -40,6 +40,25 @@ pub struct Pinned {
     pub snapshot: String,
 }
 
+/// What an undo leaves on the workload (annotation `drover.dev/config-pin`): the revision
+/// it returned to and the digest each of that revision's sources had at the time. A
+/// source still at that digest keeps the revision's snapshot; once edited, what it holds
+/// rolls out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConfigPin {
+    pub revision: String,
+    pub sources: Vec<PinnedAt>,
+}
+
+/// A source and its digest when the undo was made (`None`: it did not exist).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinnedAt {
+    pub kind: ConfigKind,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
 /// The `data` of a revision.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RevisionData {

@@ -14,16 +14,17 @@ use drover_crds::App;
 use drover_crds::names::annotation;
 use drover_e2e::*;
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
 const APP: &str = "web";
 const CONFIG: &str = "settings";
+const SECRET: &str = "creds";
 
-/// What every pod serves at `/config/greeting`, with the pod names.
-fn greetings(pods: &[Pod]) -> BTreeMap<String, Vec<String>> {
+/// What every pod serves at `/config/<file>`, with the pod names.
+fn served(pods: &[Pod], file: &str) -> BTreeMap<String, Vec<String>> {
     let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for pod in pods {
         let ip: IpAddr = pod
@@ -35,26 +36,42 @@ fn greetings(pods: &[Pod]) -> BTreeMap<String, Vec<String>> {
             .unwrap()
             .parse()
             .unwrap();
-        let (code, body) = http_get(ip, 8080, "/config/greeting").unwrap();
+        let (code, body) = http_get(ip, 8080, &format!("/config/{file}")).unwrap();
         assert_eq!(code, 200, "{}: {body}", pod.name_any());
         seen.entry(body).or_default().push(pod.name_any());
     }
     seen
 }
 
-/// Waits until the App has rolled out `image` and every pod serves `greeting`.
-async fn wait_serving(client: &Client, ns: &str, image: &str, greeting: &str) {
+/// Waits until the App has rolled out `image` and every pod serves `greeting` (and, when
+/// given, the Secret's `password`).
+async fn wait_serving_with(
+    client: &Client,
+    ns: &str,
+    image: &str,
+    greeting: &str,
+    password: Option<&str>,
+) {
     let image = format!("{SAMPLE_IMAGE}:{image}");
     wait_for(
-        &format!("every pod of {image} to serve the greeting {greeting:?}"),
+        &format!(
+            "every pod of {image} to serve the greeting {greeting:?} and password {password:?}"
+        ),
         ROLLOUT_TIMEOUT,
         || async {
             let pods = wait_rolled_out(client, ns, APP, 3, &image).await;
-            let seen = greetings(&pods);
-            (seen.len() == 1 && seen.contains_key(greeting)).then_some(())
+            let one = |file: &str, want: &str| {
+                let seen = served(&pods, file);
+                seen.len() == 1 && seen.contains_key(want)
+            };
+            (one("greeting", greeting) && password.is_none_or(|p| one("password", p))).then_some(())
         },
     )
     .await
+}
+
+async fn wait_serving(client: &Client, ns: &str, image: &str, greeting: &str) {
+    wait_serving_with(client, ns, image, greeting, None).await;
 }
 
 async fn set_greeting(client: &Client, ns: &str, greeting: &str) {
@@ -107,11 +124,34 @@ fn events(ns: &str, reason: &str) -> String {
     ])
 }
 
+async fn set_password(client: &Client, ns: &str, password: &str) {
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .patch(
+            SECRET,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"password": password}})),
+        )
+        .await
+        .unwrap();
+}
+
+/// The App's condition `type_`, if present: (reason, message).
+async fn condition(apps: &Api<App>, type_: &str) -> Option<(String, String)> {
+    let app = apps.get(APP).await.ok()?;
+    let c = app
+        .status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == type_)?;
+    Some((c.reason, c.message))
+}
+
 #[tokio::test]
-async fn undo_restores_the_image_and_the_config_and_config_edits_roll_the_app() {
+async fn undo_returns_to_the_revisions_image_and_config_snapshots_and_config_edits_roll_the_app() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-undo").await;
     let configs: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
     let config: ConfigMap = serde_json::from_value(json!({
         "metadata": {"name": CONFIG},
         "data": {"greeting": "one"},
@@ -121,27 +161,58 @@ async fn undo_restores_the_image_and_the_config_and_config_edits_roll_the_app() 
         .create(&PostParams::default(), &config)
         .await
         .unwrap();
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": SECRET},
+        "stringData": {"password": "s1"},
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
     let mut manifest = app_manifest(APP, 3, "1", &Placement::AnyNode);
     let spec = &mut manifest["spec"]["template"]["spec"];
-    spec["volumes"] = json!([{"name": "config", "configMap": {"name": CONFIG}}]);
+    spec["volumes"] = json!([{"name": "config", "projected": {"sources": [
+        {"configMap": {"name": CONFIG}},
+        {"secret": {"name": SECRET}},
+    ]}}]);
     spec["containers"][0]["volumeMounts"] = json!([{"name": "config", "mountPath": "/config"}]);
     let app: App = serde_json::from_value(manifest).unwrap();
     let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
     apps.create(&PostParams::default(), &app).await.unwrap();
-    wait_serving(&client, &ns.name, "1", "one").await;
+    wait_serving_with(&client, &ns.name, "1", "one", Some("s1")).await;
 
-    // The revision's snapshot is an immutable copy, owned by the revision.
-    let snapshots = configs
-        .list(&ListParams::default().labels(&format!("drover.dev/app={APP}")))
-        .await
-        .unwrap()
-        .items;
+    // The revision's snapshots are immutable copies, owned by the revision.
+    let ours = ListParams::default().labels(&format!("drover.dev/app={APP}"));
+    let snapshots = configs.list(&ours).await.unwrap().items;
     assert_eq!(snapshots.len(), 1, "one snapshot per revision and source");
     assert_eq!(snapshots[0].immutable, Some(true));
     assert_eq!(snapshots[0].data.as_ref().unwrap()["greeting"], "one");
     assert_eq!(
         snapshots[0].owner_references()[0].kind,
         "ControllerRevision"
+    );
+    let secret_snapshots = secrets.list(&ours).await.unwrap().items;
+    assert_eq!(secret_snapshots.len(), 1, "{secret_snapshots:?}");
+    assert_eq!(secret_snapshots[0].immutable, Some(true));
+    // The revision stores the Secret's digest keyed, not as the plain SHA-256 of its
+    // contents (which whoever may view the App could test guesses against).
+    let revisions = Api::<ControllerRevision>::namespaced(client.clone(), &ns.name)
+        .list(&ours)
+        .await
+        .unwrap()
+        .items;
+    let stored = serde_json::to_string(&revisions[0].data).unwrap();
+    let plain = {
+        use sha2::Digest;
+        let contents = json!({"type": "Opaque", "data": secret_snapshots[0].data});
+        let hash = sha2::Sha256::digest(contents.to_string().as_bytes());
+        hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    assert!(stored.contains("\"Secret\""), "{stored}");
+    assert!(
+        !stored.contains(&plain),
+        "a plain digest of the Secret: {stored}"
     );
 
     // Editing the ConfigMap alone rolls the App; three quick edits make one rollout.
@@ -151,18 +222,24 @@ async fn undo_restores_the_image_and_the_config_and_config_edits_roll_the_app() 
     wait_serving(&client, &ns.name, "1", "two").await;
     assert_eq!(revision_numbers(&client, &ns.name).await, [1, 2]);
 
-    // New contents and a new image within moments of each other: one revision.
+    // New contents, a rotated Secret and a new image within moments: one revision.
     set_greeting(&client, &ns.name, "three").await;
+    set_password(&client, &ns.name, "s3").await;
     set_image(&client, &ns.name, APP, "2", None).await;
-    wait_serving(&client, &ns.name, "2", "three").await;
+    wait_serving_with(&client, &ns.name, "2", "three", Some("s3")).await;
     assert_eq!(revision_numbers(&client, &ns.name).await, [1, 2, 3]);
+    let rotated = secrets.get(SECRET).await.unwrap().resource_version();
 
-    // Undo: the previous revision's image and file contents, and the ConfigMap itself
-    // holds them again.
+    // Undo: the previous revision's image, and its pods read its snapshots again; the
+    // sources are not written (the Secret another team rotated stays rotated).
     undo(&ns.name, "previous");
-    wait_serving(&client, &ns.name, "1", "two").await;
+    wait_serving_with(&client, &ns.name, "1", "two", Some("s1")).await;
     let source = configs.get(CONFIG).await.unwrap();
-    assert_eq!(source.data.unwrap()["greeting"], "two");
+    assert_eq!(source.data.unwrap()["greeting"], "three");
+    assert_eq!(
+        secrets.get(SECRET).await.unwrap().resource_version(),
+        rotated
+    );
     let app = apps.get(APP).await.unwrap();
     assert!(
         !app.annotations().contains_key("drover.dev/undo"),
@@ -172,16 +249,59 @@ async fn undo_restores_the_image_and_the_config_and_config_edits_roll_the_app() 
     assert_eq!(revision_numbers(&client, &ns.name).await, [1, 3, 4]);
     let rolled_back = events(&ns.name, "RolledBack");
     assert!(
-        rolled_back.contains("ConfigMap settings"),
-        "the event names the restored config: {rolled_back}"
+        rolled_back.contains("snapshots of ConfigMap settings, Secret creds"),
+        "the event names the config the pods run from snapshots: {rolled_back}"
+    );
+    let (reason, message) = condition(&apps, "ConfigPinned")
+        .await
+        .expect("ConfigPinned");
+    assert_eq!(reason, "RolledBack");
+    assert!(
+        message.contains("ConfigMap \"settings\"") && message.contains("Secret \"creds\""),
+        "{message}"
     );
 
     // Undo to a revision by number: the very first one.
     undo(&ns.name, "1");
-    wait_serving(&client, &ns.name, "1", "one").await;
+    wait_serving_with(&client, &ns.name, "1", "one", Some("s1")).await;
+    assert_eq!(
+        configs.get(CONFIG).await.unwrap().data.unwrap()["greeting"],
+        "three"
+    );
+
+    // Editing the ConfigMap rolls out what it holds; the Secret, untouched since the
+    // undo, stays on revision 1's snapshot (copied for the new revision).
+    set_greeting(&client, &ns.name, "four").await;
+    wait_serving_with(&client, &ns.name, "1", "four", Some("s1")).await;
+    assert_eq!(revision_numbers(&client, &ns.name).await, [3, 4, 5, 6]);
+    let (_, message) = wait_for(
+        "ConfigPinned to name the Secret only",
+        ROLLOUT_TIMEOUT,
+        || async {
+            condition(&apps, "ConfigPinned")
+                .await
+                .filter(|(_, m)| !m.contains("ConfigMap"))
+        },
+    )
+    .await;
+    assert!(message.contains("Secret \"creds\""), "{message}");
+
+    // Asked to, an undo also writes the ConfigMaps back — never the Secret.
+    patch_spec(&apps, APP, json!({"undo": {"restoreConfigMaps": true}})).await;
+    undo(&ns.name, "previous");
+    wait_serving_with(&client, &ns.name, "1", "one", Some("s1")).await;
     assert_eq!(
         configs.get(CONFIG).await.unwrap().data.unwrap()["greeting"],
         "one"
+    );
+    assert_eq!(
+        secrets.get(SECRET).await.unwrap().resource_version(),
+        rotated
+    );
+    let rolled_back = events(&ns.name, "RolledBack");
+    assert!(
+        rolled_back.contains("template, ConfigMap settings restored"),
+        "{rolled_back}"
     );
 
     // A revision that does not exist: a Warning naming the ones that do, nothing changes.
@@ -191,11 +311,16 @@ async fn undo_restores_the_image_and_the_config_and_config_edits_roll_the_app() 
         (!e.is_empty()).then_some(e)
     })
     .await;
+    let numbers: Vec<String> = revision_numbers(&client, &ns.name)
+        .await
+        .iter()
+        .map(i64::to_string)
+        .collect();
     assert!(
-        failed.contains("Warning") && failed.contains("3, 4, 5"),
+        failed.contains("Warning") && failed.contains(&numbers.join(", ")),
         "{failed}"
     );
-    wait_serving(&client, &ns.name, "1", "one").await;
+    wait_serving_with(&client, &ns.name, "1", "one", Some("s1")).await;
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ Called with a dict:
   container  the container's name
   values     the component's values: replicas, resources
   args       the component's own arguments, after the subcommand
+  env        the component's own environment variables (a list, may be empty)
 */ -}}
 {{- define "drover.deployment" -}}
 {{- $root := .root -}}
@@ -76,6 +77,9 @@ spec:
               valueFrom:
                 fieldRef:
                   fieldPath: metadata.namespace
+            {{- with .env }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
           ports:
             - name: health
               containerPort: {{ $root.Values.healthPort }}

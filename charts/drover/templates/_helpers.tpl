@@ -15,3 +15,8 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end }}
+
+{{- /* The Secret holding the key of the controller's digests of Secret contents. */}}
+{{- define "drover.digestKeySecret" -}}
+{{ include "drover.fullname" . }}-digest-key
+{{- end }}

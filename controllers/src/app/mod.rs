@@ -60,6 +60,8 @@ pub struct Config {
     pub concurrency: u16,
     /// drover's scheduler, for Apps with `placement.binPack`.
     pub scheduler_name: String,
+    /// Digests config contents, Secrets' with the installation's key.
+    pub digester: crate::rollout::config::Digester,
 }
 
 /// Everything a pass needs: the engine (client, Events, revisions, config, ledger), the
@@ -291,6 +293,7 @@ pub async fn run(
             config_maps,
             secrets,
             config_cache: engine::config::ConfigCache::default(),
+            digester: config.digester.clone(),
             ledger: engine::ledger::Ledger::default(),
         },
         config: config.clone(),

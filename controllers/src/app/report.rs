@@ -70,6 +70,7 @@ pub async fn report(
             missing_config: &observed.update.missing,
             undeclared_ports: &undeclared,
             revision_failure: observed.update.failure.as_deref(),
+            held_config: &observed.update.held,
             now: observed.now,
         },
         app.status.as_ref(),

@@ -88,6 +88,8 @@ pub struct Observation<'a> {
     pub undeclared_ports: &'a [String],
     /// Why the revision the spec asks for could not be stored, while it cannot.
     pub revision_failure: Option<&'a str>,
+    /// Sources whose pods keep an earlier revision's snapshot since an undo.
+    pub held_config: &'a [Source],
     pub now: Timestamp,
 }
 
@@ -278,6 +280,23 @@ pub fn compute(
             ),
         ));
     }
+    if !obs.held_config.is_empty() {
+        let named: Vec<String> = obs
+            .held_config
+            .iter()
+            .map(|s| format!("{} {:?}", s.kind.as_str(), s.name))
+            .collect();
+        conditions.push(cond(
+            condition::CONFIG_PINNED,
+            true,
+            reason::ROLLED_BACK,
+            format!(
+                "{}: the pods run the snapshots of the revision an undo returned to, and the \
+                 sources now hold other contents; edit a source to roll out what it holds",
+                named.join(", ")
+            ),
+        ));
+    }
     if !obs.undeclared_ports.is_empty() {
         conditions.push(cond(
             condition::PORT_UNDECLARED,
@@ -412,6 +431,7 @@ mod tests {
             missing_config: &[],
             undeclared_ports: &[],
             revision_failure: None,
+            held_config: &[],
             now: t(100),
         }
     }

@@ -20,6 +20,7 @@ impl Workload for App {
             progress_deadline: seconds(spec.progress_deadline_seconds),
             history_limit: count(spec.revision_history_limit) as usize,
             auto_rollback: spec.auto_rollback,
+            restore_config_maps: spec.undo.as_ref().is_some_and(|u| u.restore_config_maps),
         }
     }
 

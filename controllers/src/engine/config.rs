@@ -1,9 +1,11 @@
 //! The engine's side of config in revisions: what the referenced ConfigMaps and Secrets
 //! contain now (watched by metadata only; a body is fetched when its resourceVersion
-//! moves), the immutable snapshots a revision's pods mount, and putting a revision's
-//! contents back into the sources on undo.
+//! moves), the immutable snapshots a revision's pods mount (trusted only when owned by
+//! the revision and holding what it pinned), and, where a workload asks, putting a
+//! revision's ConfigMap contents back into the sources on undo. Secrets are never
+//! written: an undo points the pods back at the snapshots.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -34,11 +36,16 @@ struct Seen {
 #[derive(Debug, Default)]
 pub struct ConfigCache {
     seen: Mutex<HashMap<(String, Source), Seen>>,
+    /// Snapshots (by UID) read and found to hold what their revision pinned.
+    verified: Mutex<HashSet<String>>,
 }
 
 impl ConfigCache {
     /// Drops what is known of a source that is gone, so the cache holds only what exists.
     pub fn forget(&self, kind: ConfigKind, object: &ObjectMeta) {
+        if let Some(uid) = &object.uid {
+            lock(&self.verified).remove(uid);
+        }
         let (Some(namespace), Some(name)) = (&object.namespace, &object.name) else {
             return;
         };
@@ -57,6 +64,20 @@ pub struct Observed {
     pub last_change: Option<Instant>,
 }
 
+/// The metadata of a ConfigMap or Secret from the metadata stores (`None`: absent).
+fn meta(engine: &Engine, namespace: &str, kind: ConfigKind, name: &str) -> Option<ObjectMeta> {
+    match kind {
+        ConfigKind::ConfigMap => engine
+            .config_maps
+            .get(&ObjectRef::new(name).within(namespace))
+            .map(|m| m.metadata.clone()),
+        ConfigKind::Secret => engine
+            .secrets
+            .get(&ObjectRef::new(name).within(namespace))
+            .map(|m| m.metadata.clone()),
+    }
+}
+
 /// The resourceVersion of a ConfigMap or Secret from the metadata stores (`None`: absent).
 fn resource_version(
     engine: &Engine,
@@ -64,16 +85,7 @@ fn resource_version(
     kind: ConfigKind,
     name: &str,
 ) -> Option<String> {
-    match kind {
-        ConfigKind::ConfigMap => engine
-            .config_maps
-            .get(&ObjectRef::new(name).within(namespace))
-            .map(|m| m.resource_version().unwrap_or_default()),
-        ConfigKind::Secret => engine
-            .secrets
-            .get(&ObjectRef::new(name).within(namespace))
-            .map(|m| m.resource_version().unwrap_or_default()),
-    }
+    meta(engine, namespace, kind, name).map(|m| m.resource_version.unwrap_or_default())
 }
 
 /// A ConfigMap or a Secret, as the engine copies and restores it.
@@ -161,7 +173,7 @@ async fn fetch(engine: &Engine, namespace: &str, source: &Source) -> Result<Opti
             .await?
             .map(|c| c.contents()),
     };
-    Ok(contents.map(|c| config::digest(&c)))
+    Ok(contents.map(|c| engine.digester.digest(source.kind, &c)))
 }
 
 /// The digests of `sources` in `namespace` now. A source is read from the API only when
@@ -236,13 +248,16 @@ fn snapshot_meta<K: Object>(
 
 /// Makes sure every snapshot of the revision exists, copying each source whose contents
 /// still match what the revision pinned (a source that moved on since will make a newer
-/// revision). Snapshots are owned by the ControllerRevision: pruning it removes them.
+/// revision), or else the snapshot in `held` (the revision an undo pinned the workload to)
+/// that holds them. Snapshots are owned by the ControllerRevision: pruning it removes
+/// them. An object already under a snapshot's name is trusted only if the revision owns
+/// it and it holds what the revision pinned.
 pub async fn ensure_snapshots<K: Object>(
     engine: &Engine,
     object: &K,
-    revision: &str,
-    revision_uid: &str,
+    (revision, revision_uid): (&str, &str),
     pinned: &[Pinned],
+    held: &[Pinned],
 ) -> Result<(), Error> {
     let namespace = object.namespace().unwrap_or_default();
     let owner = OwnerReference {
@@ -254,15 +269,38 @@ pub async fn ensure_snapshots<K: Object>(
     };
     for p in pinned {
         let Some(digest) = &p.digest else { continue };
-        if resource_version(engine, &namespace, p.kind, &p.snapshot).is_some() {
+        if let Some(existing) = meta(engine, &namespace, p.kind, &p.snapshot) {
+            let foreign = |problem| Error::ForeignSnapshot {
+                kind: p.kind.as_str(),
+                name: p.snapshot.clone(),
+                revision: revision.into(),
+                problem,
+            };
+            let owned = existing
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.uid == revision_uid);
+            if !owned {
+                return Err(foreign("not owned by the revision"));
+            }
+            if !verify(engine, &namespace, p, digest, &existing).await? {
+                return Err(foreign("its contents are not what the revision pinned"));
+            }
             continue;
         }
+        let copy_of = held
+            .iter()
+            .find(|h| h.kind == p.kind && h.name == p.name && h.digest.as_ref() == Some(digest))
+            .map(|h| h.snapshot.as_str());
         let meta = snapshot_meta(object, revision, &p.snapshot, owner.clone());
         let result = match p.kind {
             ConfigKind::ConfigMap => {
-                snapshot::<ConfigMap>(engine, &namespace, p, digest, meta).await?
+                snapshot::<ConfigMap>(engine, &namespace, (p, digest, copy_of), meta).await?
             }
-            ConfigKind::Secret => snapshot::<Secret>(engine, &namespace, p, digest, meta).await?,
+            ConfigKind::Secret => {
+                snapshot::<Secret>(engine, &namespace, (p, digest, copy_of), meta).await?
+            }
         };
         match classify(&result) {
             WriteOutcome::Done => engine.wrote("create", p.kind.plural()),
@@ -282,21 +320,54 @@ pub async fn ensure_snapshots<K: Object>(
     Ok(())
 }
 
-/// Creates the immutable snapshot of `p`'s source, if the source still holds what the
-/// revision pinned (a source that moved on since will make a newer revision).
-async fn snapshot<C: ConfigObject>(
+/// Whether the snapshot `existing` of `p` holds `digest`, read once per snapshot (they
+/// are immutable).
+async fn verify(
     engine: &Engine,
     namespace: &str,
     p: &Pinned,
     digest: &str,
+    existing: &ObjectMeta,
+) -> Result<bool, Error> {
+    let uid = existing.uid.clone().unwrap_or_default();
+    if lock(&engine.config_cache.verified).contains(&uid) {
+        return Ok(true);
+    }
+    let contents = match p.kind {
+        ConfigKind::ConfigMap => get::<ConfigMap>(engine, namespace, &p.snapshot)
+            .await?
+            .map(|c| c.contents()),
+        ConfigKind::Secret => get::<Secret>(engine, namespace, &p.snapshot)
+            .await?
+            .map(|c| c.contents()),
+    };
+    let good = contents.is_some_and(|c| engine.digester.digest(p.kind, &c) == digest);
+    if good {
+        lock(&engine.config_cache.verified).insert(uid);
+    }
+    Ok(good)
+}
+
+/// Creates the immutable snapshot of `p`'s source, if the source still holds what the
+/// revision pinned (`digest`), or else from the snapshot `copy_of` if that does (a source
+/// that moved on since will make a newer revision).
+async fn snapshot<C: ConfigObject>(
+    engine: &Engine,
+    namespace: &str,
+    (p, digest, copy_of): (&Pinned, &str, Option<&str>),
     metadata: ObjectMeta,
 ) -> Result<Result<(), kube::Error>, Error> {
-    let Some(source) = get::<C>(engine, namespace, &p.name).await? else {
-        return Ok(Ok(()));
+    let holds = |c: &C| engine.digester.digest(C::KIND, &c.contents()) == digest;
+    let source = match get::<C>(engine, namespace, &p.name).await? {
+        Some(source) if holds(&source) => source,
+        _ => match copy_of {
+            Some(name) => match get::<C>(engine, namespace, name).await? {
+                Some(snapshot) if holds(&snapshot) => snapshot,
+                _ => return Ok(Ok(())),
+            },
+            None => return Ok(Ok(())),
+        },
     };
-    if config::digest(&source.contents()) != digest {
-        return Ok(Ok(()));
-    }
     let mut copy = C::default();
     *copy.meta_mut() = metadata;
     copy.take_contents(source);
@@ -305,22 +376,18 @@ async fn snapshot<C: ConfigObject>(
     Ok(api.create(&PostParams::default(), &copy).await.map(drop))
 }
 
-/// Puts a revision's config back: every source whose contents differ from its snapshot
-/// gets the snapshot's contents (and is created again if it was deleted). Returns the
-/// sources written.
-pub async fn restore(
+/// Puts a revision's ConfigMaps back (where the workload asks for it): every one whose
+/// contents differ from its snapshot gets the snapshot's contents (and is created again
+/// if it was deleted). Secrets are never written. Returns the sources written.
+pub async fn restore_config_maps(
     engine: &Engine,
     namespace: &str,
     pinned: &[Pinned],
 ) -> Result<Vec<String>, Error> {
     let mut restored = vec![];
-    for p in pinned {
+    for p in pinned.iter().filter(|p| p.kind == ConfigKind::ConfigMap) {
         let Some(digest) = &p.digest else { continue };
-        let written = match p.kind {
-            ConfigKind::ConfigMap => restore_one::<ConfigMap>(engine, namespace, p, digest).await?,
-            ConfigKind::Secret => restore_one::<Secret>(engine, namespace, p, digest).await?,
-        };
-        if written {
+        if restore_one::<ConfigMap>(engine, namespace, p, digest).await? {
             engine.wrote("write", p.kind.plural());
             restored.push(format!("{} {}", p.kind.as_str(), p.name));
         }
@@ -349,7 +416,7 @@ async fn restore_one<C: ConfigObject>(
         .await
         .map_err(|e| read_error(C::KIND, &p.snapshot, e))?;
     match get::<C>(engine, namespace, &p.name).await? {
-        Some(source) if config::digest(&source.contents()) == digest => Ok(false),
+        Some(source) if engine.digester.digest(C::KIND, &source.contents()) == digest => Ok(false),
         Some(mut source) => {
             source.take_contents(snapshot);
             api.replace(&p.name, &params, &source)

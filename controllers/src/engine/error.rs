@@ -56,6 +56,16 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error(
+        "{kind} {name} is not drover's snapshot for revision {revision} ({problem}); \
+         delete it, and drover makes the snapshot"
+    )]
+    ForeignSnapshot {
+        kind: &'static str,
+        name: String,
+        revision: String,
+        problem: &'static str,
+    },
     #[error("removing annotation {key} from {kind} {name}: {source}")]
     Annotation {
         kind: &'static str,
@@ -93,6 +103,7 @@ impl Error {
             Error::RevisionWrite { .. } => "RevisionWriteFailed",
             Error::BudgetWrite { .. } => "DisruptionBudgetWriteFailed",
             Error::Config { .. } => "ConfigSnapshotFailed",
+            Error::ForeignSnapshot { .. } => "ConfigSnapshotForeign",
             Error::Undo { .. } => "UndoFailed",
             Error::Annotation { .. } => "AnnotationUpdateFailed",
             Error::StatusPatch { .. } => "StatusUpdateFailed",

@@ -112,6 +112,7 @@ pub struct Engine {
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
     pub secrets: Store<PartialObjectMeta<Secret>>,
     pub config_cache: config::ConfigCache,
+    pub digester: crate::rollout::config::Digester,
     pub ledger: ledger::Ledger,
 }
 

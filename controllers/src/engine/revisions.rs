@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use drover_crds::names::reason;
-use drover_crds::revision::{Pinned, RevisionData};
+use drover_crds::names::{annotation, reason};
+use drover_crds::revision::{ConfigPin, Pinned, RevisionData};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
@@ -36,6 +36,9 @@ pub struct UpdateRevision {
     /// Why the revision the spec asks for could not be stored (its config read, its
     /// snapshots written): the pods stay on this one, the last stored, meanwhile.
     pub failure: Option<String>,
+    /// Sources whose pods keep an earlier revision's snapshot since an undo, though the
+    /// source now holds something else (see [`config::hold`]).
+    pub held: Vec<Source>,
 }
 
 /// A revision's name and the template its pods are built from.
@@ -115,6 +118,7 @@ pub async fn sync<K: Object>(
         revisit: Some(engine.ledger.store_failed(&uid)),
         missing: vec![],
         failure: Some(error.to_string()),
+        held: vec![],
     })
 }
 
@@ -132,7 +136,22 @@ async fn store<K: Object>(
         .as_ref()
         .map(config::references)
         .unwrap_or_default();
-    let observed = engine_config::observe(engine, &namespace, &sources).await?;
+    let mut observed = engine_config::observe(engine, &namespace, &sources).await?;
+    let pin_data = object
+        .annotations()
+        .get(annotation::CONFIG_PIN)
+        .and_then(|v| serde_json::from_str::<ConfigPin>(v).ok())
+        .and_then(|pin| {
+            let revision = owned.iter().find(|r| r.name_any() == pin.revision)?;
+            Some((pin, data(revision)?.config))
+        });
+    let (held, held_config) = match &pin_data {
+        Some((pin, config)) => (
+            config::hold(&mut observed.contents, pin, config),
+            &config[..],
+        ),
+        None => (vec![], &[][..]),
+    };
     let update = revision::name(&object.name_any(), spec.template, &observed.contents);
     let missing = spec
         .template
@@ -167,6 +186,7 @@ async fn store<K: Object>(
             revisit: settling,
             missing,
             failure: None,
+            held,
         });
     }
 
@@ -219,7 +239,14 @@ async fn store<K: Object>(
         }
     }
     if let Some(revision_uid) = revision_uid {
-        engine_config::ensure_snapshots(engine, object, &update, &revision_uid, &pinned).await?;
+        engine_config::ensure_snapshots(
+            engine,
+            object,
+            (&update, &revision_uid),
+            &pinned,
+            held_config,
+        )
+        .await?;
     }
 
     for name in revision::to_prune(&stored, &update, in_use, spec.history_limit) {
@@ -248,6 +275,7 @@ async fn store<K: Object>(
         revisit: None,
         missing,
         failure: None,
+        held,
     })
 }
 

@@ -1,11 +1,15 @@
 //! `kubectl annotate <kind> <name> drover.dev/undo=previous` (or `=<revision number>`): the
 //! workload returns to an earlier revision — its template goes back into the spec, and
-//! the ConfigMaps and Secrets it references get the contents that revision ran with, from
-//! its snapshots. The rollout back then follows the workload's strategy. Also the
+//! its pods to the revision's own snapshots of the ConfigMaps and Secrets it references,
+//! where they stay until a source is edited again (annotation `drover.dev/config-pin`).
+//! The sources are not written, unless the workload asks for its ConfigMaps to be; its
+//! Secrets never are. The rollout back then follows the workload's strategy. Also the
 //! progress deadline's automatic rollback.
 
+use std::collections::BTreeSet;
+
 use drover_crds::names::{annotation, reason};
-use drover_crds::revision::RevisionData;
+use drover_crds::revision::{ConfigPin, PinnedAt, RevisionData};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::ResourceExt;
@@ -15,6 +19,7 @@ use tracing::info;
 
 use super::error::Error;
 use super::{Engine, Object, config, revisions};
+use crate::rollout::config::Source;
 use crate::rollout::undo;
 
 /// Acts on the undo annotation if the workload has one. Returns whether the workload was
@@ -68,8 +73,9 @@ pub async fn to_revision<K: Object>(
     roll_back(engine, object, revision, data, why).await
 }
 
-/// Restores the revision's config, puts its template into the spec (dropping the undo
-/// annotation in the same write), and says so in an Event.
+/// Puts the revision's template into the spec and pins its config (dropping the undo
+/// annotation in the same write), restores its ConfigMaps if the workload asks, and says
+/// so in an Event.
 async fn roll_back<K: Object>(
     engine: &Engine,
     object: &K,
@@ -78,18 +84,65 @@ async fn roll_back<K: Object>(
     why: &str,
 ) -> Result<(), Error> {
     let namespace = object.namespace().unwrap_or_default();
-    let restored = config::restore(engine, &namespace, &data.config).await?;
-    replace(engine, object, Some(data.template)).await?;
-    let what = if restored.is_empty() {
-        "template".to_string()
+    let restored = if object.rollout_spec().restore_config_maps {
+        config::restore_config_maps(engine, &namespace, &data.config).await?
     } else {
-        format!("template, {}", restored.join(", "))
+        vec![]
     };
+    // What each source holds now: while it holds that, the pods keep the snapshot.
+    let sources: BTreeSet<Source> = data
+        .config
+        .iter()
+        .map(|p| Source {
+            kind: p.kind,
+            name: p.name.clone(),
+        })
+        .collect();
+    let now = config::observe(engine, &namespace, &sources)
+        .await?
+        .contents;
+    let differ: Vec<PinnedAt> = data
+        .config
+        .iter()
+        .filter(|p| p.digest.is_some())
+        .filter_map(|p| {
+            let source = Source {
+                kind: p.kind,
+                name: p.name.clone(),
+            };
+            let digest = now.get(&source)?.clone();
+            (digest != p.digest).then(|| PinnedAt {
+                kind: p.kind,
+                name: p.name.clone(),
+                digest,
+            })
+        })
+        .collect();
+    let held: Vec<String> = differ
+        .iter()
+        .map(|p| format!("{} {}", p.kind.as_str(), p.name))
+        .filter(|s| !restored.contains(s))
+        .collect();
+    let pin = (!differ.is_empty()).then(|| ConfigPin {
+        revision: revision.name_any(),
+        sources: differ,
+    });
+    replace(engine, object, Some((data.template, pin))).await?;
+    let mut what = vec!["template".to_string()];
+    what.extend(restored);
     let mut note = format!(
-        "Rolled back to revision {} ({}): {what} restored",
+        "Rolled back to revision {} ({}): {} restored",
         revision.revision,
-        revision.name_any()
+        revision.name_any(),
+        what.join(", ")
     );
+    if !held.is_empty() {
+        note.push_str(&format!(
+            "; the pods run its snapshots of {}, whose sources hold newer contents (edit them \
+             to roll those out)",
+            held.join(", ")
+        ));
+    }
     if !why.is_empty() {
         note.push_str(&format!(" ({why})"));
     }
@@ -100,17 +153,25 @@ async fn roll_back<K: Object>(
     Ok(())
 }
 
-/// Removes the undo annotation and, with `template`, puts that template into the spec,
-/// in one write conditional on the workload not having changed since it was read.
+/// Removes the undo annotation and, with a template, puts that template into the spec
+/// and sets (or clears) the config pin, in one write conditional on the workload not
+/// having changed since it was read.
 async fn replace<K: Object>(
     engine: &Engine,
     object: &K,
-    template: Option<PodTemplateSpec>,
+    template: Option<(PodTemplateSpec, Option<ConfigPin>)>,
 ) -> Result<(), Error> {
     let mut changed = object.clone();
     changed.annotations_mut().remove(annotation::UNDO);
-    if let Some(template) = template {
+    if let Some((template, pin)) = template {
         *changed.template_mut() = template;
+        let pin = pin.and_then(|p| serde_json::to_string(&p).ok());
+        match pin {
+            Some(pin) => changed
+                .annotations_mut()
+                .insert(annotation::CONFIG_PIN.into(), pin),
+            None => changed.annotations_mut().remove(annotation::CONFIG_PIN),
+        };
     }
     changed.clear_status();
     let api: Api<K> = Api::namespaced(

@@ -4,8 +4,10 @@
 //! them, so returning to a revision returns to the configuration it ran with.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
-use drover_crds::revision::{ConfigKind, Pinned};
+use drover_crds::revision::{ConfigKind, ConfigPin, Pinned};
+use hmac::{Hmac, Mac};
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -143,11 +145,69 @@ pub fn snapshot_name(source: &str, revision: &str) -> String {
     format!("{}-{hash}", source[..end].trim_end_matches(['-', '.']))
 }
 
-/// The digest of a ConfigMap's or Secret's contents, given as the JSON of the fields that
-/// reach a pod (`data`, `binaryData`, a Secret's `type`).
-pub fn digest(contents: &serde_json::Value) -> String {
-    let hash = Sha256::digest(contents.to_string().as_bytes());
-    hash.iter().map(|b| format!("{b:02x}")).collect()
+/// Digests of config contents, given as the JSON of the fields that reach a pod (`data`,
+/// `binaryData`, a Secret's `type`). A ConfigMap's is its SHA-256; a Secret's is keyed
+/// (HMAC-SHA-256 with the installation's key): its digests sit in revisions and
+/// annotations that whoever may view the workload reads, and a plain hash would let them
+/// test guesses of its contents.
+#[derive(Clone)]
+pub struct Digester {
+    key: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for Digester {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Digester")
+    }
+}
+
+impl Digester {
+    pub fn new(key: &[u8]) -> Self {
+        Digester { key: key.into() }
+    }
+
+    pub fn digest(&self, kind: ConfigKind, contents: &serde_json::Value) -> String {
+        let bytes = contents.to_string();
+        let hash: Vec<u8> = match kind {
+            ConfigKind::ConfigMap => Sha256::digest(bytes.as_bytes()).to_vec(),
+            ConfigKind::Secret => {
+                let mut mac = Hmac::<Sha256>::new_from_slice(&self.key)
+                    .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+                mac.update(bytes.as_bytes());
+                mac.finalize().into_bytes().to_vec()
+            }
+        };
+        hash.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Since an undo pinned the workload to a revision's config: each source that still holds
+/// what it held then is counted at that revision's digest (its pods keep the revision's
+/// snapshot); one edited since counts as it is now. Returns the sources so held whose
+/// contents differ from what runs.
+pub fn hold(contents: &mut Contents, pin: &ConfigPin, revision: &[Pinned]) -> Vec<Source> {
+    let mut held = vec![];
+    for at in &pin.sources {
+        let source = Source {
+            kind: at.kind,
+            name: at.name.clone(),
+        };
+        let Some(now) = contents.get_mut(&source) else {
+            continue;
+        };
+        let Some(then) = revision
+            .iter()
+            .find(|p| p.kind == at.kind && p.name == at.name)
+            .filter(|p| p.digest.is_some())
+        else {
+            continue;
+        };
+        if *now == at.digest && *now != then.digest {
+            now.clone_from(&then.digest);
+            held.push(source);
+        }
+    }
+    held
 }
 
 /// What a revision pins of `contents`, its snapshots named for `revision`.
@@ -301,10 +361,73 @@ mod tests {
     }
 
     #[test]
-    fn digests_follow_the_contents() {
-        let a = digest(&json!({"data": {"k": "v"}}));
-        assert_eq!(a, digest(&json!({"data": {"k": "v"}})));
-        assert_ne!(a, digest(&json!({"data": {"k": "w"}})));
+    fn digests_follow_the_contents_and_secrets_are_keyed() {
+        let d = Digester::new(b"key");
+        let digest = |kind, c: serde_json::Value| d.digest(kind, &c);
+        let a = digest(ConfigKind::ConfigMap, json!({"data": {"k": "v"}}));
+        assert_eq!(
+            a,
+            digest(ConfigKind::ConfigMap, json!({"data": {"k": "v"}}))
+        );
+        assert_ne!(
+            a,
+            digest(ConfigKind::ConfigMap, json!({"data": {"k": "w"}}))
+        );
         assert_eq!(a.len(), 64);
+        // A Secret's digest is not the plain hash of its contents, and depends on the key.
+        let secret = json!({"type": "Opaque", "data": {"k": "dg=="}});
+        let keyed = digest(ConfigKind::Secret, secret.clone());
+        assert_eq!(keyed.len(), 64);
+        assert_ne!(keyed, digest(ConfigKind::ConfigMap, secret.clone()));
+        assert_ne!(
+            keyed,
+            Digester::new(b"other").digest(ConfigKind::Secret, &secret)
+        );
+        assert_eq!(keyed, digest(ConfigKind::Secret, secret));
+    }
+
+    #[test]
+    fn an_undo_holds_sources_until_they_are_edited_again() {
+        let settings = source(ConfigKind::ConfigMap, "settings");
+        let db = source(ConfigKind::Secret, "db");
+        let tls = source(ConfigKind::Secret, "tls");
+        // Revision 1 ran settings=a, db=x, tls=t.
+        let revision = pinned(
+            &Contents::from([
+                (settings.clone(), Some("a".into())),
+                (db.clone(), Some("x".into())),
+                (tls.clone(), Some("t".into())),
+            ]),
+            "web-1",
+        );
+        // At the undo, settings held b and db held y; tls was unchanged.
+        let pin = ConfigPin {
+            revision: "web-1".into(),
+            sources: vec![
+                drover_crds::revision::PinnedAt {
+                    kind: ConfigKind::ConfigMap,
+                    name: "settings".into(),
+                    digest: Some("b".into()),
+                },
+                drover_crds::revision::PinnedAt {
+                    kind: ConfigKind::Secret,
+                    name: "db".into(),
+                    digest: Some("y".into()),
+                },
+            ],
+        };
+        // Since then db was edited to z: it rolls out; settings still holds b: held at a.
+        let mut now = Contents::from([
+            (settings.clone(), Some("b".into())),
+            (db.clone(), Some("z".into())),
+            (tls.clone(), Some("t".into())),
+        ]);
+        assert_eq!(
+            hold(&mut now, &pin, &revision),
+            std::slice::from_ref(&settings)
+        );
+        assert_eq!(now[&settings].as_deref(), Some("a"));
+        assert_eq!(now[&db].as_deref(), Some("z"));
+        assert_eq!(now[&tls].as_deref(), Some("t"));
     }
 }

@@ -159,6 +159,7 @@ pub(crate) mod fixture {
             progress_deadline: Duration::from_secs(600),
             history_limit: 10,
             auto_rollback: false,
+            restore_config_maps: false,
         }
     }
 

@@ -21,6 +21,8 @@ pub struct Spec<'a> {
     pub history_limit: usize,
     /// Return to the last complete revision when the progress deadline passes.
     pub auto_rollback: bool,
+    /// An undo also writes the revision's ConfigMap contents back into the sources.
+    pub restore_config_maps: bool,
 }
 
 /// What the workload's status recorded at the last pass.
