@@ -58,6 +58,30 @@ fn running(p: &Pod) -> bool {
     p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
 }
 
+/// The controller's ServiceAccount.
+const ACCOUNT: &str = "system:serviceaccount:drover-system:drover";
+
+/// Whether the controller's ServiceAccount may `verb` `resource` (in `namespace`, or in
+/// every namespace with `-A`), as `kubectl auth can-i` answers.
+fn can(verb: &str, resource: &str, namespace: &str) -> bool {
+    let scope = if namespace == "-A" {
+        vec!["-A"]
+    } else {
+        vec!["-n", namespace]
+    };
+    let mut args = vec!["auth", "can-i", verb, resource, "--as", ACCOUNT];
+    args.extend(scope);
+    let out = kubectl(&args);
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        answer == "yes" || answer == "no",
+        "kubectl {}: {answer} {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    answer == "yes"
+}
+
 /// An App converges under the installed controller.
 fn apps_are_reconciled(ns: &str, name: &str) {
     let manifest = app_manifest(name, 2, "1", &Placement::FakeNode);
@@ -109,6 +133,29 @@ async fn the_chart_installs_upgrades_and_uninstalls() {
         "the controller pod breaks the restricted profile: {warnings}"
     );
     apps_are_reconciled(&ns.name, "before");
+
+    // Least privilege: Secrets are read and copied into snapshots, never updated.
+    let rights = kubectl_ok(&["auth", "can-i", "--list", "--as", ACCOUNT, "-n", &ns.name]);
+    println!(
+        "kubectl auth can-i --list --as {ACCOUNT} -n {}:\n{rights}",
+        ns.name
+    );
+    assert!(can("create", "secrets", &ns.name));
+    assert!(!can("update", "secrets", "-A"), "{rights}");
+    assert!(!can("patch", "secrets", "-A"), "{rights}");
+    assert!(!can("delete", "secrets", "-A"), "{rights}");
+    assert!(can("create", "pods", "default"));
+    // The key of the Secret digests is made once and kept.
+    let key = kubectl_ok(&[
+        "-n",
+        NAMESPACE,
+        "get",
+        "secret",
+        "drover-digest-key",
+        "-o",
+        "jsonpath={.data.key}",
+    ]);
+    assert!(key.len() >= 48, "a digest key: {key:?}");
 
     // Prometheus metrics on their port; liveness and readiness on the health port.
     let ip: std::net::IpAddr = pods[0]
@@ -202,6 +249,58 @@ async fn the_chart_installs_upgrades_and_uninstalls() {
     println!("leadership moved from {leader} to {next}");
     apps_are_reconciled(&ns.name, "after-failover");
 
+    // One namespace watched: what the controller does to workloads is granted there only.
+    helm(&[
+        "upgrade",
+        RELEASE,
+        CHART,
+        "-n",
+        NAMESPACE,
+        "--wait",
+        "--timeout",
+        "180s",
+        "--set",
+        &format!("image.tag={tag}"),
+        "--set",
+        &format!("controller.watchNamespace={}", ns.name),
+    ]);
+    let rights = kubectl_ok(&["auth", "can-i", "--list", "--as", ACCOUNT, "-n", "default"]);
+    println!(
+        "watching {} only, kubectl auth can-i --list --as {ACCOUNT} -n default:\n{rights}",
+        ns.name
+    );
+    assert!(can("create", "pods", &ns.name));
+    assert!(can("create", "secrets", &ns.name));
+    for (verb, resource) in [
+        ("create", "pods"),
+        ("get", "secrets"),
+        ("list", "configmaps"),
+        ("create", "controllerrevisions"),
+        ("patch", "services"),
+        ("update", "apps.drover.dev"),
+    ] {
+        assert!(
+            !can(verb, resource, "default"),
+            "{verb} {resource} outside the watched namespace"
+        );
+    }
+    assert!(!can("get", "secrets", "-A"));
+    // What stays cluster-wide: reading nodes, and pods for the fill of nodes.
+    assert!(can("list", "nodes", "-A"));
+    assert!(can("watch", "pods", "-A"));
+    assert!(!can("update", "secrets", "-A"));
+    apps_are_reconciled(&ns.name, "scoped");
+    let key_after = kubectl_ok(&[
+        "-n",
+        NAMESPACE,
+        "get",
+        "secret",
+        "drover-digest-key",
+        "-o",
+        "jsonpath={.data.key}",
+    ]);
+    assert_eq!(key_after, key, "an upgrade keeps the digest key");
+
     // Back to the defaults.
     helm(&[
         "upgrade",
@@ -229,6 +328,7 @@ async fn the_chart_installs_upgrades_and_uninstalls() {
     .await;
     kubectl_ok(&["get", "crd", "apps.drover.dev"]);
     kubectl_ok(&["-n", &ns.name, "get", "app/before"]);
+    kubectl_ok(&["-n", NAMESPACE, "get", "secret/drover-digest-key"]);
 
     // And installed again, it takes the existing Apps back.
     helm(&[
@@ -243,6 +343,19 @@ async fn the_chart_installs_upgrades_and_uninstalls() {
         "--set",
         &format!("image.tag={tag}"),
     ]);
+    let key_after = kubectl_ok(&[
+        "-n",
+        NAMESPACE,
+        "get",
+        "secret",
+        "drover-digest-key",
+        "-o",
+        "jsonpath={.data.key}",
+    ]);
+    assert_eq!(
+        key_after, key,
+        "installed again, the digest key is the one kept"
+    );
     kubectl_ok(&["-n", &ns.name, "scale", "app/before", "--replicas=3"]);
     kubectl_ok(&[
         "-n",
