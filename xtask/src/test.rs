@@ -68,6 +68,19 @@ pub fn run(args: TestArgs) -> Result<()> {
         // end-to-end suites run against the cluster below.
         .args(["test", "--workspace", "--lib", "--bins"])
         .run_inherit()?;
+    // What the scheduler keeps per pod, measured with a counting allocator of its own.
+    cargo()
+        .current_dir(&layout.repo)
+        .args([
+            "test",
+            "-p",
+            "drover-controllers",
+            "--test",
+            "pod_cache_size",
+            "--",
+            "--nocapture",
+        ])
+        .run_inherit()?;
 
     step("cluster up, drover installed");
     // A cluster that was already up (a benchmark's, a user's) gets the simulated nodes

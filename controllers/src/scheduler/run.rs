@@ -178,6 +178,7 @@ pub async fn run(
             .default_backoff()
             .modify(trim::pod_for_placement)
             .inspect_ok(move |event| observer.observe(event))
+            .modify(trim::bound_pod)
             .reflect(pods_writer),
         scheduler.metrics.clone(),
         SCHEDULER,
