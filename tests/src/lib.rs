@@ -781,6 +781,39 @@ pub fn cut_connections(command: &str) -> usize {
         .sum()
 }
 
+/// Kills the kube-apiserver (SIGKILL, as a crash would; the kind nodes' processes are
+/// this machine's) and waits until its kubelet has started it again and it is ready.
+pub fn restart_apiserver() {
+    let running = || {
+        std::fs::read_dir("/proc")
+            .expect("reading /proc")
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.starts_with(b"kube-apiserver\0"))
+            })
+            .collect::<Vec<u32>>()
+    };
+    let before = running();
+    assert_eq!(before.len(), 1, "one kube-apiserver runs: {before:?}");
+    host_ok("kill", &["-KILL", &before[0].to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let now = running();
+        if !now.is_empty()
+            && now != before
+            && kubectl(&["get", "--raw", "/readyz"]).status.success()
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the kube-apiserver is not back after 180 s"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// Waits until one of drover's Deployments is ready again.
 pub fn wait_ready(deployment: &str) {
     kubectl_ok(&[

@@ -78,6 +78,51 @@ async fn cut_five_times(command: &str) {
 }
 
 #[tokio::test]
+async fn the_controller_outlives_cut_connections() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-cut-app").await;
+    // A bin-packed App before the cuts: it starts the controller's watch of every pod
+    // (node fill) too.
+    let mut manifest = app_manifest("packed", 2, "1", &Placement::FakeNode);
+    manifest["spec"]["placement"] = json!({"binPack": true});
+    create_app(&client, &ns.name, manifest).await;
+    wait_ready_pods(&client, &ns.name, "packed", 2).await;
+    let before = restarts(&client, CONTROLLER).await;
+    cut_five_times("controller").await;
+    // It still acts, with the same process: the App scales out and a new App starts.
+    let apps: Api<App> = Api::namespaced(client.clone(), &ns.name);
+    patch_spec(&apps, "packed", json!({"replicas": 4})).await;
+    create_app(
+        &client,
+        &ns.name,
+        app_manifest("after", 2, "1", &Placement::FakeNode),
+    )
+    .await;
+    wait_ready_pods(&client, &ns.name, "packed", 4).await;
+    wait_ready_pods(&client, &ns.name, "after", 2).await;
+    wait_until_in(
+        &ns.name,
+        "the new App's status",
+        Duration::from_secs(60),
+        || async {
+            let app = apps.get("after").await.map_err(|e| e.to_string())?;
+            let status = app.status.unwrap_or_default();
+            if status.observed_generation.is_some() && status.available_replicas == 2 {
+                Ok(())
+            } else {
+                Err(format!("{status:?}"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        before,
+        restarts(&client, CONTROLLER).await,
+        "the controller restarted after its connections were cut"
+    );
+}
+
+#[tokio::test]
 async fn the_scheduler_outlives_cut_connections() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-cut").await;
@@ -768,4 +813,56 @@ async fn a_revision_that_cannot_be_stored_does_not_stop_healing() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_rollout_goes_on_and_is_followed_through_an_apiserver_restart() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-restart").await;
+    let mut manifest = app_manifest("web", 3, "1", &Placement::FakeNode);
+    // Slow enough that the restart falls in the middle of the rollout.
+    manifest["spec"]["minReadySeconds"] = json!(10);
+    create_app(&client, &ns.name, manifest).await;
+    wait_ready_pods(&client, &ns.name, "web", 3).await;
+    set_image(&client, &ns.name, "web", "2", None).await;
+    let follower = std::process::Command::new("kubectl")
+        .args([
+            "drover",
+            "rollout",
+            "-n",
+            &ns.name,
+            "status",
+            "web",
+            "--timeout",
+            "300",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl drover");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    restart_apiserver();
+    let out = follower.wait_with_output().expect("kubectl drover output");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.ends_with("successfully rolled out\n"),
+        "the plugin gave up: {stdout}{stderr}"
+    );
+    assert!(
+        stderr.contains("trying again"),
+        "the plugin never saw the apiserver gone: {stderr}"
+    );
+    let pods: Vec<Pod> = app_pods(&client, &ns.name, "web")
+        .await
+        .into_iter()
+        .filter(is_active_pod)
+        .collect();
+    assert!(
+        pods.len() == 3 && pods.iter().all(|p| image_of(p).ends_with("sample:2")),
+        "{:?}",
+        pods.iter().map(image_of).collect::<Vec<_>>()
+    );
 }

@@ -620,10 +620,14 @@ async fn a_bin_packed_app_keeps_its_anti_affinity_and_spread_on_real_nodes() {
     let failed = events(&client, &ns.name, pending, "FailedScheduling").await;
     assert!(!failed.is_empty(), "a FailedScheduling event for {pending}");
 
-    // Two per worker: a skew of at most 1 over the hosts beats packing them on one.
+    // Two per worker: a skew of at most 1 over the hosts beats packing them on one. The
+    // tainted nodes (the control plane, the simulated ones) are no domains with
+    // `nodeTaintsPolicy: Honor`; by default they would count, empty, as kube-scheduler
+    // counts them.
     let replicas = 2 * workers.len();
     let spread = json!({"topologySpreadConstraints": [{"maxSkew": 1,
         "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
+        "nodeTaintsPolicy": "Honor",
         "labelSelector": {"matchLabels": {"test": "even"}}}]});
     create_app(&client, &ns.name, bin_packed("even", replicas, spread)).await;
     let placed = wait_for("the even pods bound", BIND_TIMEOUT, || async {
