@@ -41,22 +41,24 @@ pub struct Pinned {
 }
 
 /// What an undo leaves on the workload (annotation `drover.dev/config-pin`): the revision
-/// it returned to and the digest each of that revision's sources had at the time. A
-/// source still at that digest keeps the revision's snapshot; once edited, what it holds
-/// rolls out.
+/// it returned to and, for each source whose contents differ from that revision's, what
+/// the pods run (the revision's digest and snapshot) and what the source held at the
+/// time. A source still holding that keeps the snapshot; once edited, what it holds rolls
+/// out. Self-contained: it holds when the revision itself is pruned.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConfigPin {
     pub revision: String,
     pub sources: Vec<PinnedAt>,
 }
 
-/// A source and its digest when the undo was made (`None`: it did not exist).
+/// One source an undo pinned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PinnedAt {
-    pub kind: ConfigKind,
-    pub name: String,
+    /// What the pods run: the revision's digest and snapshot of the source.
+    pub runs: Pinned,
+    /// The digest of what the source held at the undo (`None`: it did not exist).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
+    pub found: Option<String>,
 }
 
 /// The `data` of a revision.

@@ -6,11 +6,12 @@
 //! written: an undo points the pods back at the snapshots.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use drover_crds::names::label;
 use drover_crds::revision::{ConfigKind, Pinned};
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::ResourceExt;
@@ -248,8 +249,8 @@ fn snapshot_meta<K: Object>(
 
 /// Makes sure every snapshot of the revision exists, copying each source whose contents
 /// still match what the revision pinned (a source that moved on since will make a newer
-/// revision), or else the snapshot in `held` (the revision an undo pinned the workload to)
-/// that holds them. Snapshots are owned by the ControllerRevision: pruning it removes
+/// revision), or else a snapshot that holds them: the one in `held` (what an undo pinned
+/// the workload to), or one of another of the `owned` revisions. Snapshots are owned by the ControllerRevision: pruning it removes
 /// them. An object already under a snapshot's name is trusted only if the revision owns
 /// it and it holds what the revision pinned.
 pub async fn ensure_snapshots<K: Object>(
@@ -257,7 +258,7 @@ pub async fn ensure_snapshots<K: Object>(
     object: &K,
     (revision, revision_uid): (&str, &str),
     pinned: &[Pinned],
-    held: &[Pinned],
+    (held, owned): (&[Pinned], &[Arc<ControllerRevision>]),
 ) -> Result<(), Error> {
     let namespace = object.namespace().unwrap_or_default();
     let owner = OwnerReference {
@@ -289,10 +290,19 @@ pub async fn ensure_snapshots<K: Object>(
             }
             continue;
         }
+        // A held source's contents are in the pinned revision's snapshot, or in that of
+        // any stored revision that pinned the same.
+        let stored: Vec<Pinned> = owned
+            .iter()
+            .filter_map(|r| super::revisions::data(r))
+            .flat_map(|d| d.config)
+            .collect();
         let copy_of = held
             .iter()
-            .find(|h| h.kind == p.kind && h.name == p.name && h.digest.as_ref() == Some(digest))
-            .map(|h| h.snapshot.as_str());
+            .chain(&stored)
+            .filter(|h| h.kind == p.kind && h.name == p.name && h.digest.as_ref() == Some(digest))
+            .map(|h| h.snapshot.as_str())
+            .find(|name| meta(engine, &namespace, p.kind, name).is_some());
         let meta = snapshot_meta(object, revision, &p.snapshot, owner.clone());
         let result = match p.kind {
             ConfigKind::ConfigMap => {

@@ -137,21 +137,13 @@ async fn store<K: Object>(
         .map(config::references)
         .unwrap_or_default();
     let mut observed = engine_config::observe(engine, &namespace, &sources).await?;
-    let pin_data = object
+    let pin: ConfigPin = object
         .annotations()
         .get(annotation::CONFIG_PIN)
-        .and_then(|v| serde_json::from_str::<ConfigPin>(v).ok())
-        .and_then(|pin| {
-            let revision = owned.iter().find(|r| r.name_any() == pin.revision)?;
-            Some((pin, data(revision)?.config))
-        });
-    let (held, held_config) = match &pin_data {
-        Some((pin, config)) => (
-            config::hold(&mut observed.contents, pin, config),
-            &config[..],
-        ),
-        None => (vec![], &[][..]),
-    };
+        .and_then(|v| serde_json::from_str(v).ok())
+        .unwrap_or_default();
+    let held = config::hold(&mut observed.contents, &pin);
+    let held_config: Vec<Pinned> = pin.sources.into_iter().map(|at| at.runs).collect();
     let update = revision::name(&object.name_any(), spec.template, &observed.contents);
     let missing = spec
         .template
@@ -244,7 +236,7 @@ async fn store<K: Object>(
             object,
             (&update, &revision_uid),
             &pinned,
-            held_config,
+            (&held_config, owned),
         )
         .await?;
     }

@@ -110,17 +110,16 @@ async fn roll_back<K: Object>(
                 kind: p.kind,
                 name: p.name.clone(),
             };
-            let digest = now.get(&source)?.clone();
-            (digest != p.digest).then(|| PinnedAt {
-                kind: p.kind,
-                name: p.name.clone(),
-                digest,
+            let found = now.get(&source)?.clone();
+            (found != p.digest).then(|| PinnedAt {
+                runs: p.clone(),
+                found,
             })
         })
         .collect();
     let held: Vec<String> = differ
         .iter()
-        .map(|p| format!("{} {}", p.kind.as_str(), p.name))
+        .map(|p| format!("{} {}", p.runs.kind.as_str(), p.runs.name))
         .filter(|s| !restored.contains(s))
         .collect();
     let pin = (!differ.is_empty()).then(|| ConfigPin {

@@ -185,25 +185,18 @@ impl Digester {
 /// what it held then is counted at that revision's digest (its pods keep the revision's
 /// snapshot); one edited since counts as it is now. Returns the sources so held whose
 /// contents differ from what runs.
-pub fn hold(contents: &mut Contents, pin: &ConfigPin, revision: &[Pinned]) -> Vec<Source> {
+pub fn hold(contents: &mut Contents, pin: &ConfigPin) -> Vec<Source> {
     let mut held = vec![];
-    for at in &pin.sources {
+    for at in pin.sources.iter().filter(|at| at.runs.digest.is_some()) {
         let source = Source {
-            kind: at.kind,
-            name: at.name.clone(),
+            kind: at.runs.kind,
+            name: at.runs.name.clone(),
         };
         let Some(now) = contents.get_mut(&source) else {
             continue;
         };
-        let Some(then) = revision
-            .iter()
-            .find(|p| p.kind == at.kind && p.name == at.name)
-            .filter(|p| p.digest.is_some())
-        else {
-            continue;
-        };
-        if *now == at.digest && *now != then.digest {
-            now.clone_from(&then.digest);
+        if *now == at.found && *now != at.runs.digest {
+            now.clone_from(&at.runs.digest);
             held.push(source);
         }
     }
@@ -401,20 +394,13 @@ mod tests {
             "web-1",
         );
         // At the undo, settings held b and db held y; tls was unchanged.
+        let at = |i: usize, found: &str| drover_crds::revision::PinnedAt {
+            runs: revision[i].clone(),
+            found: Some(found.into()),
+        };
         let pin = ConfigPin {
             revision: "web-1".into(),
-            sources: vec![
-                drover_crds::revision::PinnedAt {
-                    kind: ConfigKind::ConfigMap,
-                    name: "settings".into(),
-                    digest: Some("b".into()),
-                },
-                drover_crds::revision::PinnedAt {
-                    kind: ConfigKind::Secret,
-                    name: "db".into(),
-                    digest: Some("y".into()),
-                },
-            ],
+            sources: vec![at(0, "b"), at(1, "y")],
         };
         // Since then db was edited to z: it rolls out; settings still holds b: held at a.
         let mut now = Contents::from([
@@ -422,10 +408,7 @@ mod tests {
             (db.clone(), Some("z".into())),
             (tls.clone(), Some("t".into())),
         ]);
-        assert_eq!(
-            hold(&mut now, &pin, &revision),
-            std::slice::from_ref(&settings)
-        );
+        assert_eq!(hold(&mut now, &pin), std::slice::from_ref(&settings));
         assert_eq!(now[&settings].as_deref(), Some("a"));
         assert_eq!(now[&db].as_deref(), Some("z"));
         assert_eq!(now[&tls].as_deref(), Some("t"));
