@@ -298,10 +298,13 @@ async fn undo_returns_to_the_revisions_image_and_config_snapshots_and_config_edi
         secrets.get(SECRET).await.unwrap().resource_version(),
         rotated
     );
-    let rolled_back = events(&ns.name, "RolledBack");
+    // (A later RolledBack event joins the first one's series: its note is not kept.)
+    let (_, message) = condition(&apps, "ConfigPinned")
+        .await
+        .expect("ConfigPinned");
     assert!(
-        rolled_back.contains("template, ConfigMap settings restored"),
-        "{rolled_back}"
+        message.contains("Secret \"creds\"") && !message.contains("ConfigMap"),
+        "the restored ConfigMap holds what runs; the Secret does not: {message}"
     );
 
     // A revision that does not exist: a Warning naming the ones that do, nothing changes.
