@@ -200,6 +200,8 @@ async fn status(apps: &Api<App>, name: &str, watch: bool, timeout: u64) -> Resul
     let started = std::time::Instant::now();
     let mut last = String::new();
     let mut unreachable = false;
+    // When the apiserver last failed to answer at all.
+    let mut lost: Option<std::time::Instant> = None;
     loop {
         let app = match apps.get(name).await {
             Ok(app) => {
@@ -207,8 +209,17 @@ async fn status(apps: &Api<App>, name: &str, watch: bool, timeout: u64) -> Resul
                 app
             }
             // Following a rollout outlasts an apiserver restart or a dropped connection,
-            // as `kubectl rollout status` does; an App that is gone or forbidden ends it.
-            Err(e) if watch && transient(&e) => {
+            // as `kubectl rollout status` does; an App that is gone or forbidden ends it
+            // (but an apiserver back from a restart refuses everyone until its
+            // authorizer has synced, so a refusal right after one is tried again).
+            Err(e)
+                if watch
+                    && (transient(&e)
+                        || refused(&e) && lost.is_some_and(|at| at.elapsed() < RESTART_GRACE)) =>
+            {
+                if transient(&e) {
+                    lost = Some(std::time::Instant::now());
+                }
                 if !unreachable {
                     eprintln!("reading app.drover.dev/{name}: {e}; trying again");
                     unreachable = true;
@@ -234,6 +245,14 @@ async fn status(apps: &Api<App>, name: &str, watch: bool, timeout: u64) -> Resul
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// How long after the apiserver last failed to answer a refusal may still be its restart.
+const RESTART_GRACE: Duration = Duration::from_secs(30);
+
+/// Whether the apiserver refused the caller (401 or 403).
+fn refused(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if matches!(status.code, 401 | 403))
 }
 
 /// Whether a failed read may succeed when tried again: the apiserver unreachable,
