@@ -46,6 +46,7 @@ use crate::runtime::index::KeyIndex;
 use crate::runtime::lock;
 use crate::runtime::metrics::Metrics;
 use crate::runtime::trim;
+use crate::runtime::watch::endure;
 
 /// The controller's name in metrics and logs.
 pub const CONTROLLER: &str = "app";
@@ -280,6 +281,18 @@ pub async fn run(
         .reflect(nodes_writer)
         .inspect_ok(synced.on_init_done(Synced::NODES))
         .touched_objects();
+    // No error reaches the Controller: it puts all its trigger streams together behind one
+    // backoff, so a single watch's error (a cut connection, a 410) would stop every watch
+    // for a growing while — stores frozen, Apps unreconciled, and more watches expiring
+    // meanwhile. Each watch backs off on its own (above) and its errors are counted here.
+    let app_events = trigger(app_events, &metrics, "apps");
+    let pod_events = trigger(pod_events, &metrics, "pods");
+    let service_events = trigger(service_events, &metrics, "services");
+    let budget_events = trigger(budget_events, &metrics, "poddisruptionbudgets");
+    let revision_events = trigger(revision_events, &metrics, "controllerrevisions");
+    let config_map_events = trigger(config_map_events, &metrics, "configmaps");
+    let secret_events = trigger(secret_events, &metrics, "secrets");
+    let node_events = trigger(node_events, &metrics, "nodes");
 
     let ctx = Arc::new(Context {
         engine: Engine {
@@ -401,6 +414,18 @@ pub async fn run(
         })
         .await;
     Ok(())
+}
+
+/// A watch's objects for the Controller, its errors logged and counted instead.
+fn trigger<K, S>(
+    events: S,
+    metrics: &Arc<Metrics>,
+    what: &'static str,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + use<K, S>
+where
+    S: futures::Stream<Item = Result<K, watcher::Error>>,
+{
+    endure(events, metrics.clone(), CONTROLLER, what).map(Ok)
 }
 
 /// An Api over the controller's scope: one namespace, or all of them.
