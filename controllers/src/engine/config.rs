@@ -250,9 +250,9 @@ fn snapshot_meta<K: Object>(
 /// Makes sure every snapshot of the revision exists, copying each source whose contents
 /// still match what the revision pinned (a source that moved on since will make a newer
 /// revision), or else a snapshot that holds them: the one in `held` (what an undo pinned
-/// the workload to), or one of another of the `owned` revisions. Snapshots are owned by the ControllerRevision: pruning it removes
-/// them. An object already under a snapshot's name is trusted only if the revision owns
-/// it and it holds what the revision pinned.
+/// the workload to), or another of the `owned` revisions'. Snapshots are owned by the
+/// ControllerRevision: pruning it removes them. An object already under a snapshot's name
+/// is trusted only if the revision owns it and it holds what the revision pinned.
 pub async fn ensure_snapshots<K: Object>(
     engine: &Engine,
     object: &K,
