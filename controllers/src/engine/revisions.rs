@@ -102,22 +102,30 @@ pub async fn sync<K: Object>(
         }
         Err(error) => error,
     };
-    let current = object.recorded().update_revision;
-    let Some((revision, data)) = owned
-        .iter()
-        .find(|r| r.name_any() == current)
-        .and_then(|r| Some((r, data(r)?)))
-    else {
+    let Some(stay) = recorded(object, owned) else {
         return Err(error);
     };
-    warn!(workload = %object.name_any(), revision = %current, %error, "the update revision cannot be stored; staying on the last one");
+    warn!(workload = %object.name_any(), revision = %stay.name, %error, "the update revision cannot be stored; staying on the last one");
     Ok(UpdateRevision {
+        revisit: Some(engine.ledger.store_failed(&uid)),
+        failure: Some(error.to_string()),
+        ..stay
+    })
+}
+
+/// The update revision the workload's status recorded, as stored: where its pods stay
+/// while a new one waits (paused, config settling) or cannot be stored.
+fn recorded<K: Object>(object: &K, owned: &[Arc<ControllerRevision>]) -> Option<UpdateRevision> {
+    let current = object.recorded().update_revision;
+    let revision = owned.iter().find(|r| r.name_any() == current)?;
+    let data = data(revision)?;
+    Some(UpdateRevision {
         name: current.to_string(),
         number: Some(revision.revision),
         template: pinned_template(&data.template, &data.config),
-        revisit: Some(engine.ledger.store_failed(&uid)),
+        revisit: None,
         missing: vec![],
-        failure: Some(error.to_string()),
+        failure: None,
         held: vec![],
     })
 }
@@ -165,20 +173,15 @@ async fn store<K: Object>(
         .last_change
         .map(|at| CONFIG_SETTLE.saturating_sub(at.elapsed()))
         .filter(|left| !left.is_zero());
-    let current = object.recorded().update_revision;
     if (spec.paused || settling.is_some())
-        && current != update
-        && let Some(revision) = owned.iter().find(|r| r.name_any() == current)
-        && let Some(data) = data(revision)
+        && object.recorded().update_revision != update
+        && let Some(stay) = recorded(object, owned)
     {
         return Ok(UpdateRevision {
-            name: revision.name_any(),
-            number: Some(revision.revision),
-            template: pinned_template(&data.template, &data.config),
             revisit: settling,
             missing,
-            failure: None,
             held,
+            ..stay
         });
     }
 
