@@ -31,6 +31,38 @@ fn helm(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `helm upgrade` (or `install`) of the release from the chart, waiting for it, with
+/// `--set` of each of `values`.
+fn release(verb: &str, values: &[&str]) {
+    let mut args = vec![
+        verb,
+        RELEASE,
+        CHART,
+        "-n",
+        NAMESPACE,
+        "--wait",
+        "--timeout",
+        "180s",
+    ];
+    for value in values {
+        args.extend(["--set", value]);
+    }
+    helm(&args);
+}
+
+/// The key of the controller's Secret digests, as the chart keeps it.
+fn digest_key() -> String {
+    kubectl_ok(&[
+        "-n",
+        NAMESPACE,
+        "get",
+        "secret",
+        "drover-digest-key",
+        "-o",
+        "jsonpath={.data.key}",
+    ])
+}
+
 /// The image tag the running release uses (set by `cargo xtask`).
 fn current_tag() -> String {
     let values: Value = serde_json::from_str(&helm(&[
@@ -146,15 +178,7 @@ async fn the_chart_installs_upgrades_and_uninstalls() {
     assert!(!can("delete", "secrets", "-A"), "{rights}");
     assert!(can("create", "pods", "default"));
     // The key of the Secret digests is made once and kept.
-    let key = kubectl_ok(&[
-        "-n",
-        NAMESPACE,
-        "get",
-        "secret",
-        "drover-digest-key",
-        "-o",
-        "jsonpath={.data.key}",
-    ]);
+    let key = digest_key();
     assert!(key.len() >= 48, "a digest key: {key:?}");
 
     // Prometheus metrics on their port; liveness and readiness on the health port.
@@ -185,22 +209,14 @@ async fn the_chart_installs_upgrades_and_uninstalls() {
 
     // Upgrade to two replicas with leader election: one leads, the other stands by, and
     // the standby takes over when the leader goes. Metrics move inside the pods.
-    helm(&[
+    release(
         "upgrade",
-        RELEASE,
-        CHART,
-        "-n",
-        NAMESPACE,
-        "--wait",
-        "--timeout",
-        "180s",
-        "--set",
-        &format!("image.tag={tag}"),
-        "--set",
-        "controller.replicas=2",
-        "--set",
-        "metrics.bindAddress=127.0.0.1",
-    ]);
+        &[
+            &format!("image.tag={tag}"),
+            "controller.replicas=2",
+            "metrics.bindAddress=127.0.0.1",
+        ],
+    );
     let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
     let leader = wait_for("a leader", Duration::from_secs(60), || async {
         let lease = leases.get("drover-controller").await.ok()?;
@@ -250,20 +266,13 @@ async fn the_chart_installs_upgrades_and_uninstalls() {
     apps_are_reconciled(&ns.name, "after-failover");
 
     // One namespace watched: what the controller does to workloads is granted there only.
-    helm(&[
+    release(
         "upgrade",
-        RELEASE,
-        CHART,
-        "-n",
-        NAMESPACE,
-        "--wait",
-        "--timeout",
-        "180s",
-        "--set",
-        &format!("image.tag={tag}"),
-        "--set",
-        &format!("controller.watchNamespace={}", ns.name),
-    ]);
+        &[
+            &format!("image.tag={tag}"),
+            &format!("controller.watchNamespace={}", ns.name),
+        ],
+    );
     let rights = kubectl_ok(&["auth", "can-i", "--list", "--as", ACCOUNT, "-n", "default"]);
     println!(
         "watching {} only, kubectl auth can-i --list --as {ACCOUNT} -n default:\n{rights}",
@@ -290,30 +299,11 @@ async fn the_chart_installs_upgrades_and_uninstalls() {
     assert!(can("watch", "pods", "-A"));
     assert!(!can("update", "secrets", "-A"));
     apps_are_reconciled(&ns.name, "scoped");
-    let key_after = kubectl_ok(&[
-        "-n",
-        NAMESPACE,
-        "get",
-        "secret",
-        "drover-digest-key",
-        "-o",
-        "jsonpath={.data.key}",
-    ]);
+    let key_after = digest_key();
     assert_eq!(key_after, key, "an upgrade keeps the digest key");
 
     // Back to the defaults.
-    helm(&[
-        "upgrade",
-        RELEASE,
-        CHART,
-        "-n",
-        NAMESPACE,
-        "--wait",
-        "--timeout",
-        "180s",
-        "--set",
-        &format!("image.tag={tag}"),
-    ]);
+    release("upgrade", &[&format!("image.tag={tag}")]);
     wait_for("one controller pod", Duration::from_secs(90), || async {
         let pods = controller_pods(&client).await;
         (pods.len() == 1 && running(&pods[0])).then_some(())
@@ -331,27 +321,8 @@ async fn the_chart_installs_upgrades_and_uninstalls() {
     kubectl_ok(&["-n", NAMESPACE, "get", "secret/drover-digest-key"]);
 
     // And installed again, it takes the existing Apps back.
-    helm(&[
-        "install",
-        RELEASE,
-        CHART,
-        "-n",
-        NAMESPACE,
-        "--wait",
-        "--timeout",
-        "180s",
-        "--set",
-        &format!("image.tag={tag}"),
-    ]);
-    let key_after = kubectl_ok(&[
-        "-n",
-        NAMESPACE,
-        "get",
-        "secret",
-        "drover-digest-key",
-        "-o",
-        "jsonpath={.data.key}",
-    ]);
+    release("install", &[&format!("image.tag={tag}")]);
+    let key_after = digest_key();
     assert_eq!(
         key_after, key,
         "installed again, the digest key is the one kept"

@@ -64,6 +64,24 @@ async fn events(client: &Client, ns: &str, pod: &str, reason: &str) -> Vec<Event
         .items
 }
 
+/// The `PodScheduled` condition of a pending pod once its reason is `reason`: its message.
+async fn wait_pod_scheduled(pods_api: &Api<Pod>, name: &str, reason: &str) -> String {
+    wait_for(
+        &format!("{name} to have PodScheduled=False/{reason}"),
+        BIND_TIMEOUT,
+        || async {
+            let pod = pods_api.get(name).await.ok()?;
+            let c = pod
+                .status?
+                .conditions?
+                .into_iter()
+                .find(|c| c.type_ == "PodScheduled")?;
+            (c.status == "False" && c.reason.as_deref() == Some(reason)).then_some(c.message?)
+        },
+    )
+    .await
+}
+
 async fn label_node(client: &Client, node: &str, patch: Value) {
     Api::<Node>::all(client.clone())
         .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
@@ -192,21 +210,7 @@ async fn pods_naming_drover_scheduler_are_placed_by_its_rules() {
         ("oversized", "Insufficient cpu"),
         ("shuns-db", "node(s) had untolerated taint {dedicated: db}"),
     ] {
-        let message = wait_for(
-            &format!("{name} to be reported unschedulable"),
-            BIND_TIMEOUT,
-            || async {
-                let pod = pods_api.get(name).await.ok()?;
-                let c = pod
-                    .status?
-                    .conditions?
-                    .into_iter()
-                    .find(|c| c.type_ == "PodScheduled")?;
-                (c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
-                    .then_some(c.message?)
-            },
-        )
-        .await;
+        let message = wait_pod_scheduled(&pods_api, name, "Unschedulable").await;
         assert!(
             message.contains("nodes are available") && message.contains(why),
             "{name}: {message}"
@@ -523,24 +527,6 @@ async fn a_bin_packed_app_scales_in_from_its_least_used_node() {
     let mut newer = newer;
     newer.sort();
     assert_eq!(kept, newer, "the pods on the second (fuller) node stay");
-}
-
-/// The `PodScheduled` condition of a pending pod once its reason is `reason`: its message.
-async fn wait_pod_scheduled(pods_api: &Api<Pod>, name: &str, reason: &str) -> String {
-    wait_for(
-        &format!("{name} to have PodScheduled=False/{reason}"),
-        BIND_TIMEOUT,
-        || async {
-            let pod = pods_api.get(name).await.ok()?;
-            let c = pod
-                .status?
-                .conditions?
-                .into_iter()
-                .find(|c| c.type_ == "PodScheduled")?;
-            (c.status == "False" && c.reason.as_deref() == Some(reason)).then_some(c.message?)
-        },
-    )
-    .await
 }
 
 #[tokio::test]

@@ -254,10 +254,9 @@ pub fn compute(
         ));
     }
     if !obs.missing_config.is_empty() {
-        let named: Vec<String> = obs
-            .missing_config
-            .iter()
-            .map(|s| format!("{} {:?} not found", s.kind.as_str(), s.name))
+        let named: Vec<String> = named(obs.missing_config)
+            .into_iter()
+            .map(|s| format!("{s} not found"))
             .collect();
         conditions.push(cond(
             condition::CONFIG_MISSING,
@@ -281,11 +280,7 @@ pub fn compute(
         ));
     }
     if !obs.held_config.is_empty() {
-        let named: Vec<String> = obs
-            .held_config
-            .iter()
-            .map(|s| format!("{} {:?}", s.kind.as_str(), s.name))
-            .collect();
+        let named = named(obs.held_config);
         conditions.push(cond(
             condition::CONFIG_PINNED,
             true,
@@ -357,6 +352,14 @@ pub fn compute(
         conditions,
     };
     (status, revisit_at)
+}
+
+/// ConfigMaps and Secrets as conditions name them: `ConfigMap "settings"`.
+fn named(sources: &[Source]) -> Vec<String> {
+    sources
+        .iter()
+        .map(|s| format!("{} {:?}", s.kind.as_str(), s.name))
+        .collect()
 }
 
 /// Whether `new` differs from `old` only in how many pods are where (the counts, the

@@ -164,17 +164,23 @@ async fn get<C: ConfigObject>(
         .map_err(|e| read_error(C::KIND, name, e))
 }
 
-/// The digest of a source's contents now; `None` when it does not exist.
-async fn fetch(engine: &Engine, namespace: &str, source: &Source) -> Result<Option<String>, Error> {
-    let contents = match source.kind {
-        ConfigKind::ConfigMap => get::<ConfigMap>(engine, namespace, &source.name)
+/// The digest of the ConfigMap or Secret `name` as it is now; `None` when it does not
+/// exist.
+async fn digest_of(
+    engine: &Engine,
+    namespace: &str,
+    kind: ConfigKind,
+    name: &str,
+) -> Result<Option<String>, Error> {
+    let contents = match kind {
+        ConfigKind::ConfigMap => get::<ConfigMap>(engine, namespace, name)
             .await?
             .map(|c| c.contents()),
-        ConfigKind::Secret => get::<Secret>(engine, namespace, &source.name)
+        ConfigKind::Secret => get::<Secret>(engine, namespace, name)
             .await?
             .map(|c| c.contents()),
     };
-    Ok(contents.map(|c| engine.digester.digest(source.kind, &c)))
+    Ok(contents.map(|c| engine.digester.digest(kind, &c)))
 }
 
 /// The digests of `sources` in `namespace` now. A source is read from the API only when
@@ -199,7 +205,7 @@ pub async fn observe(
             Some(hit) => hit,
             None => {
                 let digest = match &version {
-                    Some(_) => fetch(engine, namespace, source).await?,
+                    Some(_) => digest_of(engine, namespace, source.kind, &source.name).await?,
                     None => None,
                 };
                 let mut seen = lock(&engine.config_cache.seen);
@@ -343,15 +349,10 @@ async fn verify(
     if lock(&engine.config_cache.verified).contains(&uid) {
         return Ok(true);
     }
-    let contents = match p.kind {
-        ConfigKind::ConfigMap => get::<ConfigMap>(engine, namespace, &p.snapshot)
-            .await?
-            .map(|c| c.contents()),
-        ConfigKind::Secret => get::<Secret>(engine, namespace, &p.snapshot)
-            .await?
-            .map(|c| c.contents()),
-    };
-    let good = contents.is_some_and(|c| engine.digester.digest(p.kind, &c) == digest);
+    let good = digest_of(engine, namespace, p.kind, &p.snapshot)
+        .await?
+        .as_deref()
+        == Some(digest);
     if good {
         lock(&engine.config_cache.verified).insert(uid);
     }

@@ -90,14 +90,7 @@ async fn roll_back<K: Object>(
         vec![]
     };
     // What each source holds now: while it holds that, the pods keep the snapshot.
-    let sources: BTreeSet<Source> = data
-        .config
-        .iter()
-        .map(|p| Source {
-            kind: p.kind,
-            name: p.name.clone(),
-        })
-        .collect();
+    let sources: BTreeSet<Source> = data.config.iter().map(Source::from).collect();
     let now = config::observe(engine, &namespace, &sources)
         .await?
         .contents;
@@ -106,11 +99,7 @@ async fn roll_back<K: Object>(
         .iter()
         .filter(|p| p.digest.is_some())
         .filter_map(|p| {
-            let source = Source {
-                kind: p.kind,
-                name: p.name.clone(),
-            };
-            let found = now.get(&source)?.clone();
+            let found = now.get(&Source::from(p))?.clone();
             (found != p.digest).then(|| PinnedAt {
                 runs: p.clone(),
                 found,

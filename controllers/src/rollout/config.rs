@@ -22,6 +22,15 @@ pub struct Source {
     pub name: String,
 }
 
+impl From<&Pinned> for Source {
+    fn from(p: &Pinned) -> Source {
+        Source {
+            kind: p.kind,
+            name: p.name.clone(),
+        }
+    }
+}
+
 /// Source -> digest of its current contents (`None` when it does not exist).
 pub type Contents = BTreeMap<Source, Option<String>>;
 
@@ -188,10 +197,7 @@ impl Digester {
 pub fn hold(contents: &mut Contents, pin: &ConfigPin) -> Vec<Source> {
     let mut held = vec![];
     for at in pin.sources.iter().filter(|at| at.runs.digest.is_some()) {
-        let source = Source {
-            kind: at.runs.kind,
-            name: at.runs.name.clone(),
-        };
+        let source = Source::from(&at.runs);
         let Some(now) = contents.get_mut(&source) else {
             continue;
         };
