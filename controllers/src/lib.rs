@@ -21,6 +21,7 @@ use tower::timeout::TimeoutLayer;
 use tracing::{error, info};
 
 use runtime::admin::{self, Admin};
+use runtime::fence::{Fence, FenceLayer};
 use runtime::leader::LeaseLock;
 use runtime::logging::{self, LogFormat};
 use runtime::metrics::Metrics;
@@ -183,7 +184,8 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn client(qps: f64, burst: u32) -> Result<Client> {
+/// A client of the apiserver with its own limits; its writes pass `fence`.
+async fn client(qps: f64, burst: u32, fence: Fence) -> Result<Client> {
     let mut config = Config::infer()
         .await
         .context("no cluster configuration (in-cluster or KUBECONFIG)")?;
@@ -196,6 +198,8 @@ async fn client(qps: f64, burst: u32) -> Result<Client> {
         // when it queued for a token.
         .with_layer(&TimeoutLayer::new(REQUEST_TIMEOUT))
         .with_layer(&RateLimitLayer::new(qps, burst))
+        // Outermost: a write refused by the fence takes no rate-limit token.
+        .with_layer(&FenceLayer(fence))
         .build())
 }
 
@@ -237,7 +241,24 @@ where
             .unwrap_or_else(|_| "drover".into()),
     };
     info!(version = env!("CARGO_PKG_VERSION"), %identity, "starting drover {component}");
-    let client = client(args.kube_api_qps, args.kube_api_burst).await?;
+    let lease_name = args
+        .lease_name
+        .unwrap_or_else(|| format!("drover-{component}"));
+    // The lease has a client of its own: a renewal must not queue behind the component's
+    // requests in their rate limit. Its writes are not fenced; the component's are.
+    let lease = if args.leader_elect {
+        Some(LeaseLock::new(
+            self::client(LEASE_QPS, LEASE_BURST, Fence::open()).await?,
+            &args.leader_election_namespace,
+            &lease_name,
+            &identity,
+            Duration::from_secs(args.lease_duration_seconds),
+        ))
+    } else {
+        None
+    };
+    let fence = lease.as_ref().map_or_else(Fence::open, LeaseLock::fence);
+    let client = client(args.kube_api_qps, args.kube_api_burst, fence.clone()).await?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
     let admin_server = tokio::spawn(admin::serve(
@@ -250,22 +271,6 @@ where
         },
     ));
 
-    let lease_name = args
-        .lease_name
-        .unwrap_or_else(|| format!("drover-{component}"));
-    // The lease has a client of its own: a renewal must not queue behind the component's
-    // requests in their rate limit.
-    let lease = if args.leader_elect {
-        Some(LeaseLock::new(
-            self::client(LEASE_QPS, LEASE_BURST).await?,
-            &args.leader_election_namespace,
-            &lease_name,
-            &identity,
-            Duration::from_secs(args.lease_duration_seconds),
-        ))
-    } else {
-        None
-    };
     if let Some(lease) = &lease {
         // A replica standing by is healthy: ready while it waits, then ready again once
         // the leader's watches have synced.
@@ -276,7 +281,7 @@ where
 
     let events_client = match events {
         Events::SharedClient => client.clone(),
-        Events::OwnClient => self::client(args.kube_api_qps, args.kube_api_burst).await?,
+        Events::OwnClient => self::client(args.kube_api_qps, args.kube_api_burst, fence).await?,
     };
     let recorder = Recorder::new(
         events_client,

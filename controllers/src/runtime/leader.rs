@@ -18,6 +18,7 @@ use kube::api::{Api, PostParams};
 use tokio::time::{Instant, timeout};
 use tracing::{info, warn};
 
+use super::fence::Fence;
 use super::lock;
 
 #[derive(Debug)]
@@ -27,6 +28,8 @@ pub struct LeaseLock {
     identity: String,
     duration: Duration,
     observed: Mutex<Observed>,
+    /// Open while the lease is ours by this process's clock.
+    fence: Fence,
 }
 
 /// A lease holder's record as this process last read it, and when (by this process's
@@ -106,7 +109,14 @@ impl LeaseLock {
             identity: identity.into(),
             duration,
             observed: Mutex::default(),
+            fence: Fence::closed(),
         }
+    }
+
+    /// The fence the workload's writes pass: open until the renew deadline after the
+    /// last successful renewal, counted from when it was sent.
+    pub fn fence(&self) -> Fence {
+        self.fence.clone()
     }
 
     /// How long the holder keeps trying to renew before it stops: two thirds of the
@@ -122,6 +132,7 @@ impl LeaseLock {
 
     /// One attempt to take or renew the lease; `Ok(true)` when we hold it afterwards.
     async fn try_hold(&self) -> Result<bool, kube::Error> {
+        let sent = Instant::now();
         let current = self.api.get_opt(&self.name).await?;
         let spec = current.as_ref().and_then(|l| l.spec.as_ref());
         let expired = spec.is_some_and(|s| lock(&self.observed).expired(s, Instant::now()));
@@ -153,6 +164,7 @@ impl LeaseLock {
                     .await?;
             }
         }
+        self.fence.open_until(sent + self.renew_deadline());
         Ok(true)
     }
 
@@ -176,6 +188,7 @@ impl LeaseLock {
     /// Gives the lease up (after a graceful shutdown), so a successor need not wait for
     /// it to expire.
     pub async fn release(&self) {
+        self.fence.close();
         let Ok(Ok(mut lease)) = timeout(self.retry_period(), self.api.get(&self.name)).await else {
             return;
         };
@@ -209,6 +222,7 @@ impl LeaseLock {
             match timeout(left, self.try_hold()).await {
                 Ok(Ok(true)) => renewed = Instant::now(),
                 Ok(Ok(false)) => {
+                    self.fence.close();
                     warn!(lease = %self.name, "another process holds the lease");
                     return;
                 }
@@ -216,6 +230,7 @@ impl LeaseLock {
                 Err(_) => {}
             }
             if renewed.elapsed() >= deadline {
+                self.fence.close();
                 warn!(lease = %self.name, "lease not renewed within its renew deadline");
                 return;
             }

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod backoff;
 pub mod events;
+pub mod fence;
 pub mod index;
 pub mod leader;
 pub mod logging;
