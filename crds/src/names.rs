@@ -29,6 +29,9 @@ pub mod annotation {
     pub const PROMOTE: &str = "drover.dev/promote";
     /// Send every pod of a canary back to the stable revision (any value).
     pub const ABORT: &str = "drover.dev/abort";
+    /// Written by the controller in the same write that removes a command annotation:
+    /// the `number` of the command it settled (see `CommandRecord`).
+    pub const SETTLED_COMMAND: &str = "drover.dev/settled-command";
     /// On the pod template: changing it restarts every pod through a rollout (what
     /// `kubectl drover rollout restart` sets, like `kubectl rollout restart`).
     pub const RESTARTED_AT: &str = "drover.dev/restartedAt";

@@ -193,6 +193,12 @@ pub struct CommandRecord {
     /// later is a new one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set_at: Option<Time>,
+    /// How many commands were acted on, this one included. The annotation
+    /// `drover.dev/settled-command` takes it in the write that removes this command, so
+    /// the same command given again within the same second (`setAt` has seconds) is told
+    /// from this one still in place.
+    #[serde(default)]
+    pub number: i64,
 }
 
 /// Where a canary rollout stands.
