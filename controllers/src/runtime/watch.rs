@@ -26,7 +26,13 @@ where
         let event = match event {
             Ok(event) => Some(event),
             Err(error) => {
-                metrics.error(component, "watch");
+                // A 410 (the resource version is older than the apiserver keeps) makes the
+                // watcher list everything again: told apart, as it costs a full list.
+                let category = match &error {
+                    watcher::Error::WatchError(status) if status.code == 410 => "watch_expired",
+                    _ => "watch",
+                };
+                metrics.error(component, category);
                 warn!(%error, watch = what, "watch interrupted; listing again after a backoff");
                 None
             }
