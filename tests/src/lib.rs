@@ -5,7 +5,11 @@
 // Test support: a failed expectation is a failed test, so panicking is the point.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod inject;
+pub mod invariants;
 pub mod observer;
+
+pub use inject::*;
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -659,12 +663,24 @@ pub async fn wait_rolled_out(
     replicas: i32,
     image: &str,
 ) -> Vec<Pod> {
+    wait_rolled_out_within(client, ns, name, replicas, image, ROLLOUT_TIMEOUT).await
+}
+
+/// [`wait_rolled_out`], waiting up to `timeout`.
+pub async fn wait_rolled_out_within(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    replicas: i32,
+    image: &str,
+    timeout: Duration,
+) -> Vec<Pod> {
     let apps: Api<App> = Api::namespaced(client.clone(), ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     wait_until_in(
         ns,
         &format!("App {name} to run {replicas} ready pods of {image}"),
-        ROLLOUT_TIMEOUT,
+        timeout,
         || async {
             let app = apps.get(name).await.map_err(|e| e.to_string())?;
             let status = app.status.clone().unwrap_or_default();
@@ -705,125 +721,6 @@ pub async fn wait_rolled_out(
         },
     )
     .await
-}
-
-/// drover's Deployments in `drover-system`, each selecting its pods by
-/// `app.kubernetes.io/name=<deployment>`.
-pub const CONTROLLER: &str = "drover";
-pub const SCHEDULER: &str = "drover-scheduler";
-
-/// Kills a pod of one of drover's Deployments outright (no graceful shutdown), as a crash
-/// would.
-pub fn kill(deployment: &str) {
-    let pods: Vec<String> = kubectl_ok(&[
-        "-n",
-        "drover-system",
-        "get",
-        "pods",
-        "-l",
-        &format!("app.kubernetes.io/name={deployment}"),
-        "-o",
-        "name",
-    ])
-    .lines()
-    .map(str::to_string)
-    .collect();
-    assert!(!pods.is_empty(), "{deployment} runs");
-    kubectl_ok(&[
-        "-n",
-        "drover-system",
-        "delete",
-        "--grace-period=0",
-        "--force",
-        &pods[0],
-    ]);
-}
-
-/// The host PIDs of drover's processes running `command` (`controller`, `scheduler`):
-/// the kind nodes' containers are processes of this machine.
-pub fn drover_processes(command: &str) -> Vec<u32> {
-    let wanted = format!("/drover\0{command}\0");
-    std::fs::read_dir("/proc")
-        .expect("reading /proc")
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.starts_with(wanted.as_bytes()))
-        })
-        .collect()
-}
-
-/// Cuts every established connection of drover's `command` processes to the apiserver
-/// (`ss -K` in their network namespaces), as a network fault or a restarting apiserver
-/// would: their watches end mid-stream with an error. Returns how many were cut (none
-/// while the component is restarting: the caller checks restarts).
-pub fn cut_connections(command: &str) -> usize {
-    drover_processes(command)
-        .iter()
-        .map(|pid| {
-            let pid = pid.to_string();
-            let out = host_ok(
-                "nsenter",
-                &[
-                    "-t",
-                    &pid,
-                    "-n",
-                    "ss",
-                    "-K",
-                    "-tnH",
-                    "state",
-                    "established",
-                    "( dport = :443 or dport = :6443 )",
-                ],
-            );
-            out.lines().filter(|l| !l.trim().is_empty()).count()
-        })
-        .sum()
-}
-
-/// Kills the kube-apiserver (SIGKILL, as a crash would; the kind nodes' processes are
-/// this machine's) and waits until its kubelet has started it again and it is ready.
-pub fn restart_apiserver() {
-    let running = || {
-        std::fs::read_dir("/proc")
-            .expect("reading /proc")
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| c.starts_with(b"kube-apiserver\0"))
-            })
-            .collect::<Vec<u32>>()
-    };
-    let before = running();
-    assert_eq!(before.len(), 1, "one kube-apiserver runs: {before:?}");
-    host_ok("kill", &["-KILL", &before[0].to_string()]);
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let now = running();
-        if !now.is_empty()
-            && now != before
-            && kubectl(&["get", "--raw", "/readyz"]).status.success()
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the kube-apiserver is not back after 180 s"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// Waits until one of drover's Deployments is ready again.
-pub fn wait_ready(deployment: &str) {
-    kubectl_ok(&[
-        "-n",
-        "drover-system",
-        "rollout",
-        "status",
-        &format!("deployment/{deployment}"),
-        "--timeout=120s",
-    ]);
 }
 
 /// Merges `spec` into the App's spec (`kubectl patch --type merge`).

@@ -23,20 +23,24 @@ const SCALE_DOWN_SLACK: Duration = Duration::from_secs(10);
 const APP_WATCH_LAG: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Default)]
-struct State {
+pub(crate) struct State {
     /// Pod name -> active.
-    pods: BTreeMap<String, bool>,
+    pub(crate) pods: BTreeMap<String, bool>,
     /// Recent ceilings (`replicas` + surge) with the time they were replaced.
     asked: VecDeque<(i32, Option<Instant>)>,
     /// Pod name -> ready (and active).
-    ready: BTreeMap<String, bool>,
+    pub(crate) ready: BTreeMap<String, bool>,
     /// Fewest ready pods allowed, once set.
-    floor: Option<usize>,
+    pub(crate) floor: Option<usize>,
     /// Ready counts below the floor: (ready count, description).
     shortfalls: Vec<String>,
     /// Excesses not yet explained by a later `replicas`: (when, active count, description).
     suspects: Vec<(Instant, usize, String)>,
     max_active: usize,
+    /// The active count at the last check: only a count that grows (a pod created or
+    /// revived) can break the ceiling; an excess left by a scale-down the controller has
+    /// yet to act on is not a creation.
+    last_count: usize,
     names_seen: Vec<String>,
 }
 
@@ -49,7 +53,7 @@ impl State {
         self.asked.iter().map(|(r, _)| *r).max()
     }
 
-    fn check(&mut self) {
+    pub(crate) fn check(&mut self) {
         let active: Vec<String> = self
             .pods
             .iter()
@@ -57,6 +61,8 @@ impl State {
             .map(|(n, _)| n.clone())
             .collect();
         let count = active.len();
+        let grew = count > self.last_count;
+        self.last_count = count;
         self.max_active = self.max_active.max(count);
         let ready = self.ready.values().filter(|r| **r).count();
         if let Some(floor) = self.floor
@@ -68,6 +74,7 @@ impl State {
             ));
         }
         if let Some(allowed) = self.allowed()
+            && grew
             && count > usize::try_from(allowed).unwrap_or(0)
         {
             self.suspects.push((
@@ -82,7 +89,7 @@ impl State {
     }
 
     /// A new `replicas` explains the excesses seen just before it.
-    fn asked_for(&mut self, replicas: i32) {
+    pub(crate) fn asked_for(&mut self, replicas: i32) {
         if self.asked.back().map(|(r, _)| *r) != Some(replicas) {
             if let Some(last) = self.asked.back_mut() {
                 last.1 = Some(Instant::now());
@@ -96,7 +103,7 @@ impl State {
     }
 
     /// Records a pod as it is now.
-    fn saw(&mut self, pod: &Pod) {
+    pub(crate) fn saw(&mut self, pod: &Pod) {
         let name = pod.name_any();
         if !self.names_seen.contains(&name) {
             self.names_seen.push(name.clone());
@@ -105,7 +112,7 @@ impl State {
         self.pods.insert(name, is_active(pod));
     }
 
-    fn violations(&self) -> Vec<String> {
+    pub(crate) fn violations(&self) -> Vec<String> {
         self.suspects
             .iter()
             .map(|(_, _, d)| d.clone())
@@ -152,7 +159,7 @@ fn is_ready(pod: &Pod) -> bool {
 /// The most pods an App allows: `replicas`, plus the rolling update's surge (a count, or a
 /// percentage of replicas rounded up; 25% when unset), or twice `replicas` for a
 /// blue-green preview — computed here independently of the controller.
-fn ceiling(app: &App) -> i32 {
+pub(crate) fn ceiling(app: &App) -> i32 {
     let replicas = app.spec.replicas;
     let spec = serde_json::to_value(&app.spec.strategy).unwrap_or_default();
     if spec["type"] == "Recreate" {
@@ -342,6 +349,12 @@ mod tests {
         assert!(s.violations().is_empty(), "deletes have not landed yet");
         s.asked[0].1 = Some(Instant::now() - SCALE_DOWN_SLACK * 2);
         s.check();
-        assert_eq!(s.violations().len(), 1);
+        assert!(
+            s.violations().is_empty(),
+            "an excess the controller has yet to remove was not created"
+        );
+        s.pods.insert("d".into(), true);
+        s.check();
+        assert_eq!(s.violations().len(), 1, "a pod created above the ceiling");
     }
 }

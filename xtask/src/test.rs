@@ -11,7 +11,7 @@ use clap::Args;
 use crate::cluster;
 use crate::cluster::fake_nodes;
 use crate::cluster::install;
-use crate::cmd::cargo;
+use crate::cmd::{Cmd, cargo};
 use crate::crd;
 use crate::layout::Layout;
 
@@ -20,11 +20,15 @@ pub struct TestArgs {
     /// Simulated nodes for the cluster, if this run brings it up.
     #[arg(long, default_value_t = fake_nodes::DEFAULT_COUNT)]
     fake_nodes: usize,
+    /// Only the soak suite, at its full fault counts (about 45 minutes), its report
+    /// printed; the cluster is brought up first if need be.
+    #[arg(long)]
+    soak: bool,
 }
 
 /// The end-to-end suites of `tests/`, in the order they run, and whether the tests of
 /// each take turns (a suite that stops or drains workers would take others' pods along).
-const E2E_SUITES: [(&str, bool); 9] = [
+const E2E_SUITES: [(&str, bool); 10] = [
     ("cluster", false),
     ("nodes", true),
     ("app", false),
@@ -33,6 +37,8 @@ const E2E_SUITES: [(&str, bool); 9] = [
     ("scheduler", false),
     // It cuts connections, stops components and measures the controller's memory.
     ("faults", true),
+    // Its quick profile; `--soak` runs the full one.
+    ("soak", true),
     ("chart", false),
     ("lifecycle", false),
 ];
@@ -41,6 +47,17 @@ pub fn run(args: TestArgs) -> Result<()> {
     let started = Instant::now();
     let layout = Layout::detect()?;
     let step = |name: &str| println!("\n==> {name} ({}s)", started.elapsed().as_secs());
+    if args.soak {
+        step("cluster up, drover installed");
+        install::cluster_with_drover(&layout, args.fake_nodes)?;
+        step("soak, full profile");
+        suite(&layout, &args, "soak", true)?
+            .env("DROVER_SOAK", "full")
+            .args(["--nocapture"])
+            .run_inherit()?;
+        println!("\nthe soak passed in {}s", started.elapsed().as_secs());
+        return Ok(());
+    }
 
     step("cargo fmt --check");
     cargo()
@@ -87,37 +104,42 @@ pub fn run(args: TestArgs) -> Result<()> {
     // the suites expect.
     install::cluster_with_drover(&layout, args.fake_nodes)?;
 
-    let xtask = std::env::current_exe()?;
+    for (name, one_at_a_time) in E2E_SUITES {
+        step(&format!("end-to-end: {name}"));
+        suite(&layout, &args, name, one_at_a_time)?.run_inherit()?;
+    }
+    println!("\nall tests passed in {}s", started.elapsed().as_secs());
+    Ok(())
+}
+
+/// `cargo test` of one end-to-end suite against the cluster, with what the suites need to
+/// know about it; arguments added after it go to the test harness.
+fn suite(layout: &Layout, args: &TestArgs, name: &str, one_at_a_time: bool) -> Result<Cmd> {
     let path = format!(
         "{}:{}",
         layout.client_bin_dir().display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    for (suite, one_at_a_time) in E2E_SUITES {
-        step(&format!("end-to-end: {suite}"));
-        // `--workspace` as for the unit tests: the same packages give the same features,
-        // so the dependencies built for those are reused (`-p drover-e2e` alone would
-        // rebuild tokio, kube and forty more with fewer features).
-        let mut test =
-            cargo()
-                .current_dir(&layout.repo)
-                .args(["test", "--workspace", "--test", suite]);
-        if one_at_a_time {
-            test = test.args(["--", "--test-threads=1"]);
-        }
-        // Output captured: the harness repeats a failed test's output and message at the
-        // end of the log, where they are read first.
-        test.env("KUBECONFIG", layout.kubeconfig())
-            .env("PATH", &path)
-            .env("DROVER_XTASK", &xtask)
-            .env("DROVER_FAKE_NODES", args.fake_nodes.to_string())
-            .env(
-                "DROVER_KIND_NODES",
-                (cluster::DEFAULT_WORKERS + 1).to_string(),
-            )
-            .env("DROVER_AUDIT_LOG", layout.audit_log())
-            .run_inherit()?;
+    // `--workspace` as for the unit tests: the same packages give the same features, so
+    // the dependencies built for those are reused (`-p drover-e2e` alone would rebuild
+    // tokio, kube and forty more with fewer features).
+    let mut test =
+        cargo()
+            .current_dir(&layout.repo)
+            .args(["test", "--workspace", "--test", name, "--"]);
+    if one_at_a_time {
+        test = test.args(["--test-threads=1"]);
     }
-    println!("\nall tests passed in {}s", started.elapsed().as_secs());
-    Ok(())
+    // Output captured: the harness repeats a failed test's output and message at the end
+    // of the log, where they are read first.
+    Ok(test
+        .env("KUBECONFIG", layout.kubeconfig())
+        .env("PATH", &path)
+        .env("DROVER_XTASK", std::env::current_exe()?)
+        .env("DROVER_FAKE_NODES", args.fake_nodes.to_string())
+        .env(
+            "DROVER_KIND_NODES",
+            (cluster::DEFAULT_WORKERS + 1).to_string(),
+        )
+        .env("DROVER_AUDIT_LOG", layout.audit_log()))
 }

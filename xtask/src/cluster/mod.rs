@@ -228,7 +228,15 @@ fn create(layout: &Layout, args: &UpArgs, image: &str) -> Result<()> {
         )
 }
 
-/// kind's cluster configuration: the ranges, the nodes, and the apiserver's audit log.
+/// The apiserver compacts etcd's history this often (5m by default), and serves watches
+/// of these resources from etcd instead of its watch cache: a watch of them resumed from a
+/// version older than the last compaction ends with 410 Gone, as on a busy production
+/// cluster, so the fault suites meet that error within minutes (drover watches both
+/// cluster-wide; they change rarely, so its last version of them soon is old).
+const COMPACTION_INTERVAL: &str = "30s";
+const UNCACHED_WATCHES: &str = "secrets#0,configmaps#0";
+
+/// kind's cluster configuration: the ranges, the nodes, the apiserver's audit log and flags.
 ///
 /// The nodes resolve through Docker's embedded DNS (127.0.0.11), which knows the node
 /// containers' names (kubeadm's endpoint, `drover-control-plane:6443`, is one) and sends
@@ -260,7 +268,9 @@ fn kind_config(layout: &Layout, workers: usize, image: &str) -> String {
                    audit-policy-file: {NODE_AUDIT_POLICY}\n          \
                    audit-log-path: {NODE_AUDIT_DIR}/audit.log\n          \
                    audit-log-maxsize: \"200\"\n          \
-                   audit-log-maxbackup: \"1\"\n        \
+                   audit-log-maxbackup: \"1\"\n          \
+                   etcd-compaction-interval: {COMPACTION_INTERVAL}\n          \
+                   watch-cache-sizes: {UNCACHED_WATCHES}\n        \
                  extraVolumes:\n          \
                    - {{name: audit-policy, hostPath: {NODE_AUDIT_POLICY}, mountPath: {NODE_AUDIT_POLICY}, readOnly: true, pathType: File}}\n          \
                    - {{name: audit-log, hostPath: {NODE_AUDIT_DIR}, mountPath: {NODE_AUDIT_DIR}, pathType: DirectoryOrCreate}}\n"
@@ -606,6 +616,8 @@ mod tests {
         assert_eq!(patch["kind"], "ClusterConfiguration");
         let flags = &patch["apiServer"]["extraArgs"];
         assert_eq!(flags["audit-policy-file"], NODE_AUDIT_POLICY);
+        assert_eq!(flags["etcd-compaction-interval"], COMPACTION_INTERVAL);
+        assert_eq!(flags["watch-cache-sizes"], UNCACHED_WATCHES);
         assert_eq!(
             flags["audit-log-path"].as_str(),
             Some(format!("{NODE_AUDIT_DIR}/audit.log").as_str())
