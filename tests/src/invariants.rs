@@ -216,9 +216,7 @@ impl Shared {
 
     fn forget_pod(&mut self, pod: &Pod) {
         if let Some(app) = pod.labels().get(label::APP).cloned() {
-            let state = self.app_pods(&app);
-            state.pods.remove(&pod.name_any());
-            state.ready.remove(&pod.name_any());
+            self.app_pods(&app).gone(&pod.name_any());
         }
     }
 
@@ -248,6 +246,8 @@ pub struct Report {
     pub watch_errors: Vec<(&'static str, u64)>,
     /// Pods seen bound.
     pub pods_bound: usize,
+    /// Running pods removed from outside drover (never seen terminating), by App.
+    pub involuntary: BTreeMap<String, usize>,
 }
 
 pub struct Invariants {
@@ -352,6 +352,12 @@ impl Invariants {
             checks: s.checks,
             watch_errors: s.health.iter().map(|h| (h.what, h.errors)).collect(),
             pods_bound: s.bound.len(),
+            involuntary: s
+                .pods
+                .iter()
+                .map(|(app, state)| (app.clone(), state.involuntary()))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
         }
     }
 }

@@ -21,6 +21,12 @@ const SCALE_DOWN_SLACK: Duration = Duration::from_secs(10);
 /// The observer's App watch may deliver a scale-up after its pod watch shows the pods
 /// created for it: an excess is a suspect until the App catches up within this long.
 const APP_WATCH_LAG: Duration = Duration::from_secs(5);
+/// A pod that vanishes while ready, never seen terminating, was removed at once from
+/// outside (drover only evicts or deletes gracefully, with the pod's UID): a force
+/// deletion, or kwok deleting by name a new pod of a reused name when it meant the old
+/// one. Like a disruption budget, the floor allows such involuntary losses for this long,
+/// the time the controller has to replace them.
+const INVOLUNTARY_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Default)]
 pub(crate) struct State {
@@ -34,6 +40,8 @@ pub(crate) struct State {
     pub(crate) floor: Option<usize>,
     /// Ready counts below the floor: (ready count, description).
     shortfalls: Vec<String>,
+    /// When running pods vanished without having been seen terminating.
+    involuntary: Vec<Instant>,
     /// Excesses not yet explained by a later `replicas`: (when, active count, description).
     suspects: Vec<(Instant, usize, String)>,
     max_active: usize,
@@ -65,8 +73,13 @@ impl State {
         self.last_count = count;
         self.max_active = self.max_active.max(count);
         let ready = self.ready.values().filter(|r| **r).count();
+        let recent = self
+            .involuntary
+            .iter()
+            .filter(|at| at.elapsed() < INVOLUNTARY_GRACE)
+            .count();
         if let Some(floor) = self.floor
-            && ready < floor
+            && ready + recent < floor
         {
             self.shortfalls.push(format!(
                 "{ready} ready pods while at least {floor} must be: {}",
@@ -110,6 +123,21 @@ impl State {
         }
         self.ready.insert(name.clone(), is_ready(pod));
         self.pods.insert(name, is_active(pod));
+    }
+
+    /// A pod's deletion: a ready one never seen terminating was lost involuntarily (a
+    /// pod not bound yet is deleted at once by anyone, drover included, but was not
+    /// ready).
+    pub(crate) fn gone(&mut self, name: &str) {
+        let running = self.pods.remove(name) == Some(true);
+        if self.ready.remove(name) == Some(true) && running {
+            self.involuntary.push(Instant::now());
+        }
+    }
+
+    /// Running pods lost involuntarily so far.
+    pub(crate) fn involuntary(&self) -> usize {
+        self.involuntary.len()
     }
 
     pub(crate) fn violations(&self) -> Vec<String> {
@@ -222,10 +250,7 @@ impl ReplicaObserver {
                         }
                     }
                     Event::Apply(pod) => s.saw(&pod),
-                    Event::Delete(pod) => {
-                        s.pods.remove(&pod.name_any());
-                        s.ready.remove(&pod.name_any());
-                    }
+                    Event::Delete(pod) => s.gone(&pod.name_any()),
                 }
                 if relist.is_none() {
                     s.check();
@@ -283,6 +308,37 @@ mod tests {
         s.floor = Some(2);
         s.check();
         assert_eq!(s.violations().len(), 1);
+    }
+
+    #[test]
+    fn a_running_pod_removed_from_outside_lowers_the_floor_for_a_while() {
+        let mut s = State::default();
+        s.asked_for(2);
+        for n in ["web-0", "web-1"] {
+            s.pods.insert(n.into(), true);
+            s.ready.insert(n.into(), true);
+        }
+        s.floor = Some(2);
+        s.check();
+        // Evicted: seen terminating first, then gone — drover's doing, no allowance.
+        s.pods.insert("web-1".into(), false);
+        s.ready.insert("web-1".into(), false);
+        s.gone("web-1");
+        s.check();
+        assert_eq!(s.violations().len(), 1);
+        assert_eq!(s.involuntary(), 0);
+        // Vanished while running: allowed while it is being replaced.
+        s.gone("web-0");
+        s.check();
+        assert_eq!(
+            s.violations().len(),
+            2,
+            "one more pod lost than the allowance"
+        );
+        assert_eq!(s.involuntary(), 1);
+        s.involuntary[0] = Instant::now() - INVOLUNTARY_GRACE * 2;
+        s.check();
+        assert_eq!(s.violations().len(), 3, "the allowance has run out");
     }
 
     #[test]

@@ -785,7 +785,8 @@ async fn drover_keeps_its_promises_through_a_storm_of_faults() {
         "soak: {name} profile done in {}s\n  injected: {injected:?}\n  drover's watch errors \
          (from {} scrapes): {} cut or failed, {} expired (410 Gone)\n  driven: rounds {:?}, \
          promote commands {:?}\n  observer: {} invariant checks, its own watch errors {:?}, \
-         {} pods seen bound; audit: {bindings} bindings\n  violations: {}",
+         {} pods seen bound, running pods removed from outside drover {:?}; audit: \
+         {bindings} bindings\n  violations: {}",
         started.elapsed().as_secs(),
         scrapes.load(Ordering::Relaxed),
         watch_errors.total("watch"),
@@ -795,6 +796,7 @@ async fn drover_keeps_its_promises_through_a_storm_of_faults() {
         report.checks,
         report.watch_errors,
         report.pods_bound,
+        report.involuntary,
         violations.len(),
     );
     assert!(
