@@ -42,13 +42,17 @@ pub fn kill(deployment: &str) {
 /// The host PIDs of drover's processes running `command` (`controller`, `scheduler`):
 /// the kind nodes' containers are processes of this machine.
 pub fn drover_processes(command: &str) -> Vec<u32> {
-    let wanted = format!("/drover\0{command}\0");
+    host_processes(format!("/drover\0{command}\0").as_bytes())
+}
+
+/// The PIDs of this machine's processes whose command line starts with `prefix` (its
+/// arguments NUL-separated).
+fn host_processes(prefix: &[u8]) -> Vec<u32> {
     std::fs::read_dir("/proc")
         .expect("reading /proc")
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.starts_with(wanted.as_bytes()))
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(prefix))
         })
         .collect()
 }
@@ -84,16 +88,7 @@ pub fn cut_connections(command: &str) -> usize {
 /// Kills the kube-apiserver (SIGKILL, as a crash would; the kind nodes' processes are
 /// this machine's) and waits until its kubelet has started it again and it is ready.
 pub fn restart_apiserver() {
-    let running = || {
-        std::fs::read_dir("/proc")
-            .expect("reading /proc")
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| c.starts_with(b"kube-apiserver\0"))
-            })
-            .collect::<Vec<u32>>()
-    };
+    let running = || host_processes(b"kube-apiserver\0");
     let before = running();
     assert_eq!(before.len(), 1, "one kube-apiserver runs: {before:?}");
     host_ok("kill", &["-KILL", &before[0].to_string()]);

@@ -317,11 +317,6 @@ impl Invariants {
         state.check();
     }
 
-    /// No floor for App `app` any more (before it is scaled down).
-    pub fn drop_floor(&self, app: &str) {
-        self.shared.lock().unwrap().app_pods(app).floor = None;
-    }
-
     /// The violations found so far (the run can stop early on the first).
     pub fn violations(&self) -> Vec<String> {
         let s = self.shared.lock().unwrap();

@@ -295,6 +295,10 @@ async fn a_scale_to_the_maximum_keeps_the_controller_bounded() {
     // A pass creates at most 500 pods; what the controller keeps of the pods it made is
     // small. 64 MiB is many times both, and a fraction of planning every replica at once.
     let grown = peak.saturating_sub(steady);
+    eprintln!(
+        "controller RSS: steady {steady} KiB, peak {peak} KiB (+{grown} KiB) within 20 s of a \
+         scale to {MAX_REPLICAS} ({pods} pods made)"
+    );
     assert!(
         grown < 64 * 1024,
         "the controller grew by {grown} KiB (from {steady} KiB) within 20 s of a scale to {MAX_REPLICAS} ({pods} pods made)"
