@@ -143,6 +143,31 @@ pub async fn leader(client: &kube::Client, command: &str, lease: &str) -> Option
         .map(|pid| (holder, pid))
 }
 
+/// The pod IP of a host process of a container (the address of its network namespace's
+/// `eth0`), which the apiserver's audit log shows as the source of its requests.
+pub fn process_ip(pid: u32) -> String {
+    let out = host_ok(
+        "nsenter",
+        &[
+            "-t",
+            &pid.to_string(),
+            "-n",
+            "ip",
+            "-o",
+            "-4",
+            "addr",
+            "show",
+            "eth0",
+        ],
+    );
+    out.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .unwrap_or_else(|| panic!("no IPv4 address on eth0 of process {pid}: {out}"))
+        .to_string()
+}
+
 /// Sends `signal` (`KILL`, `STOP`, `CONT`) to a host process.
 pub fn signal(pid: u32, signal: &str) {
     host_ok("kill", &[&format!("-{signal}"), &pid.to_string()]);

@@ -400,29 +400,23 @@ async fn app_pods_now(pods: &Api<Pod>, app: &str) -> Result<Vec<Pod>, String> {
 /// Freezes the leading controller (SIGSTOP) past its lease while the standby takes over,
 /// then wakes it; returns the writes the frozen leader made after its successor's first.
 async fn partition_leader(client: &Client) -> Vec<String> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "drover-system");
     wait_for("two controllers running", API_OUTAGE, || async {
         (drover_processes("controller").len() == 2).then_some(())
     })
     .await;
     let (old, pid) = wait_leader(client, "controller", CONTROLLER_LEASE).await;
-    let ip_of = |pod: String| {
-        let pods = pods.clone();
-        async move {
-            let p = retried("reading a controller pod", || pods.get(&pod)).await;
-            p.status.and_then(|s| s.pod_ip).expect("a pod IP")
-        }
-    };
-    let old_ip = ip_of(old.clone()).await;
+    let old_ip = process_ip(pid);
     let since = SystemTime::now();
     signal(pid, "STOP");
-    let new = wait_for("the standby to take the lease", API_OUTAGE, || async {
-        lease_holder(client, CONTROLLER_LEASE)
+    // The successor, by its process: a replica whose pod was force-deleted may still run
+    // until its kubelet stops it, and may lead meanwhile.
+    let (new, new_pid) = wait_for("the standby to take the lease", API_OUTAGE, || async {
+        leader(client, "controller", CONTROLLER_LEASE)
             .await
-            .filter(|holder| *holder != old)
+            .filter(|(holder, _)| *holder != old)
     })
     .await;
-    let new_ip = ip_of(new.clone()).await;
+    let new_ip = process_ip(new_pid);
     // The successor works a while before the frozen leader wakes.
     tokio::time::sleep(Duration::from_secs(5)).await;
     signal(pid, "CONT");
@@ -736,7 +730,8 @@ async fn drover_keeps_its_promises_through_a_storm_of_faults() {
                 .unwrap();
             injected.apiserver_restarts += 1;
         }
-        if round == rounds / 2 && injected.partitions < profile.partitions {
+        // Early, so that the freeze meets a busy cluster in every profile.
+        if round == 2.min(rounds / 2) && injected.partitions < profile.partitions {
             late_writes.extend(partition_leader(&client).await);
             injected.partitions += 1;
         }
