@@ -43,8 +43,12 @@ pub async fn act(
         debug!(app = %observed.name, namespace = %observed.namespace, creates = plan.creates.len(), deletes = plan.deletes.len(), "plan");
     }
     let pods: Api<Pod> = Api::namespaced(ctx.engine.client.clone(), &observed.namespace);
-    let (delete_error, evictions_blocked) =
+    let (delete_error, evictions_blocked, kept) =
         delete_pods(ctx, app, &pods, &observed.owned, &plan.deletes).await;
+    // The plan made room for its creates with its removals: a pod that was not removed
+    // (a budget refused it, the apiserver timed out) still counts, and takes the place of
+    // a create, or the surge would be exceeded. The next pass plans again.
+    let creates = &plan.creates[..plan.creates.len().saturating_sub(kept)];
     let create_error = match ctx.engine.ledger.create_backoff(&observed.uid) {
         Some(_) => None,
         None => {
@@ -63,7 +67,7 @@ pub async fn act(
                 observed,
                 (&update, stable.as_ref()),
                 &pods,
-                &plan.creates,
+                creates,
             )
             .await
         }
@@ -86,17 +90,17 @@ pub async fn act(
 /// Removes the planned pods, each with its UID as precondition (so a pod re-created
 /// under the same name is never removed by mistake). Voluntary removals (scale-in, a
 /// rollout) go through the Eviction API, so PodDisruptionBudgets apply; finished pods and
-/// pods of lost nodes are deleted. Returns the first failure, and whether a budget
-/// blocked an eviction.
+/// pods of lost nodes are deleted. Returns the first failure, whether a budget blocked an
+/// eviction, and how many pods that still count (voluntary removals) stay.
 async fn delete_pods(
     ctx: &Context,
     app: &App,
     api: &Api<Pod>,
     owned: &[Arc<Pod>],
     deletes: &[Delete],
-) -> (Option<Error>, bool) {
+) -> (Option<Error>, bool, usize) {
     if deletes.is_empty() {
-        return (None, false);
+        return (None, false, 0);
     }
     let engine = &ctx.engine;
     let results = join_all(deletes.iter().map(|d| async move {
@@ -126,15 +130,20 @@ async fn delete_pods(
     let mut blocked = vec![];
     let mut scaled_down = vec![];
     let mut outdated = vec![];
+    let mut kept = 0;
     for (d, result) in results {
-        match classify(&result) {
-            WriteOutcome::Done | WriteOutcome::Gone => {}
+        let removed = matches!(classify(&result), WriteOutcome::Done | WriteOutcome::Gone);
+        if !removed && matches!(d.reason, Removal::ScaleDown | Removal::Outdated) {
+            kept += 1;
+        }
+        match removed {
+            true => {}
             // A disruption budget allows no more just now (other 429s are throttling).
-            _ if blocked_by_budget(&result) => {
+            false if blocked_by_budget(&result) => {
                 blocked.push(d.name.as_str());
                 continue;
             }
-            _ => {
+            false => {
                 if let Err(source) = result {
                     first_error.get_or_insert(Error::PodDelete {
                         pod: d.name.clone(),
@@ -224,7 +233,7 @@ async fn delete_pods(
             )
             .await;
     }
-    (first_error, !blocked.is_empty())
+    (first_error, !blocked.is_empty(), kept)
 }
 
 /// Creates the planned pods in batches of 1, 2, 4, ... so that a template the apiserver
