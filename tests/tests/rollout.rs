@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use drover_crds::App;
+use drover_crds::names::annotation;
 use drover_e2e::observer::ReplicaObserver;
 use drover_e2e::*;
 use k8s_openapi::api::apps::v1::ControllerRevision;
@@ -795,12 +796,20 @@ async fn a_canary_follows_its_steps_and_obeys_promote_and_abort() {
         .await
         .unwrap();
     assert_eq!(progressing(&app), Some(("True".into(), "Complete".into())));
+    // Only the number of the last command settled stays (see `CommandRecord`).
     assert!(
         !app.annotations()
             .keys()
-            .any(|k| k.starts_with("drover.dev/")),
+            .any(|k| k.starts_with("drover.dev/") && k != annotation::SETTLED_COMMAND),
         "every command annotation is removed once acted on: {:?}",
         app.annotations()
+    );
+    let settled = app.annotations()[annotation::SETTLED_COMMAND].clone();
+    let last = app.status.as_ref().unwrap().last_command.clone().unwrap();
+    assert_eq!(
+        settled,
+        last.number.to_string(),
+        "the last command's removal is recorded"
     );
 }
 
