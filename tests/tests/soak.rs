@@ -24,6 +24,7 @@ use drover_crds::names::reason;
 use drover_e2e::invariants::Invariants;
 use drover_e2e::*;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -190,11 +191,24 @@ struct Driven {
     violations: Vec<String>,
 }
 
-/// Rolls the App to a new image, round after round, until told to stop.
-async fn drive_rolling(
+/// What a driver does between giving an App a new image and seeing it rolled out.
+#[derive(Debug, Clone, Copy)]
+enum Steps {
+    /// Nothing: the rolling update runs by itself.
+    None,
+    /// The canary's pauses, each promoted.
+    CanaryPauses,
+    /// The blue-green preview, then the switch.
+    BlueGreenSwitch,
+}
+
+/// Rolls the App to a new image, round after round, until told to stop, taking its
+/// rollout through `steps`.
+async fn drive(
     client: Client,
     ns: String,
     (name, replicas): (&'static str, i32),
+    steps: Steps,
     stop: Arc<AtomicBool>,
     driven: Arc<Mutex<Driven>>,
 ) {
@@ -203,6 +217,11 @@ async fn drive_rolling(
     while !stop.load(Ordering::Relaxed) {
         let v = version(round);
         set_version(&apps, name, v).await;
+        match steps {
+            Steps::None => {}
+            Steps::CanaryPauses => promote_pauses(&apps, name, &driven).await,
+            Steps::BlueGreenSwitch => switch(&apps, name, &driven).await,
+        }
         let image = format!("{SAMPLE_IMAGE}:{v}");
         wait_rolled_out_within(&client, &ns, name, replicas, &image, SOAK_ROLLOUT).await;
         round += 1;
@@ -212,88 +231,55 @@ async fn drive_rolling(
 
 /// A canary through its three pauses, one `promote=step` each; a pause passed without
 /// its promote (a command acted on twice) is a violation.
-async fn drive_canary(
-    client: Client,
-    ns: String,
-    stop: Arc<AtomicBool>,
-    driven: Arc<Mutex<Driven>>,
-) {
-    let (name, replicas) = CANARY;
-    let apps: Api<App> = Api::namespaced(client.clone(), &ns);
-    let mut round = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let v = version(round);
-        set_version(&apps, name, v).await;
-        for pause in CANARY_PAUSES {
-            let app = wait_app(&apps, name, &format!("at canary pause {pause}"), |app| {
-                let status = app.status.as_ref().unwrap();
-                status
-                    .canary
-                    .as_ref()
-                    .is_some_and(|c| c.revision == status.update_revision && c.step >= pause)
-            })
-            .await;
-            let step = app.status.unwrap().canary.unwrap().step;
-            if step != pause {
-                driven.lock().unwrap().violations.push(format!(
-                    "the canary stood at step {step} where pause {pause} waits for a promote \
-                     not given yet: a command was acted on twice"
-                ));
-            }
-            command(&apps, name, "drover.dev/promote", "step").await;
-            *driven.lock().unwrap().commands.entry(name).or_default() += 1;
-            wait_app(&apps, name, &format!("past canary pause {pause}"), |app| {
-                let status = app.status.as_ref().unwrap();
-                status
-                    .canary
-                    .as_ref()
-                    .is_none_or(|c| c.revision != status.update_revision || c.step > pause)
-            })
-            .await;
+async fn promote_pauses(apps: &Api<App>, name: &'static str, driven: &Mutex<Driven>) {
+    for pause in CANARY_PAUSES {
+        let app = wait_app(apps, name, &format!("at canary pause {pause}"), |app| {
+            let status = app.status.as_ref().unwrap();
+            status
+                .canary
+                .as_ref()
+                .is_some_and(|c| c.revision == status.update_revision && c.step >= pause)
+        })
+        .await;
+        let step = app.status.unwrap().canary.unwrap().step;
+        if step != pause {
+            driven.lock().unwrap().violations.push(format!(
+                "the canary stood at step {step} where pause {pause} waits for a promote \
+                 not given yet: a command was acted on twice"
+            ));
         }
-        let image = format!("{SAMPLE_IMAGE}:{v}");
-        wait_rolled_out_within(&client, &ns, name, replicas, &image, SOAK_ROLLOUT).await;
-        round += 1;
-        *driven.lock().unwrap().rounds.entry(name).or_default() += 1;
+        command(apps, name, "drover.dev/promote", "step").await;
+        *driven.lock().unwrap().commands.entry(name).or_default() += 1;
+        wait_app(apps, name, &format!("past canary pause {pause}"), |app| {
+            let status = app.status.as_ref().unwrap();
+            status
+                .canary
+                .as_ref()
+                .is_none_or(|c| c.revision != status.update_revision || c.step > pause)
+        })
+        .await;
     }
 }
 
-/// A blue-green to a new image, switched by one `promote`; a switch before it is a
-/// violation.
-async fn drive_blue_green(
-    client: Client,
-    ns: String,
-    stop: Arc<AtomicBool>,
-    driven: Arc<Mutex<Driven>>,
-) {
-    let (name, replicas) = BLUE_GREEN;
-    let apps: Api<App> = Api::namespaced(client.clone(), &ns);
-    let mut round = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let v = version(round);
-        set_version(&apps, name, v).await;
-        let app = wait_app(&apps, name, "previewing the new revision", |app| {
-            let status = app.status.as_ref().unwrap();
-            status.blue_green.as_ref().is_some_and(|bg| {
-                (bg.preview == status.update_revision && bg.preview_ready_at.is_some())
-                    || bg.active == status.update_revision
-            })
+/// A blue-green preview switched by one `promote`; a switch before it is a violation.
+async fn switch(apps: &Api<App>, name: &'static str, driven: &Mutex<Driven>) {
+    let app = wait_app(apps, name, "previewing the new revision", |app| {
+        let status = app.status.as_ref().unwrap();
+        status.blue_green.as_ref().is_some_and(|bg| {
+            (bg.preview == status.update_revision && bg.preview_ready_at.is_some())
+                || bg.active == status.update_revision
         })
-        .await;
-        let status = app.status.unwrap();
-        if status.blue_green.unwrap().active == status.update_revision {
-            driven.lock().unwrap().violations.push(format!(
-                "the blue-green App switched to {} before it was promoted",
-                status.update_revision
-            ));
-        }
-        command(&apps, name, "drover.dev/promote", "full").await;
-        *driven.lock().unwrap().commands.entry(name).or_default() += 1;
-        let image = format!("{SAMPLE_IMAGE}:{v}");
-        wait_rolled_out_within(&client, &ns, name, replicas, &image, SOAK_ROLLOUT).await;
-        round += 1;
-        *driven.lock().unwrap().rounds.entry(name).or_default() += 1;
+    })
+    .await;
+    let status = app.status.unwrap();
+    if status.blue_green.unwrap().active == status.update_revision {
+        driven.lock().unwrap().violations.push(format!(
+            "the blue-green App switched to {} before it was promoted",
+            status.update_revision
+        ));
     }
+    command(apps, name, "drover.dev/promote", "full").await;
+    *driven.lock().unwrap().commands.entry(name).or_default() += 1;
 }
 
 /// The faults injected, as counted when they were.
@@ -422,27 +408,40 @@ async fn partition_leader(client: &Client) -> Vec<String> {
     signal(pid, "CONT");
     tokio::time::sleep(Duration::from_secs(15)).await;
 
+    // Addresses are reused: only records of this freeze count, ordered by when they
+    // were written.
+    let from = Timestamp::try_from(since).unwrap();
+    let at = |r: &Value| {
+        r["stageTimestamp"]
+            .as_str()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+    };
     let writes = |ip: &str| {
-        let mut records: Vec<Value> = audit_records(since, ip)
+        let mut records: Vec<(Timestamp, Value)> = audit_records(since, ip)
             .into_iter()
             .filter(|r| {
                 r["sourceIPs"]
                     .as_array()
                     .is_some_and(|s| s.contains(&json!(ip)))
             })
+            .filter_map(|r| Some((at(&r)?, r)))
+            .filter(|(t, _)| *t >= from)
             .collect();
-        records.sort_by_key(|r| r["stageTimestamp"].as_str().unwrap_or_default().to_string());
+        records.sort_by_key(|(t, _)| *t);
         records
     };
-    let first_new = writes(&new_ip)
-        .first()
-        .map(|r| r["stageTimestamp"].as_str().unwrap().to_string())
-        .expect("the new leader's first write in the audit log");
-    // A refused renewal of the lease is how the old leader learns; anything else after
-    // the successor's first write is a write it must not make.
+    let successor = writes(&new_ip);
+    let (first_new, last_new) = match (successor.first(), successor.last()) {
+        (Some((first, _)), Some((last, _))) => (*first, *last),
+        _ => panic!("the new leader's writes in the audit log"),
+    };
+    // While the successor leads, the old leader must not write; a refused renewal of the
+    // lease is how it learns. (Once the successor is gone and the lease lapsed, any
+    // process may lead again.)
     let late: Vec<String> = writes(&old_ip)
         .into_iter()
-        .filter(|r| r["stageTimestamp"].as_str().unwrap_or_default() > first_new.as_str())
+        .filter(|(t, _)| *t > first_new && *t <= last_new)
+        .map(|(_, r)| r)
         .filter(|r| {
             let refused = r["responseStatus"]["code"].as_i64().unwrap_or(0) >= 400;
             !(refused && r["objectRef"]["resource"] == "leases")
@@ -459,7 +458,8 @@ async fn partition_leader(client: &Client) -> Vec<String> {
         })
         .collect();
     eprintln!(
-        "soak: partition: {old} frozen, {new} took over (first write {first_new}), {} late writes",
+        "soak: partition: {old} frozen, {new} took over (writes {first_new} to {last_new}), {} \
+         late writes",
         late.len()
     );
     // It woke to a lost lease and stopped; a fresh pod replaces it.
@@ -656,29 +656,35 @@ async fn drover_keeps_its_promises_through_a_storm_of_faults() {
     let stop = Arc::new(AtomicBool::new(false));
     let driven = Arc::new(Mutex::new(Driven::default()));
     let mut drivers = vec![
-        tokio::spawn(drive_rolling(
+        tokio::spawn(drive(
             client.clone(),
             ns.name.clone(),
             ROLLING,
+            Steps::None,
             stop.clone(),
             driven.clone(),
         )),
-        tokio::spawn(drive_rolling(
+        tokio::spawn(drive(
             client.clone(),
             ns.name.clone(),
             ONE_BY_ONE,
+            Steps::None,
             stop.clone(),
             driven.clone(),
         )),
-        tokio::spawn(drive_canary(
+        tokio::spawn(drive(
             client.clone(),
             ns.name.clone(),
+            CANARY,
+            Steps::CanaryPauses,
             stop.clone(),
             driven.clone(),
         )),
-        tokio::spawn(drive_blue_green(
+        tokio::spawn(drive(
             client.clone(),
             ns.name.clone(),
+            BLUE_GREEN,
+            Steps::BlueGreenSwitch,
             stop.clone(),
             driven.clone(),
         )),
