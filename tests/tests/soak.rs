@@ -33,6 +33,7 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, Copy)]
 struct Profile {
     controller_kills: u32,
+    /// Scheduler kills that land while pods of a burst still wait for a node.
     scheduler_kills: u32,
     connections_cut: usize,
     apiserver_restarts: u32,
@@ -299,7 +300,8 @@ struct Injected {
 impl Injected {
     fn reached(&self, p: &Profile) -> bool {
         self.controller_kills >= p.controller_kills
-            && self.scheduler_kills >= p.scheduler_kills
+            // Kills that met pods still waiting for a node count; the others come again.
+            && self.scheduler_kills_mid_burst >= p.scheduler_kills
             && self.connections_cut >= p.connections_cut
             && self.apiserver_restarts >= p.apiserver_restarts
             && self.partitions >= p.partitions
@@ -723,7 +725,8 @@ async fn drover_keeps_its_promises_through_a_storm_of_faults() {
             injected.longest_leaderless = injected.longest_leaderless.max(leaderless);
             injected.controller_kills += 1;
         }
-        if due(profile.scheduler_kills, round) {
+        let short = round >= rounds && injected.scheduler_kills_mid_burst < profile.scheduler_kills;
+        if due(profile.scheduler_kills, round) || short {
             if burst_and_kill_scheduler(&client, &ns.name, &mut rng).await {
                 injected.scheduler_kills_mid_burst += 1;
             }
