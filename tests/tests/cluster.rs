@@ -1,7 +1,8 @@
 //! The local cluster is a real, standard cluster: kind nodes — a control plane and
 //! workers, each a container with its own kubelet and containerd — and kwok's simulated
 //! nodes Ready, Kubernetes 1.34, real containers with logs and exec, pod traffic and
-//! Services across nodes by address and DNS name, volumes of the default StorageClass,
+//! Services across nodes by address and DNS name, volumes (node-local ones, and the
+//! default class's, which move between nodes, grow online and restore from snapshots),
 //! metrics, helm — and no packet of it can leave the machine.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,7 +14,7 @@ use std::time::Duration;
 use drover_e2e::*;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod, Service};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 const POD_READY: Duration = Duration::from_secs(120);
@@ -384,56 +385,73 @@ async fn helm_installs_and_uninstalls_a_chart() {
     );
 }
 
+/// A claim of `size` in `class` (the default class when `None`), created.
+async fn claim(claims: &Api<PersistentVolumeClaim>, name: &str, size: &str, class: Option<&str>) {
+    let mut spec =
+        json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}});
+    if let Some(class) = class {
+        spec["storageClassName"] = json!(class);
+    }
+    let claim: PersistentVolumeClaim =
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap();
+    claims.create(&PostParams::default(), &claim).await.unwrap();
+}
+
+/// A pod of the sample image with `claim` mounted at /data.
+fn pod_with_claim(name: &str, claim: &str, placement: &Placement) -> Pod {
+    let mut pod = serde_json::to_value(sample_pod(name, "1", placement)).unwrap();
+    pod["spec"]["volumes"] =
+        json!([{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]);
+    pod["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "data", "mountPath": "/data"}]);
+    serde_json::from_value(pod).unwrap()
+}
+
+async fn delete_pod_and_wait(pods: &Api<Pod>, name: &str) {
+    pods.delete(name, &DeleteParams::default()).await.unwrap();
+    wait_for(&format!("pod {name} to be gone"), POD_READY, || async {
+        pods.get_opt(name).await.unwrap().is_none().then_some(())
+    })
+    .await;
+}
+
+/// The size of the file system at /data in a pod, in MiB (`df -m`).
+fn data_size_mib(namespace: &str, pod: &str) -> u64 {
+    let df = exec(namespace, pod, &["df", "-m", "/data"]);
+    df.lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("df -m /data printed {df}"))
+}
+
 #[tokio::test]
-async fn a_volume_of_the_default_storage_class_binds_and_keeps_its_data() {
+async fn a_node_local_volume_binds_and_keeps_its_data_on_its_node() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-pvc").await;
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns.name);
-    let claim: PersistentVolumeClaim = serde_json::from_value(json!({
-        "metadata": {"name": "data"},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "16Mi"}}},
-    }))
-    .unwrap();
-    claims.create(&PostParams::default(), &claim).await.unwrap();
+    claim(&claims, "data", "16Mi", Some("standard")).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    let with_volume = |name: &str| -> Pod {
-        let mut pod = serde_json::to_value(sample_pod(name, "1", &Placement::AnyNode)).unwrap();
-        pod["spec"]["volumes"] =
-            json!([{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]);
-        pod["spec"]["containers"][0]["volumeMounts"] =
-            json!([{"name": "data", "mountPath": "/data"}]);
-        serde_json::from_value(pod).unwrap()
-    };
-    pods.create(&PostParams::default(), &with_volume("writer"))
-        .await
-        .unwrap();
+    pods.create(
+        &PostParams::default(),
+        &pod_with_claim("writer", "data", &Placement::AnyNode),
+    )
+    .await
+    .unwrap();
     let writer = wait_pod_ready(&pods, "writer", POD_READY).await;
-    let claim = claims.get("data").await.unwrap();
+    let bound = claims.get("data").await.unwrap();
     assert_eq!(
-        claim.status.unwrap().phase.as_deref(),
+        bound.status.unwrap().phase.as_deref(),
         Some("Bound"),
         "the claim bound"
     );
-    assert_eq!(
-        claim.spec.unwrap().storage_class_name.as_deref(),
-        Some("standard"),
-        "the default StorageClass"
-    );
     exec(&ns.name, "writer", &["sh", "-c", "echo kept > /data/file"]);
-    pods.delete("writer", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_for("the writer to be gone", POD_READY, || async {
-        pods.get_opt("writer")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
-    pods.create(&PostParams::default(), &with_volume("reader"))
-        .await
-        .unwrap();
+    delete_pod_and_wait(&pods, "writer").await;
+    pods.create(
+        &PostParams::default(),
+        &pod_with_claim("reader", "data", &Placement::AnyNode),
+    )
+    .await
+    .unwrap();
     let reader = wait_pod_ready(&pods, "reader", POD_READY).await;
     assert_eq!(
         node_of(&reader),
@@ -443,6 +461,197 @@ async fn a_volume_of_the_default_storage_class_binds_and_keeps_its_data() {
     assert_eq!(
         exec(&ns.name, "reader", &["cat", "/data/file"]).trim(),
         "kept"
+    );
+}
+
+/// The default class is drover's CSI driver: a volume written on one worker is read on
+/// another, as with network storage.
+#[tokio::test]
+async fn a_volume_of_the_default_class_keeps_its_data_from_one_node_to_another() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-csi").await;
+    let workers = workers(&client).await;
+    assert!(workers.len() >= 2, "two workers are needed: {workers:?}");
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns.name);
+    claim(&claims, "data", "1Gi", None).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let on = |node: &String| Placement::RealNode(node.clone());
+    pods.create(
+        &PostParams::default(),
+        &pod_with_claim("writer", "data", &on(&workers[0])),
+    )
+    .await
+    .unwrap();
+    wait_pod_ready(&pods, "writer", POD_READY).await;
+    let bound = claims.get("data").await.unwrap();
+    assert_eq!(
+        bound.spec.as_ref().unwrap().storage_class_name.as_deref(),
+        Some("drover-csi"),
+        "the default StorageClass"
+    );
+    let volume = bound.spec.unwrap().volume_name.unwrap();
+    let pv: Value =
+        serde_json::from_str(&kubectl_ok(&["get", "pv", &volume, "-o", "json"])).unwrap();
+    assert_eq!(pv["spec"]["csi"]["driver"], "loop.csi.drover.dev");
+    assert_eq!(pv["spec"]["csi"]["fsType"], "xfs");
+    exec(
+        &ns.name,
+        "writer",
+        &["sh", "-c", "echo kept > /data/file && sync"],
+    );
+    let mounts = exec(&ns.name, "writer", &["cat", "/proc/mounts"]);
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.contains(" /data xfs ") && l.starts_with("/dev/loop")),
+        "/data is XFS on a loop device: {mounts}"
+    );
+    delete_pod_and_wait(&pods, "writer").await;
+    pods.create(
+        &PostParams::default(),
+        &pod_with_claim("reader", "data", &on(&workers[1])),
+    )
+    .await
+    .unwrap();
+    let reader = wait_pod_ready(&pods, "reader", POD_READY).await;
+    assert_eq!(node_of(&reader), workers[1]);
+    assert_eq!(
+        exec(&ns.name, "reader", &["cat", "/data/file"]).trim(),
+        "kept"
+    );
+}
+
+#[tokio::test]
+async fn a_volume_grows_online_without_restarting_its_pod() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-grow").await;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns.name);
+    claim(&claims, "data", "1Gi", None).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    pods.create(
+        &PostParams::default(),
+        &pod_with_claim("app", "data", &Placement::AnyNode),
+    )
+    .await
+    .unwrap();
+    let before = wait_pod_ready(&pods, "app", POD_READY).await;
+    let small = data_size_mib(&ns.name, "app");
+    assert!((900..=1024).contains(&small), "a 1Gi volume: {small} MiB");
+    exec(&ns.name, "app", &["sh", "-c", "echo kept > /data/file"]);
+    claims
+        .patch(
+            "data",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"resources": {"requests": {"storage": "2Gi"}}}})),
+        )
+        .await
+        .unwrap();
+    wait_for(
+        "the claim's capacity to be 2Gi",
+        Duration::from_secs(180),
+        || async {
+            let c = claims.get("data").await.unwrap();
+            let capacity = c.status?.capacity?.get("storage")?.0.clone();
+            (capacity == "2Gi").then_some(())
+        },
+    )
+    .await;
+    let grown = wait_for(
+        "the file system to grow",
+        Duration::from_secs(60),
+        || async {
+            let size = data_size_mib(&ns.name, "app");
+            (size > 1900).then_some(size)
+        },
+    )
+    .await;
+    let after = pods.get("app").await.unwrap();
+    assert_eq!(after.uid(), before.uid(), "the same pod");
+    let restarts: i32 = after
+        .status
+        .unwrap()
+        .container_statuses
+        .unwrap()
+        .iter()
+        .map(|c| c.restart_count)
+        .sum();
+    assert_eq!(restarts, 0, "no container restarted");
+    assert_eq!(exec(&ns.name, "app", &["cat", "/data/file"]).trim(), "kept");
+    println!("the file system at /data grew from {small} to {grown} MiB in place");
+}
+
+#[tokio::test]
+async fn a_snapshot_restores_a_volume_as_it_was() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-snap").await;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns.name);
+    claim(&claims, "data", "1Gi", None).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    pods.create(
+        &PostParams::default(),
+        &pod_with_claim("app", "data", &Placement::AnyNode),
+    )
+    .await
+    .unwrap();
+    wait_pod_ready(&pods, "app", POD_READY).await;
+    exec(&ns.name, "app", &["sh", "-c", "echo before > /data/file"]);
+    let snapshot = format!(
+        "apiVersion: snapshot.storage.k8s.io/v1\nkind: VolumeSnapshot\nmetadata: {{name: before, namespace: {}}}\n\
+         spec: {{volumeSnapshotClassName: drover-csi, source: {{persistentVolumeClaimName: data}}}}\n",
+        ns.name
+    );
+    let out = kubectl_stdin(&["apply"], &snapshot);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(
+        "the snapshot to be ready to use",
+        Duration::from_secs(120),
+        || async {
+            let ready = kubectl_ok(&[
+                "-n",
+                &ns.name,
+                "get",
+                "volumesnapshot",
+                "before",
+                "-o",
+                "jsonpath={.status.readyToUse}",
+            ]);
+            (ready == "true").then_some(())
+        },
+    )
+    .await;
+    // Written after the snapshot: the restored volume must not have it.
+    exec(&ns.name, "app", &["sh", "-c", "echo after > /data/file"]);
+    let restored: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": "restored"},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}},
+            "dataSource": {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "before"},
+        },
+    }))
+    .unwrap();
+    claims
+        .create(&PostParams::default(), &restored)
+        .await
+        .unwrap();
+    pods.create(
+        &PostParams::default(),
+        &pod_with_claim("reader", "restored", &Placement::AnyNode),
+    )
+    .await
+    .unwrap();
+    wait_pod_ready(&pods, "reader", POD_READY).await;
+    assert_eq!(
+        exec(&ns.name, "reader", &["cat", "/data/file"]).trim(),
+        "before"
+    );
+    assert_eq!(
+        exec(&ns.name, "app", &["cat", "/data/file"]).trim(),
+        "after"
     );
 }
 

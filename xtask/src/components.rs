@@ -116,6 +116,22 @@ fn recipe(component: &'static str, pin: &Pin) -> Result<Recipe> {
             r.binaries.push(("local-path-provisioner", m.clone()));
             r.version_vars.push(("main.VERSION".into(), v.clone()));
         }
+        "external-provisioner" => {
+            r.binaries
+                .push(("csi-provisioner", format!("{m}/cmd/csi-provisioner")));
+            r.version_vars.push(("main.version".into(), v.clone()));
+        }
+        "external-resizer" => {
+            r.binaries
+                .push(("csi-resizer", format!("{m}/cmd/csi-resizer")));
+            r.version_vars.push(("main.version".into(), v.clone()));
+        }
+        "external-snapshotter" => {
+            for bin in ["csi-snapshotter", "snapshot-controller"] {
+                r.binaries.push((bin, format!("{m}/cmd/{bin}")));
+            }
+            r.version_vars.push(("main.version".into(), v.clone()));
+        }
         other => bail!("no build recipe for {other:?}"),
     }
     Ok(r)

@@ -11,7 +11,7 @@ use clap::Args;
 use crate::cluster;
 use crate::cluster::fake_nodes;
 use crate::cluster::install;
-use crate::cmd::{Cmd, cargo};
+use crate::cmd::{Cmd, cargo, go};
 use crate::crd;
 use crate::layout::Layout;
 
@@ -84,6 +84,10 @@ pub fn run(args: TestArgs) -> Result<()> {
         // Every crate's own tests (the end-to-end crate's helpers included); the
         // end-to-end suites run against the cluster below.
         .args(["test", "--workspace", "--lib", "--bins"])
+        .run_inherit()?;
+    // The cluster's volume driver (Go).
+    go(&layout, &layout.repo.join("cluster/csi"))
+        .args(["test", "./..."])
         .run_inherit()?;
     // What the scheduler keeps per pod, measured with a counting allocator of its own.
     cargo()

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 /// Every component `build_all` builds, in build order.
-pub const COMPONENTS: [&str; 9] = [
+pub const COMPONENTS: [&str; 12] = [
     "kubernetes",
     "etcd",
     "kwok",
@@ -17,6 +17,9 @@ pub const COMPONENTS: [&str; 9] = [
     "kind",
     "flannel",
     "local-path-provisioner",
+    "external-provisioner",
+    "external-resizer",
+    "external-snapshotter",
 ];
 
 /// The component that provides a binary.
@@ -37,6 +40,9 @@ pub fn component_of_binary(binary: &str) -> Result<&'static str> {
         "kind" => "kind",
         "flanneld" => "flannel",
         "local-path-provisioner" => "local-path-provisioner",
+        "csi-provisioner" => "external-provisioner",
+        "csi-resizer" => "external-resizer",
+        "csi-snapshotter" | "snapshot-controller" => "external-snapshotter",
         other => bail!("no component builds a binary named {other:?}"),
     })
 }

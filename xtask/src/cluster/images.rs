@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use super::kwok;
+use super::{kwok, storage};
 use crate::cmd::cmd;
 use crate::image::{self, Entry, ImageSpec};
 use crate::layout::Layout;
@@ -104,9 +104,10 @@ pub fn preload(layout: &Layout, rootfs: &Path) -> Result<Preload> {
     Ok(Preload { archives, pause })
 }
 
-/// The add-ons drover runs in the cluster beside kubeadm's: metrics-server and kwok.
+/// The add-ons drover runs in the cluster beside kubeadm's: metrics-server, kwok, the
+/// volume driver and its sidecars.
 fn addons(layout: &Layout) -> Result<Vec<ImageSpec>> {
-    Ok(vec![
+    let mut specs = vec![
         image::single_binary(
             layout,
             "metrics-server",
@@ -114,7 +115,9 @@ fn addons(layout: &Layout) -> Result<Vec<ImageSpec>> {
             "65534",
         )?,
         binaries_image(layout, &kwok::image(layout)?, &["kwok"], vec![])?,
-    ])
+    ];
+    specs.extend(storage::images(layout)?);
+    Ok(specs)
 }
 
 /// The add-ons' images alone, for a node image drover did not build.

@@ -14,6 +14,7 @@ pub mod install;
 pub mod kubectl;
 pub mod kwok;
 mod node_image;
+pub mod storage;
 
 use std::fs;
 use std::path::PathBuf;
@@ -174,6 +175,7 @@ pub fn cluster_up(layout: &Layout, args: &UpArgs) -> Result<()> {
     )?;
     kwok::install(layout, &kubectl)?;
     kwok::keep_kube_proxy_off(&kubectl)?;
+    storage::install(layout, &kubectl)?;
     step(started, "waiting for every node and system pod");
     wait_ready(&kubectl, Duration::from_secs(300))?;
     set_fake_nodes(&kubectl, args.fake_nodes)?;
@@ -211,6 +213,7 @@ fn create(layout: &Layout, args: &UpArgs, image: &str) -> Result<()> {
     fs::write(dir.join("audit-policy.yaml"), AUDIT_POLICY)?;
     let audit_log = layout.audit_log();
     fs::create_dir_all(audit_log.parent().context("the audit log's directory")?)?;
+    fs::create_dir_all(storage::host_dir(layout))?;
     fs::write(&config, kind_config(layout, args.workers, image))?;
     kind()?
         .args(["create", "cluster", "--name", CLUSTER])
@@ -247,17 +250,25 @@ fn kind_config(layout: &Layout, workers: usize, image: &str) -> String {
     let policy = layout.state.join("audit-policy.yaml");
     let audit_dir = layout.audit_log();
     let audit_dir = audit_dir.parent().unwrap_or(&audit_dir);
+    // Every node mounts the volume files' directory: any node mounts any volume.
+    let volumes = format!(
+        "      - {{hostPath: {}, containerPath: {}}}\n",
+        storage::host_dir(layout).display(),
+        storage::NODE_DIR
+    );
     let mut nodes = format!(
         "  - role: control-plane\n    \
            image: {image}\n    \
            extraMounts:\n      \
              - {{hostPath: {policy}, containerPath: {NODE_AUDIT_POLICY}, readOnly: true}}\n      \
-             - {{hostPath: {audit_dir}, containerPath: {NODE_AUDIT_DIR}}}\n",
+             - {{hostPath: {audit_dir}, containerPath: {NODE_AUDIT_DIR}}}\n{volumes}",
         policy = policy.display(),
         audit_dir = audit_dir.display(),
     );
     for _ in 0..workers {
-        nodes.push_str(&format!("  - role: worker\n    image: {image}\n"));
+        nodes.push_str(&format!(
+            "  - role: worker\n    image: {image}\n    extraMounts:\n{volumes}"
+        ));
     }
     // kind writes kubeadm's v1beta3 for Kubernetes before 1.36, whose flags are a map: the
     // patch merges into it.
@@ -428,6 +439,7 @@ fn not_ready(kubectl: &Kubectl) -> Vec<String> {
         }
     }
     waiting.extend(addons::not_ready(kubectl));
+    waiting.extend(storage::not_ready(kubectl));
     if !kwok::ready(kubectl) {
         waiting.push("deployment kube-system/kwok".into());
     }
@@ -522,6 +534,7 @@ pub fn down(layout: &Layout) -> Result<()> {
             docker::docker().args(["network", "rm", NETWORK]).run()?;
         }
     }
+    storage::clean(layout)?;
     docker::stop_started(layout)?;
     guard::remove()?;
     host::restore(layout)?;
@@ -611,6 +624,14 @@ mod tests {
         let audit_dir = layout.audit_log().parent().unwrap().to_path_buf();
         assert!(mounts.iter().any(|m| m["containerPath"] == NODE_AUDIT_DIR
             && m["hostPath"].as_str() == audit_dir.to_str()));
+        // Every node mounts the volume files from the host.
+        let volumes = storage::host_dir(&layout);
+        assert!(nodes.iter().all(|n| {
+            n["extraMounts"].as_sequence().unwrap().iter().any(|m| {
+                m["containerPath"] == storage::NODE_DIR
+                    && m["hostPath"].as_str() == volumes.to_str()
+            })
+        }));
         let patch: serde_yaml::Value =
             serde_yaml::from_str(parsed["kubeadmConfigPatches"][0].as_str().unwrap()).unwrap();
         assert_eq!(patch["kind"], "ClusterConfiguration");

@@ -24,8 +24,9 @@ const SUITE: &str = "bookworm";
 const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 
 /// What a node runs besides Kubernetes' own binaries: systemd as init, Debian's
-/// containerd, runc and CNI plugins, and the tools the kubelet and kube-proxy call.
-const PACKAGES: [&str; 20] = [
+/// containerd, runc and CNI plugins, and the tools the kubelet, kube-proxy and the volume
+/// driver call.
+const PACKAGES: [&str; 21] = [
     "systemd",
     "systemd-sysv",
     "containerd",
@@ -46,6 +47,7 @@ const PACKAGES: [&str; 20] = [
     "jq",
     "procps",
     "e2fsprogs",
+    "xfsprogs",
 ];
 
 /// drover's node files, compiled in so the image's digest follows them.

@@ -142,22 +142,33 @@ pub(crate) fn single_binary(
     user: &str,
 ) -> Result<ImageSpec> {
     let path = layout.bin(binary)?;
-    let data = fs::read(&path).with_context(|| {
-        format!(
-            "reading {}: run `cargo xtask cluster build` first",
+    if !path.is_file() {
+        bail!(
+            "{} is missing: run `cargo xtask cluster build` first",
             path.display()
-        )
-    })?;
+        );
+    }
+    binary_image(&path, binary, reference, user)
+}
+
+/// An image holding the statically linked binary at `path` as `/name`, its entrypoint.
+pub(crate) fn binary_image(
+    path: &Path,
+    name: &str,
+    reference: &str,
+    user: &str,
+) -> Result<ImageSpec> {
+    let data = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut entries = base_entries();
     entries.push(Entry::File {
-        path: binary.into(),
+        path: name.into(),
         data,
         mode: 0o755,
     });
     Ok(ImageSpec {
         reference: reference.into(),
         entries,
-        entrypoint: vec![format!("/{binary}")],
+        entrypoint: vec![format!("/{name}")],
         user: format!("{user}:{user}"),
         env: vec![],
         exposed_ports: vec![],
