@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -146,13 +149,17 @@ func (s *server) NodeUnstageVolume(_ context.Context, req *csi.NodeUnstageVolume
 			return nil, status.Error(codes.Internal, err.Error())
 		}
 	}
-	devices, err := n.devices(id)
-	if err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
-	}
-	for _, device := range devices {
-		if _, err := n.host.run("losetup", "-d", device); err != nil {
+	// The loop devices are the holder's to detach: after a takeover they are another
+	// node's (this one's kubelet cleaning up after it was away).
+	if n.holds(id) {
+		devices, err := n.devices(id)
+		if err != nil {
 			return nil, status.Error(codes.Internal, err.Error())
+		}
+		for _, device := range devices {
+			if _, err := n.host.run("losetup", "-d", device); err != nil {
+				return nil, status.Error(codes.Internal, err.Error())
+			}
 		}
 	}
 	if err := n.release(id); err != nil {
@@ -205,7 +212,8 @@ func (s *server) NodeUnpublishVolume(_ context.Context, req *csi.NodeUnpublishVo
 			return nil, status.Error(codes.Internal, err.Error())
 		}
 	}
-	if _, err := n.host.run("rm", "-rf", "--one-file-system", target); err != nil {
+	// Empty once unmounted: rm -d removes nothing else.
+	if _, err := n.host.run("rm", "-df", target); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	return &csi.NodeUnpublishVolumeResponse{}, nil
@@ -253,23 +261,41 @@ func (s *server) NodeExpandVolume(_ context.Context, req *csi.NodeExpandVolumeRe
 	return &csi.NodeExpandVolumeResponse{CapacityBytes: size}, nil
 }
 
-// hold records this node as the volume's only user, or refuses when another node holds
-// it (as real single-attach storage refuses a second attachment): a pod on a lost node
-// keeps its volume until it is cleaned up there.
+// hold records this node as the volume's only user, or refuses while another node has
+// it mounted (as single-attach storage refuses a second attachment). A holder whose
+// mount is gone (its node container stopped, its kubelet never cleaned up) is taken
+// over: the nodes share one kernel, which keeps a mounted device busy for everyone.
 func (n *node) hold(id string) error {
 	holder, err := os.ReadFile(n.store.holder(id))
 	switch {
-	case err == nil && string(holder) != n.id:
-		return status.Errorf(codes.FailedPrecondition, "volume %s is mounted on node %s", id, holder)
-	case err == nil:
+	case err == nil && string(holder) == n.id:
 		return nil
+	case err == nil:
+		busy, err := n.mountedAnywhere(id)
+		if err != nil {
+			return status.Error(codes.Internal, err.Error())
+		}
+		if busy {
+			return status.Errorf(codes.FailedPrecondition, "volume %s is mounted on node %s", id, holder)
+		}
+		log.Printf("volume %s: node %s holds it but has it mounted no more; taken over", id, holder)
+		return n.claim(id, true)
 	case !os.IsNotExist(err):
 		return status.Error(codes.Internal, err.Error())
 	}
 	if _, err := os.Stat(n.store.volume(id)); err != nil {
 		return status.Error(codes.NotFound, err.Error())
 	}
-	f, err := os.OpenFile(n.store.holder(id), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	return n.claim(id, false)
+}
+
+// claim writes this node into the volume's holder file (replacing another's when told).
+func (n *node) claim(id string, replace bool) error {
+	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if !replace {
+		flags |= os.O_EXCL
+	}
+	f, err := os.OpenFile(n.store.holder(id), flags, 0o600)
 	if os.IsExist(err) {
 		return n.hold(id)
 	}
@@ -278,6 +304,36 @@ func (n *node) hold(id string) error {
 	}
 	_, err = f.WriteString(n.id)
 	return errors.Join(err, f.Close())
+}
+
+// mountedAnywhere says whether one of the volume's loop devices carries a mounted file
+// system, on any node: the kernel refuses an exclusive open of a mounted device.
+func (n *node) mountedAnywhere(id string) (bool, error) {
+	devices, err := n.devices(id)
+	if err != nil {
+		return false, err
+	}
+	for _, device := range devices {
+		path := filepath.Join(n.host.root, device)
+		if err := n.ensureDeviceNode(device); err != nil {
+			return false, err
+		}
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_EXCL|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.EBUSY) {
+			return true, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("opening %s: %w", device, err)
+		}
+		unix.Close(fd)
+	}
+	return false, nil
+}
+
+// holds says whether this node holds the volume, or no node does.
+func (n *node) holds(id string) bool {
+	holder, err := os.ReadFile(n.store.holder(id))
+	return os.IsNotExist(err) || (err == nil && string(holder) == n.id)
 }
 
 func (n *node) release(id string) error {
@@ -317,14 +373,8 @@ func (n *node) attach(id string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		var minor int
-		if _, err := fmt.Sscanf(free, "/dev/loop%d", &minor); err != nil {
-			return "", fmt.Errorf("losetup -f printed %q", free)
-		}
-		if _, err := n.host.run("test", "-b", free); err != nil {
-			if _, err := n.host.run("mknod", free, "b", "7", strconv.Itoa(minor)); err != nil {
-				return "", err
-			}
+		if err := n.ensureDeviceNode(free); err != nil {
+			return "", err
 		}
 		if _, err := n.host.run("losetup", free, n.store.volume(id)); err != nil {
 			last = err
@@ -334,6 +384,20 @@ func (n *node) attach(id string) (string, error) {
 		return free, nil
 	}
 	return "", last
+}
+
+// ensureDeviceNode makes /dev/loopN in the node when the kernel has the device but the
+// node's /dev (a copy made when its container started) does not.
+func (n *node) ensureDeviceNode(device string) error {
+	var minor int
+	if _, err := fmt.Sscanf(device, "/dev/loop%d", &minor); err != nil {
+		return fmt.Errorf("not a loop device: %q", device)
+	}
+	if _, err := n.host.run("test", "-b", device); err == nil {
+		return nil
+	}
+	_, err := n.host.run("mknod", device, "b", "7", strconv.Itoa(minor))
+	return err
 }
 
 func timeFromNanos(ns int64) time.Time { return time.Unix(0, ns) }
