@@ -317,8 +317,9 @@ fn binaries_list(r: &Recipe) -> String {
 }
 
 /// The go.mod of the consumer module: requires the pinned module, mirrors its `go` and
-/// `godebug` lines (so runtime defaults match upstream's own build), and adds the
-/// staging replaces Kubernetes needs.
+/// `godebug` lines (so runtime defaults match upstream's own build), adds the staging
+/// replaces Kubernetes needs, and repeats upstream's replaces by another version (the
+/// CSI sidecars pin their Kubernetes libraries that way).
 fn consumer_go_mod(layout: &Layout, r: &Recipe) -> Result<String> {
     let scratch = layout.cache.join("src");
     let info = go(layout, &scratch)
@@ -359,6 +360,9 @@ fn consumer_go_mod(layout: &Layout, r: &Recipe) -> Result<String> {
         }
         out.push_str(")\n");
     }
+    for (old, new) in &parsed.pinned {
+        out.push_str(&format!("replace {old} => {new}\n"));
+    }
     Ok(out)
 }
 
@@ -369,6 +373,9 @@ struct UpstreamGoMod<'a> {
     godebug: Vec<&'a str>,
     /// Modules replaced by a `./staging/...` directory.
     staging: Vec<&'a str>,
+    /// Replaces by another module version (`old => new version`), which a consumer must
+    /// repeat: a dependency's replaces do not apply to the module that requires it.
+    pinned: Vec<(&'a str, &'a str)>,
 }
 
 impl<'a> UpstreamGoMod<'a> {
@@ -376,6 +383,7 @@ impl<'a> UpstreamGoMod<'a> {
         let mut parsed = Self::default();
         let mut in_godebug_block = false;
         for line in text.lines().map(str::trim) {
+            let line = line.split("//").next().unwrap_or("").trim();
             if in_godebug_block {
                 if line == ")" {
                     in_godebug_block = false;
@@ -390,10 +398,13 @@ impl<'a> UpstreamGoMod<'a> {
                 in_godebug_block = true;
             } else if let Some(v) = line.strip_prefix("godebug ") {
                 parsed.godebug.push(v.trim());
-            } else if let Some((lhs, rhs)) = line.trim_start_matches("replace ").split_once("=>")
-                && rhs.trim().starts_with("./staging/")
-            {
-                parsed.staging.push(lhs.trim());
+            } else if let Some((lhs, rhs)) = line.trim_start_matches("replace ").split_once("=>") {
+                let (lhs, rhs) = (lhs.trim(), rhs.trim());
+                if rhs.starts_with("./staging/") {
+                    parsed.staging.push(lhs);
+                } else if !rhs.starts_with('.') && !rhs.starts_with('/') && rhs.contains(' ') {
+                    parsed.pinned.push((lhs, rhs));
+                }
             }
         }
         parsed
@@ -441,14 +452,25 @@ mod tests {
         assert_eq!(parsed.go, Some("1.25.0"));
         assert_eq!(parsed.godebug, vec!["default=go1.24"]);
         assert_eq!(parsed.staging, vec!["k8s.io/api", "k8s.io/kubectl"]);
+        assert_eq!(
+            parsed.pinned,
+            vec![("github.com/x/y", "github.com/x/y v1.0.0")]
+        );
     }
 
     #[test]
     fn parses_godebug_blocks_and_single_replaces() {
-        let text = "go 1.24\ngodebug (\n\tdefault=go1.21\n\tx509sha1=1\n)\nreplace k8s.io/api => ./staging/src/k8s.io/api\n";
+        let text = "go 1.24\ngodebug (\n\tdefault=go1.21\n\tx509sha1=1\n)\nreplace k8s.io/api => ./staging/src/k8s.io/api\n\
+                    replace k8s.io/client-go => k8s.io/client-go v0.34.0\nreplace example.com/a => ../a\n\
+                    // replace example.com/b => example.com/c v1.0.0\n";
         let parsed = UpstreamGoMod::parse(text);
         assert_eq!(parsed.godebug, vec!["default=go1.21", "x509sha1=1"]);
         assert_eq!(parsed.staging, vec!["k8s.io/api"]);
+        // Replaces by a version are repeated; by a local directory, they cannot be.
+        assert_eq!(
+            parsed.pinned,
+            vec![("k8s.io/client-go", "k8s.io/client-go v0.34.0")]
+        );
     }
 
     #[test]
