@@ -363,6 +363,9 @@ fn consumer_go_mod(layout: &Layout, r: &Recipe) -> Result<String> {
     for (old, new) in &parsed.pinned {
         out.push_str(&format!("replace {old} => {new}\n"));
     }
+    for module in parsed.siblings(&r.module) {
+        out.push_str(&format!("replace {module} => {module} {}\n", r.version));
+    }
     Ok(out)
 }
 
@@ -376,9 +379,30 @@ struct UpstreamGoMod<'a> {
     /// Replaces by another module version (`old => new version`), which a consumer must
     /// repeat: a dependency's replaces do not apply to the module that requires it.
     pinned: Vec<(&'a str, &'a str)>,
+    /// Replaces by a directory of the module's own tree (`old => ./dir`).
+    local: Vec<(&'a str, &'a str)>,
 }
 
 impl<'a> UpstreamGoMod<'a> {
+    /// Modules of the same tree that upstream builds from its own directories (its
+    /// `./client` for `…/client/v8`): a consumer takes them at the same version, which
+    /// their tags share.
+    fn siblings(&self, module: &str) -> Vec<&'a str> {
+        let root = match module.rsplit_once('/') {
+            Some((root, major)) if major.starts_with('v') && major[1..].parse::<u32>().is_ok() => {
+                root
+            }
+            _ => module,
+        };
+        self.local
+            .iter()
+            .filter(|(m, dir)| {
+                m.starts_with(&format!("{root}/{dir}/")) || *m == format!("{root}/{dir}")
+            })
+            .map(|(m, _)| *m)
+            .collect()
+    }
+
     fn parse(text: &'a str) -> Self {
         let mut parsed = Self::default();
         let mut in_godebug_block = false;
@@ -402,6 +426,8 @@ impl<'a> UpstreamGoMod<'a> {
                 let (lhs, rhs) = (lhs.trim(), rhs.trim());
                 if rhs.starts_with("./staging/") {
                     parsed.staging.push(lhs);
+                } else if let Some(dir) = rhs.strip_prefix("./") {
+                    parsed.local.push((lhs, dir));
                 } else if !rhs.starts_with('.') && !rhs.starts_with('/') && rhs.contains(' ') {
                     parsed.pinned.push((lhs, rhs));
                 }
@@ -471,6 +497,18 @@ mod tests {
             parsed.pinned,
             vec![("k8s.io/client-go", "k8s.io/client-go v0.34.0")]
         );
+    }
+
+    #[test]
+    fn sibling_modules_of_the_tree_are_taken_at_the_same_version() {
+        let text = "replace example.com/snap/client/v8 => ./client\n\
+                    replace example.com/snap => ./FORBIDDEN_DEPENDENCY\n";
+        let parsed = UpstreamGoMod::parse(text);
+        assert_eq!(
+            parsed.siblings("example.com/snap/v8"),
+            vec!["example.com/snap/client/v8"]
+        );
+        assert!(parsed.siblings("example.com/other/v8").is_empty());
     }
 
     #[test]
