@@ -403,6 +403,9 @@ fn pod_with_claim(name: &str, claim: &str, placement: &Placement) -> Pod {
     pod["spec"]["volumes"] =
         json!([{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]);
     pod["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "data", "mountPath": "/data"}]);
+    // The sample runs as 65534: the kubelet gives it the volume through its group, as
+    // any non-root pod gets a new file system (whose root is root's).
+    pod["spec"]["securityContext"]["fsGroup"] = json!(65534);
     serde_json::from_value(pod).unwrap()
 }
 
