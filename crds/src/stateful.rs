@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
@@ -55,9 +55,7 @@ pub const MAX_STATEFUL_REPLICAS: i32 = 10_000;
 #[x_kube(
     validation = Rule::new("!has(self.progressDeadlineSeconds) || !has(self.minReadySeconds) || self.progressDeadlineSeconds > self.minReadySeconds")
         .message("spec.progressDeadlineSeconds must be greater than spec.minReadySeconds: a new pod counts as available only after minReadySeconds, so a shorter deadline fails every rollout"),
-    validation = Rule::new("!has(self.volumeClaimTemplates) || !has(self.template.spec) || !has(self.template.spec.volumes) || self.volumeClaimTemplates.all(c, !self.template.spec.volumes.exists(v, v.name == c.metadata.name))")
-        .message("spec.volumeClaimTemplates[].metadata.name is also the name of a volume in spec.template.spec.volumes: drover adds a volume of that name for the claim; rename one of them"),
-    validation = Rule::new("!has(oldSelf.volumeClaimTemplates) || !has(self.volumeClaimTemplates) || self.volumeClaimTemplates.all(t, oldSelf.volumeClaimTemplates.all(o, o.metadata.name != t.metadata.name || quantity(string(t.spec.resources.requests['storage'])).compareTo(quantity(string(o.spec.resources.requests['storage']))) >= 0))")
+    validation = Rule::new("!has(oldSelf.volumeClaimTemplates) || !has(self.volumeClaimTemplates) || self.volumeClaimTemplates.all(t, oldSelf.volumeClaimTemplates.all(o, o.metadata.name != t.metadata.name || quantity(t.spec.resources.requests.storage).compareTo(quantity(o.spec.resources.requests.storage)) >= 0))")
         .message("spec.volumeClaimTemplates[].spec.resources.requests.storage may not be lowered: a claim cannot shrink (raise it, or keep it)"),
     validation = Rule::new("!has(self.volumeSnapshots) || !self.volumeSnapshots.beforeUpdate || (has(self.volumeClaimTemplates) && size(self.volumeClaimTemplates) > 0)")
         .message("spec.volumeSnapshots.beforeUpdate needs spec.volumeClaimTemplates: there are no claims to snapshot"),
@@ -174,14 +172,59 @@ pub struct StatefulAppSpec {
 #[serde(rename_all = "camelCase")]
 pub struct ClaimTemplate {
     pub metadata: ClaimMetadata,
-    /// The claim, as a PersistentVolumeClaim's spec. Raising `resources.requests.storage`
-    /// expands every existing claim of the template in place (where the StorageClass
-    /// allows expansion); lowering it is refused.
+    pub spec: ClaimSpec,
+}
+
+/// The parts of a PersistentVolumeClaim's spec a claim template sets (each field as in
+/// a PersistentVolumeClaim; bounded, so the API server can afford the rules on them).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimSpec {
+    /// ReadWriteOnce (the default), ReadOnlyMany, ReadWriteMany, ReadWriteOncePod.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
+    pub access_modes: Vec<AccessMode>,
+    /// The StorageClass (the cluster's default class when left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub storage_class_name: Option<String>,
+    /// The VolumeAttributesClass, where the cluster has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub volume_attributes_class_name: Option<String>,
+    /// Filesystem (the default) or Block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub volume_mode: Option<String>,
+    pub resources: ClaimResources,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessMode {
+    ReadWriteOnce,
+    ReadOnlyMany,
+    ReadWriteMany,
+    ReadWriteOncePod,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimResources {
+    pub requests: ClaimRequests,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimRequests {
+    /// How large each pod's claim is, as a quantity (`1Gi`). Raising it expands every
+    /// existing claim of the template in place (where the StorageClass allows
+    /// expansion); lowering it is refused.
+    #[schemars(length(max = 32))]
     #[x_kube(
-        validation = Rule::new("has(self.resources) && has(self.resources.requests) && 'storage' in self.resources.requests")
-            .message("spec.volumeClaimTemplates[].spec.resources.requests.storage is required: how large each pod's claim is")
+        validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))")
+            .message("spec.volumeClaimTemplates[].spec.resources.requests.storage must be a size, like 1Gi")
     )]
-    pub spec: PersistentVolumeClaimSpec,
+    pub storage: String,
 }
 
 /// The name and metadata of a claim template.
@@ -190,6 +233,7 @@ pub struct ClaimTemplate {
 pub struct ClaimMetadata {
     /// The claim's name within the pod (its volume's name); each pod's claim is
     /// `<name>-<statefulapp>-<ordinal>`.
+    #[schemars(length(max = 63))]
     #[x_kube(
         validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self) <= 63")
             .message("spec.volumeClaimTemplates[].metadata.name must be a lowercase DNS label, like data")
@@ -197,9 +241,11 @@ pub struct ClaimMetadata {
     pub name: String,
     /// Labels the claims get (beside drover's).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
     pub labels: BTreeMap<String, String>,
     /// Annotations the claims get.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -489,23 +535,16 @@ mod tests {
             with(valid_spec(), "/volumeClaimTemplates", twice),
             "its own metadata.name",
         );
-        let sizeless =
-            json!([{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"]}}]);
+        let sizeless = json!([{"metadata": {"name": "data"}, "spec": {"resources": {"requests": {"storage": "0"}}}}]);
         assert_rejected(
             with(valid_spec(), "/volumeClaimTemplates", sizeless),
-            "resources.requests.storage is required",
+            "resources.requests.storage must be a size",
         );
         let badly_named = json!([{"metadata": {"name": "Data"}, "spec": {"resources": {"requests": {"storage": "1Gi"}}}}]);
         assert_rejected(
             with(valid_spec(), "/volumeClaimTemplates", badly_named),
             "spec.volumeClaimTemplates[].metadata.name",
         );
-        let clash = with(
-            valid_spec(),
-            "/template/spec/volumes",
-            json!([{"name": "data", "emptyDir": {}}]),
-        );
-        assert_rejected(clash, "is also the name of a volume");
     }
 
     #[test]
