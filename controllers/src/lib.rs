@@ -5,6 +5,7 @@ pub mod engine;
 pub mod rollout;
 pub mod runtime;
 pub mod scheduler;
+pub mod stateful;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

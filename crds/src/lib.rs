@@ -5,9 +5,11 @@ pub mod app;
 pub mod names;
 pub mod revision;
 pub mod rollout;
+pub mod stateful;
 
 pub use app::{App, AppPort, AppSpec, AppStatus, Disruption, Placement, Protocol};
 pub use rollout::{
     BlueGreen, BlueGreenStatus, Canary, CanaryPause, CanaryStatus, CanaryStep, CommandRecord,
     RollingUpdate, Strategy, StrategyType,
 };
+pub use stateful::{StatefulApp, StatefulAppSpec, StatefulAppStatus};
