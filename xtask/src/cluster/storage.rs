@@ -72,7 +72,9 @@ pub fn images(layout: &Layout) -> Result<Vec<ImageSpec>> {
     fs::create_dir_all(&out)?;
     let binary = out.join("drover-csi");
     go(layout, &layout.repo.join(DRIVER_SOURCE))
-        .args(["build", "-trimpath", "-ldflags"])
+        // Without the checkout's VCS stamp: the same sources give the same binary (and
+        // node image) in any clone.
+        .args(["build", "-trimpath", "-buildvcs=false", "-ldflags"])
         .arg(format!("-s -w -X main.version={tag}"))
         .arg("-o")
         .arg(&binary)
