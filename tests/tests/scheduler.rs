@@ -659,8 +659,17 @@ async fn a_gated_pod_waits_and_a_pod_with_claims_is_refused_by_name() {
         json!({"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}),
     );
     create_pods(&client, &ns.name, &[gated, claims]).await;
-    let message = wait_pod_scheduled(&pods_api, "gated", "SchedulingGated").await;
-    assert!(message.contains("example.com/quota"), "{message}");
+    // The apiserver marks a gated pod SchedulingGated at creation without naming the
+    // gates; drover's scheduler names them.
+    wait_for(
+        "gated to be SchedulingGated with a message naming example.com/quota",
+        BIND_TIMEOUT,
+        || async {
+            let message = wait_pod_scheduled(&pods_api, "gated", "SchedulingGated").await;
+            message.contains("example.com/quota").then_some(())
+        },
+    )
+    .await;
     let message = wait_pod_scheduled(&pods_api, "claims", "Unschedulable").await;
     assert!(
         message.contains("volume \"data\"") && message.contains("PersistentVolumeClaim"),
