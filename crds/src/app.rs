@@ -284,6 +284,7 @@ mod tests {
 
     use super::*;
     use crate::rollout::{RollingUpdate, StrategyType};
+    use crate::testing::{assert_names, with};
 
     fn app(spec: Value) -> App {
         serde_json::from_value(json!({
@@ -311,23 +312,8 @@ mod tests {
         }
     }
 
-    /// `spec` with the field at `pointer` set (its parent must exist).
-    fn with(mut spec: Value, pointer: &str, value: Value) -> Value {
-        let (parent, key) = pointer.rsplit_once('/').unwrap();
-        spec.pointer_mut(parent)
-            .unwrap()
-            .as_object_mut()
-            .unwrap()
-            .insert(key.to_string(), value);
-        spec
-    }
-
     fn assert_rejected(spec: Value, field: &str) {
-        let broken = broken_rules(spec);
-        assert!(
-            broken.iter().any(|m| m.contains(field)),
-            "expected a message naming {field}, got {broken:?}"
-        );
+        assert_names(&broken_rules(spec), field);
     }
 
     #[test]

@@ -6,6 +6,8 @@ pub mod names;
 pub mod revision;
 pub mod rollout;
 pub mod stateful;
+#[cfg(test)]
+mod testing;
 
 pub use app::{App, AppPort, AppSpec, AppStatus, Disruption, Placement, Protocol};
 pub use rollout::{

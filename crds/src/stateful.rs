@@ -439,6 +439,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::testing::{assert_names, with};
 
     fn stateful(spec: Value) -> StatefulApp {
         serde_json::from_value(json!({
@@ -473,22 +474,8 @@ mod tests {
         }
     }
 
-    fn with(mut spec: Value, pointer: &str, value: Value) -> Value {
-        let (parent, key) = pointer.rsplit_once('/').unwrap();
-        spec.pointer_mut(parent)
-            .unwrap()
-            .as_object_mut()
-            .unwrap()
-            .insert(key.to_string(), value);
-        spec
-    }
-
     fn assert_rejected(spec: Value, field: &str) {
-        let broken = broken_rules(spec);
-        assert!(
-            broken.iter().any(|m| m.contains(field)),
-            "expected a message naming {field}, got {broken:?}"
-        );
+        assert_names(&broken_rules(spec), field);
     }
 
     #[test]

@@ -409,6 +409,17 @@ fn pod_with_claim(name: &str, claim: &str, placement: &Placement) -> Pod {
     serde_json::from_value(pod).unwrap()
 }
 
+/// Starts a pod of the sample image with `claim` at /data and waits until it is ready.
+async fn start_with_claim(pods: &Api<Pod>, name: &str, claim: &str, placement: &Placement) -> Pod {
+    pods.create(
+        &PostParams::default(),
+        &pod_with_claim(name, claim, placement),
+    )
+    .await
+    .unwrap();
+    wait_pod_ready(pods, name, POD_READY).await
+}
+
 async fn delete_pod_and_wait(pods: &Api<Pod>, name: &str) {
     pods.delete(name, &DeleteParams::default()).await.unwrap();
     wait_for(&format!("pod {name} to be gone"), POD_READY, || async {
@@ -434,13 +445,7 @@ async fn a_node_local_volume_binds_and_keeps_its_data_on_its_node() {
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns.name);
     claim(&claims, "data", "16Mi", Some("standard")).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    pods.create(
-        &PostParams::default(),
-        &pod_with_claim("writer", "data", &Placement::AnyNode),
-    )
-    .await
-    .unwrap();
-    let writer = wait_pod_ready(&pods, "writer", POD_READY).await;
+    let writer = start_with_claim(&pods, "writer", "data", &Placement::AnyNode).await;
     let bound = claims.get("data").await.unwrap();
     assert_eq!(
         bound.status.unwrap().phase.as_deref(),
@@ -449,13 +454,7 @@ async fn a_node_local_volume_binds_and_keeps_its_data_on_its_node() {
     );
     exec(&ns.name, "writer", &["sh", "-c", "echo kept > /data/file"]);
     delete_pod_and_wait(&pods, "writer").await;
-    pods.create(
-        &PostParams::default(),
-        &pod_with_claim("reader", "data", &Placement::AnyNode),
-    )
-    .await
-    .unwrap();
-    let reader = wait_pod_ready(&pods, "reader", POD_READY).await;
+    let reader = start_with_claim(&pods, "reader", "data", &Placement::AnyNode).await;
     assert_eq!(
         node_of(&reader),
         node_of(&writer),
@@ -479,13 +478,7 @@ async fn a_volume_of_the_default_class_keeps_its_data_from_one_node_to_another()
     claim(&claims, "data", "1Gi", None).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
     let on = |node: &String| Placement::RealNode(node.clone());
-    pods.create(
-        &PostParams::default(),
-        &pod_with_claim("writer", "data", &on(&workers[0])),
-    )
-    .await
-    .unwrap();
-    wait_pod_ready(&pods, "writer", POD_READY).await;
+    start_with_claim(&pods, "writer", "data", &on(&workers[0])).await;
     let bound = claims.get("data").await.unwrap();
     assert_eq!(
         bound.spec.as_ref().unwrap().storage_class_name.as_deref(),
@@ -510,13 +503,7 @@ async fn a_volume_of_the_default_class_keeps_its_data_from_one_node_to_another()
         "/data is XFS on a loop device: {mounts}"
     );
     delete_pod_and_wait(&pods, "writer").await;
-    pods.create(
-        &PostParams::default(),
-        &pod_with_claim("reader", "data", &on(&workers[1])),
-    )
-    .await
-    .unwrap();
-    let reader = wait_pod_ready(&pods, "reader", POD_READY).await;
+    let reader = start_with_claim(&pods, "reader", "data", &on(&workers[1])).await;
     assert_eq!(node_of(&reader), workers[1]);
     assert_eq!(
         exec(&ns.name, "reader", &["cat", "/data/file"]).trim(),
@@ -531,13 +518,7 @@ async fn a_volume_grows_online_without_restarting_its_pod() {
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns.name);
     claim(&claims, "data", "1Gi", None).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    pods.create(
-        &PostParams::default(),
-        &pod_with_claim("app", "data", &Placement::AnyNode),
-    )
-    .await
-    .unwrap();
-    let before = wait_pod_ready(&pods, "app", POD_READY).await;
+    let before = start_with_claim(&pods, "app", "data", &Placement::AnyNode).await;
     let small = data_size_mib(&ns.name, "app");
     assert!((900..=1024).contains(&small), "a 1Gi volume: {small} MiB");
     exec(&ns.name, "app", &["sh", "-c", "echo kept > /data/file"]);
@@ -590,13 +571,7 @@ async fn a_snapshot_restores_a_volume_as_it_was() {
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns.name);
     claim(&claims, "data", "1Gi", None).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    pods.create(
-        &PostParams::default(),
-        &pod_with_claim("app", "data", &Placement::AnyNode),
-    )
-    .await
-    .unwrap();
-    wait_pod_ready(&pods, "app", POD_READY).await;
+    start_with_claim(&pods, "app", "data", &Placement::AnyNode).await;
     exec(&ns.name, "app", &["sh", "-c", "echo before > /data/file"]);
     let snapshot = format!(
         "apiVersion: snapshot.storage.k8s.io/v1\nkind: VolumeSnapshot\nmetadata: {{name: before, namespace: {}}}\n\
@@ -641,13 +616,7 @@ async fn a_snapshot_restores_a_volume_as_it_was() {
         .create(&PostParams::default(), &restored)
         .await
         .unwrap();
-    pods.create(
-        &PostParams::default(),
-        &pod_with_claim("reader", "restored", &Placement::AnyNode),
-    )
-    .await
-    .unwrap();
-    wait_pod_ready(&pods, "reader", POD_READY).await;
+    start_with_claim(&pods, "reader", "restored", &Placement::AnyNode).await;
     assert_eq!(
         exec(&ns.name, "reader", &["cat", "/data/file"]).trim(),
         "before"

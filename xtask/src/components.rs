@@ -316,18 +316,25 @@ fn binaries_list(r: &Recipe) -> String {
         .join(", ")
 }
 
+/// `go mod download -json` of one module version: where its files (`Dir`) and its go.mod
+/// (`GoMod`) are in the module cache.
+pub fn download(layout: &Layout, module: &str, version: &str) -> Result<serde_json::Value> {
+    let scratch = layout.cache.join("src");
+    fs::create_dir_all(&scratch)?;
+    let info = go(layout, &scratch)
+        .args(["mod", "download", "-json"])
+        .arg(format!("{module}@{version}"))
+        .output()
+        .with_context(|| format!("downloading {module}@{version}"))?;
+    Ok(serde_json::from_str(&info)?)
+}
+
 /// The go.mod of the consumer module: requires the pinned module, mirrors its `go` and
 /// `godebug` lines (so runtime defaults match upstream's own build), adds the staging
 /// replaces Kubernetes needs, and repeats upstream's replaces by another version (the
 /// CSI sidecars pin their Kubernetes libraries that way).
 fn consumer_go_mod(layout: &Layout, r: &Recipe) -> Result<String> {
-    let scratch = layout.cache.join("src");
-    let info = go(layout, &scratch)
-        .args(["mod", "download", "-json"])
-        .arg(format!("{}@{}", r.module, r.version))
-        .output()
-        .with_context(|| format!("downloading {}@{}", r.module, r.version))?;
-    let info: serde_json::Value = serde_json::from_str(&info)?;
+    let info = download(layout, &r.module, &r.version)?;
     let upstream_mod = info["GoMod"]
         .as_str()
         .context("go mod download reported no GoMod path")?;

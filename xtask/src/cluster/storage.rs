@@ -6,11 +6,11 @@ use std::fs;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use serde_json::Value;
 
 use crate::cluster::addons;
 use crate::cluster::kubectl::{Kubectl, condition_true};
 use crate::cmd::{cmd, go};
+use crate::components;
 use crate::digest::sha256_hex;
 use crate::image::{self, ImageSpec};
 use crate::layout::Layout;
@@ -138,14 +138,7 @@ fn snapshot_crds(layout: &Layout) -> Result<Vec<PathBuf>> {
         .strip_suffix("/v8")
         .map(|base| format!("{base}/client/v8"))
         .with_context(|| format!("{}: expected a /v8 module", pin.module))?;
-    let scratch = layout.cache.join("src");
-    fs::create_dir_all(&scratch)?;
-    let info = go(layout, &scratch)
-        .args(["mod", "download", "-json"])
-        .arg(format!("{client}@{}", pin.version))
-        .output()
-        .with_context(|| format!("downloading {client}@{}", pin.version))?;
-    let info: Value = serde_json::from_str(&info)?;
+    let info = components::download(layout, &client, &pin.version)?;
     let dir = PathBuf::from(
         info["Dir"]
             .as_str()
