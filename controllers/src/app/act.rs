@@ -8,17 +8,18 @@ use drover_crds::names::reason;
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, DeleteParams, EvictParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, EvictParams, PostParams, Preconditions};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::observe::Observed;
 use super::plan::{Create, Delete, Plan, Removal};
 use super::{Context, checks, disruption, pod, service};
+use crate::engine::children::converge;
 use crate::engine::revisions::{self, Template};
-use crate::engine::{Error, WriteOutcome, blocked_by_budget, classify};
+use crate::engine::{Error, WriteOutcome, blocked_by_budget, classify, pods};
 use crate::rollout::strategy::Decision;
 use crate::runtime::events::list;
 
@@ -290,7 +291,7 @@ async fn create_pods(
                 // counts as a create in flight (a view that lags must not start a pod in
                 // the next slot too); another's pod only holds the slot.
                 WriteOutcome::AlreadyExists => match api.get_opt(&c.name).await {
-                    Ok(Some(existing)) => match pod::own_live(&existing, uid) {
+                    Ok(Some(existing)) => match pods::own_live(&existing, uid) {
                         Some((pod_uid, revision)) => {
                             engine
                                 .ledger
@@ -366,7 +367,7 @@ async fn reconcile_services(
             .get(&ObjectRef::<Service>::new(&name).within(namespace))
             .filter(|s| s.owner_references().iter().any(|o| o.uid == observed.uid));
         let conflict = converge(
-            ctx,
+            &ctx.engine,
             app,
             &api,
             &name,
@@ -398,7 +399,7 @@ async fn reconcile_budget(
         .get(&ObjectRef::<PodDisruptionBudget>::new(&name).within(namespace))
         .filter(|b| b.owner_references().iter().any(|o| o.uid == observed.uid));
     converge(
-        ctx,
+        &ctx.engine,
         app,
         &api,
         &name,
@@ -408,84 +409,4 @@ async fn reconcile_budget(
     )
     .await
     .map_err(|(_, source)| Error::BudgetWrite { name, source })
-}
-
-/// Brings an object the App owns in line: applied (server-side) when missing or
-/// different from `desired`, deleted when no longer wanted. An object of that name that
-/// the App does not own is left alone (applying would take it over, and deleting the App
-/// would then delete it): that conflict is returned. The error says whether it was
-/// deleting.
-async fn converge<K>(
-    ctx: &Context,
-    app: &App,
-    api: &Api<K>,
-    name: &str,
-    (desired, current): (Option<K>, Option<Arc<K>>),
-    same: impl Fn(&K, &K) -> bool,
-    (resource, deleted): (&'static str, &'static str),
-) -> Result<Option<String>, (bool, kube::Error)>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    let engine = &ctx.engine;
-    match (desired, current) {
-        (Some(desired), current) => {
-            if current.as_ref().is_some_and(|o| same(o, &desired)) {
-                return Ok(None);
-            }
-            // Not among the App's own (the watches follow only objects with drover's
-            // label): one of that name may exist all the same.
-            if current.is_none()
-                && let Some(existing) = api.get_opt(name).await.map_err(|e| (false, e))?
-                && !existing
-                    .owner_references()
-                    .iter()
-                    .any(|o| Some(&o.uid) == app.uid().as_ref())
-            {
-                let kind = K::kind(&());
-                return Ok(Some(format!(
-                    "{kind} {name} exists and is not this App's: drover leaves it alone; delete or rename it for the App to make its own"
-                )));
-            }
-            api.patch(
-                name,
-                &PatchParams::apply(engine.field_manager).force(),
-                &Patch::Apply(&desired),
-            )
-            .await
-            .map_err(|e| (false, e))?;
-            engine.wrote("apply", resource);
-        }
-        (None, Some(existing)) => {
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: existing.uid(),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            let result = api.delete(name, &params).await;
-            if !matches!(classify(&result), WriteOutcome::Done | WriteOutcome::Gone)
-                && let Err(source) = result
-            {
-                return Err((true, source));
-            }
-            engine.wrote("delete", resource);
-            let kind = K::kind(&());
-            engine
-                .publish(
-                    app,
-                    EventType::Normal,
-                    deleted,
-                    format!("Deleted {kind} {name}: the App no longer asks for it"),
-                )
-                .await;
-        }
-        (None, None) => {}
-    }
-    Ok(None)
 }

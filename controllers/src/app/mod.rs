@@ -12,13 +12,12 @@ mod pod;
 mod reconcile;
 mod report;
 mod service;
-pub mod status;
 mod usage;
 mod workload;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -27,26 +26,25 @@ use drover_crds::names::{field_manager, label};
 use drover_crds::revision::ConfigKind;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::Api;
-use kube::core::{DeserializeGuard, NamespaceResourceScope, PartialObjectMeta};
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
-use tracing::warn;
+use kube::{Client, ResourceExt};
 
 use crate::engine::{self, Engine, Error};
 use crate::runtime::backoff::{Backoff, Failures};
 use crate::runtime::events::Publisher;
 use crate::runtime::index::KeyIndex;
-use crate::runtime::lock;
 use crate::runtime::metrics::Metrics;
+use crate::runtime::queue::{QueueDepth, Synced};
 use crate::runtime::trim;
-use crate::runtime::watch::endure;
+use crate::runtime::watch::{scoped, trigger};
 
 /// The controller's name in metrics and logs.
 pub const CONTROLLER: &str = "app";
@@ -82,51 +80,17 @@ pub struct Context {
     synced: Synced,
 }
 
-/// Which watches have delivered their initial list. Set from each watch stream's
-/// `InitDone` and read through a `watch` channel, which wakes every waiter (a store's own
-/// `wait_until_ready` wakes only the last of several concurrent waiters).
-#[derive(Debug, Clone)]
-struct Synced {
-    watches: Arc<tokio::sync::watch::Sender<u8>>,
-    ready: Arc<AtomicBool>,
-}
-
-impl Synced {
-    const APPS: u8 = 1;
-    const PODS: u8 = 2;
-    const SERVICES: u8 = 4;
-    const NODES: u8 = 8;
-    const REVISIONS: u8 = 16;
-    const CONFIG_MAPS: u8 = 32;
-    const SECRETS: u8 = 64;
-    const BUDGETS: u8 = 128;
-    const ALL: u8 = 255;
-    /// What a reconcile reads besides the App itself.
-    const SECONDARY: u8 = Self::ALL & !Self::APPS;
-
-    fn mark(&self, watch: u8) {
-        self.watches.send_modify(|m| *m |= watch);
-        if *self.watches.borrow() == Self::ALL {
-            self.ready.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// A hook for a watch stream that marks `watch` synced at its `InitDone`.
-    fn on_init_done<K>(&self, watch: u8) -> impl FnMut(&watcher::Event<K>) + use<K> {
-        let synced = self.clone();
-        move |event| {
-            if matches!(event, watcher::Event::InitDone) {
-                synced.mark(watch);
-            }
-        }
-    }
-
-    async fn secondary(&self) {
-        let mut rx = self.watches.subscribe();
-        let _ = rx
-            .wait_for(|m| m & Self::SECONDARY == Self::SECONDARY)
-            .await;
-    }
+/// The App controller's watches, by their bit in [`Synced`] (the Apps' first).
+mod watch {
+    pub const APPS: u32 = 0;
+    pub const PODS: u32 = 1;
+    pub const SERVICES: u32 = 2;
+    pub const NODES: u32 = 3;
+    pub const REVISIONS: u32 = 4;
+    pub const CONFIG_MAPS: u32 = 5;
+    pub const SECRETS: u32 = 6;
+    pub const BUDGETS: u32 = 7;
+    pub const COUNT: u32 = 8;
 }
 
 impl std::fmt::Debug for Context {
@@ -142,39 +106,6 @@ impl Context {
     /// is taken on a partial view.
     async fn synced(&self) {
         self.synced.secondary().await;
-    }
-}
-
-/// Apps with a change waiting to be reconciled, for the queue-depth metric. The
-/// controller merges triggers per App, so this is the number of distinct Apps waiting.
-#[derive(Debug)]
-struct QueueDepth {
-    waiting: Mutex<HashSet<(String, String)>>,
-    metrics: Arc<Metrics>,
-}
-
-impl QueueDepth {
-    fn update(&self, f: impl FnOnce(&mut HashSet<(String, String)>)) {
-        let mut waiting = lock(&self.waiting);
-        f(&mut waiting);
-        self.metrics.set_queue_depth(CONTROLLER, waiting.len());
-    }
-
-    fn note(&self, namespace: Option<String>, name: String) {
-        self.update(|w| {
-            w.insert((namespace.unwrap_or_default(), name));
-        });
-    }
-
-    fn done<K>(&self, app: &ObjectRef<K>)
-    where
-        K: Resource,
-        K::DynamicType: Clone + Eq + std::hash::Hash,
-    {
-        let key = (app.namespace.clone().unwrap_or_default(), app.name.clone());
-        self.update(|w| {
-            w.remove(&key);
-        });
     }
 }
 
@@ -211,10 +142,7 @@ pub async fn run(
     // A watch is marked synced only after its reflector has swapped the initial list into
     // the store: reconciles run on other threads and would otherwise read an empty store.
     // Pods and revisions are also indexed by owner, right after their store.
-    let synced = Synced {
-        watches: Arc::new(tokio::sync::watch::channel(0).0),
-        ready,
-    };
+    let synced = Synced::new(watch::COUNT, ready);
     let pods_by_owner = Arc::new(KeyIndex::by_owner());
     let pods_by_node: Arc<KeyIndex<Pod>> = Arc::new(KeyIndex::new(|p: &Pod| {
         p.spec.as_ref().and_then(|s| s.node_name.as_deref())
@@ -229,7 +157,7 @@ pub async fn run(
     let app_events = watcher(apps_api, watcher::Config::default())
         .default_backoff()
         .reflect(apps_writer)
-        .inspect_ok(synced.on_init_done(Synced::APPS))
+        .inspect_ok(synced.on_init_done(watch::APPS))
         .touched_objects();
     let (by_owner, by_node) = (pods_by_owner.clone(), pods_by_node.clone());
     let pod_events = watcher(pods_api, ours.clone())
@@ -240,18 +168,18 @@ pub async fn run(
             by_owner.observe(event);
             by_node.observe(event);
         })
-        .inspect_ok(synced.on_init_done(Synced::PODS))
+        .inspect_ok(synced.on_init_done(watch::PODS))
         .touched_objects();
     let service_events = watcher(services_api, ours.clone())
         .default_backoff()
         .reflect(services_writer)
-        .inspect_ok(synced.on_init_done(Synced::SERVICES))
+        .inspect_ok(synced.on_init_done(watch::SERVICES))
         .touched_objects();
     let budget_events = watcher(budgets_api, ours.clone())
         .default_backoff()
         .modify(|b: &mut PodDisruptionBudget| b.metadata.managed_fields = None)
         .reflect(budgets_writer)
-        .inspect_ok(synced.on_init_done(Synced::BUDGETS))
+        .inspect_ok(synced.on_init_done(watch::BUDGETS))
         .touched_objects();
     let index = revisions_by_owner.clone();
     let revision_events = watcher(revisions_api, ours)
@@ -259,7 +187,7 @@ pub async fn run(
         .modify(|r: &mut ControllerRevision| r.metadata.managed_fields = None)
         .reflect(revisions_writer)
         .inspect_ok(move |event| index.observe(event))
-        .inspect_ok(synced.on_init_done(Synced::REVISIONS))
+        .inspect_ok(synced.on_init_done(watch::REVISIONS))
         .touched_objects();
     let (config_maps, config_maps_writer) = reflector::store();
     let (secrets, secrets_writer) = reflector::store();
@@ -267,37 +195,39 @@ pub async fn run(
         .default_backoff()
         .modify(trim::meta)
         .reflect(config_maps_writer)
-        .inspect_ok(synced.on_init_done(Synced::CONFIG_MAPS))
+        .inspect_ok(synced.on_init_done(watch::CONFIG_MAPS))
         .touched_objects();
     let secret_events = watcher(secrets_api, watcher::Config::default())
         .default_backoff()
         .modify(trim::meta)
         .reflect(secrets_writer)
-        .inspect_ok(synced.on_init_done(Synced::SECRETS))
+        .inspect_ok(synced.on_init_done(watch::SECRETS))
         .touched_objects();
     let node_events = watcher(nodes_api, watcher::Config::default())
         .default_backoff()
         .modify(trim::node)
         .reflect(nodes_writer)
-        .inspect_ok(synced.on_init_done(Synced::NODES))
+        .inspect_ok(synced.on_init_done(watch::NODES))
         .touched_objects();
-    // No error reaches the Controller: it puts all its trigger streams together behind one
-    // backoff, so a single watch's error (a cut connection, a 410) would stop every watch
-    // for a growing while — stores frozen, Apps unreconciled, and more watches expiring
-    // meanwhile. Each watch backs off on its own (above) and its errors are counted here.
-    let app_events = trigger(app_events, &metrics, "apps");
-    let pod_events = trigger(pod_events, &metrics, "pods");
-    let service_events = trigger(service_events, &metrics, "services");
-    let budget_events = trigger(budget_events, &metrics, "poddisruptionbudgets");
-    let revision_events = trigger(revision_events, &metrics, "controllerrevisions");
-    let config_map_events = trigger(config_map_events, &metrics, "configmaps");
-    let secret_events = trigger(secret_events, &metrics, "secrets");
-    let node_events = trigger(node_events, &metrics, "nodes");
+    // Errors are counted and logged, each watch backing off on its own (see `trigger`).
+    let app_events = trigger(app_events, &metrics, CONTROLLER, "apps");
+    let pod_events = trigger(pod_events, &metrics, CONTROLLER, "pods");
+    let service_events = trigger(service_events, &metrics, CONTROLLER, "services");
+    let budget_events = trigger(budget_events, &metrics, CONTROLLER, "poddisruptionbudgets");
+    let revision_events = trigger(revision_events, &metrics, CONTROLLER, "controllerrevisions");
+    let config_map_events = trigger(config_map_events, &metrics, CONTROLLER, "configmaps");
+    let secret_events = trigger(secret_events, &metrics, CONTROLLER, "secrets");
+    let node_events = trigger(node_events, &metrics, CONTROLLER, "nodes");
 
     let ctx = Arc::new(Context {
         engine: Engine {
             client,
-            events: Publisher::new(recorder, metrics.clone(), CONTROLLER, "Reconcile"),
+            events: Arc::new(Publisher::new(
+                recorder,
+                metrics.clone(),
+                CONTROLLER,
+                "Reconcile",
+            )),
             metrics: metrics.clone(),
             controller: CONTROLLER,
             field_manager: field_manager::APP,
@@ -316,10 +246,7 @@ pub async fn run(
         services,
         budgets,
         node_usage: usage::NodeUsage::default(),
-        queue: QueueDepth {
-            waiting: Mutex::default(),
-            metrics,
-        },
+        queue: QueueDepth::new(metrics, CONTROLLER),
         backoff: Failures::new(Backoff::RECONCILE),
         synced,
     });
@@ -409,35 +336,11 @@ pub async fn run(
         .shutdown_on_signal()
         .run(reconcile::reconcile, error_policy, ctx.clone())
         .for_each(|result| {
-            report_failure(&ctx, result);
+            engine::error::report_failure(&ctx.engine.events, result);
             futures::future::ready(())
         })
         .await;
     Ok(())
-}
-
-/// A watch's objects for the Controller, its errors logged and counted instead.
-fn trigger<K, S>(
-    events: S,
-    metrics: &Arc<Metrics>,
-    what: &'static str,
-) -> impl futures::Stream<Item = Result<K, watcher::Error>> + use<K, S>
-where
-    S: futures::Stream<Item = Result<K, watcher::Error>>,
-{
-    endure(events, metrics.clone(), CONTROLLER, what).map(Ok)
-}
-
-/// An Api over the controller's scope: one namespace, or all of them.
-fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
 }
 
 /// The Apps whose template references a ConfigMap or Secret (snapshots are no one's).
@@ -469,43 +372,5 @@ fn users(
 }
 
 fn error_policy(app: Arc<DeserializeGuard<App>>, error: &Error, ctx: Arc<Context>) -> Action {
-    match error {
-        // Only a new spec helps.
-        Error::InvalidSpec { .. } => Action::await_change(),
-        _ => Action::requeue(ctx.backoff.next(&app.uid().unwrap_or_default())),
-    }
-}
-
-type ReconcileResult =
-    Result<(ObjectRef<DeserializeGuard<App>>, Action), controller::Error<Error, watcher::Error>>;
-
-/// A failed pass is counted and becomes a Warning event on its App, with the error's
-/// category as the reason.
-fn report_failure(ctx: &Arc<Context>, result: ReconcileResult) {
-    let Err(e) = result else {
-        return;
-    };
-    match e {
-        controller::Error::ReconcilerFailed(err, app) => {
-            warn!(app = %app.name, namespace = ?app.namespace, error = %err, "reconcile failed");
-            let reference = ObjectReference {
-                api_version: Some(App::api_version(&()).into()),
-                kind: Some(App::kind(&()).into()),
-                name: Some(app.name.clone()),
-                namespace: app.namespace.clone(),
-                ..ObjectReference::default()
-            };
-            // Published on a task of its own: the controller's stream (every watch and
-            // every reconcile) is not polled while this function runs, so it must not wait
-            // on the apiserver, least of all when the apiserver is what failed.
-            let (ctx, category, message) = (ctx.clone(), err.category(), err.to_string());
-            tokio::spawn(async move {
-                ctx.engine
-                    .events
-                    .failed(&reference, category, message)
-                    .await;
-            });
-        }
-        other => warn!(error = %other, "controller error"),
-    }
+    engine::error::retry(error, &ctx.backoff, &app.uid().unwrap_or_default())
 }

@@ -15,9 +15,9 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
 use super::plan::{self, NodeHealth};
-use super::{Config, Context, pod};
+use super::{Config, Context};
 use crate::engine::revisions::{self, UpdateRevision};
-use crate::engine::{Error, command};
+use crate::engine::{Error, command, pods};
 use crate::rollout::command::Command;
 use crate::rollout::disruption_budget;
 use crate::rollout::pods::{Phase, PodState};
@@ -53,7 +53,7 @@ pub async fn observe(ctx: &Context, app: &App, uid: &str) -> Result<Observed, Er
     let name = app.name_any();
     let now = Timestamp::now();
     let owned = ctx.pods_by_owner.get(&ctx.pods, uid);
-    let mut pods: Vec<PodState> = owned.iter().filter_map(|p| pod::state(&name, p)).collect();
+    let mut pods: Vec<PodState> = owned.iter().filter_map(|p| pods::state(&name, p)).collect();
     let observed = pods.len();
     let by_name: HashMap<String, String> = pods
         .iter()

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
+use crate::engine::pods::{pod_name, slot_of};
 use crate::rollout::pods::{Phase, PodState, add, available_at, earliest, is_active};
 use crate::rollout::{self, Member, Method, Why};
 
@@ -101,16 +102,6 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.creates.is_empty() && self.deletes.is_empty()
     }
-}
-
-/// The pod's name for a slot.
-pub fn pod_name(app: &str, slot: u32) -> String {
-    format!("{app}-{slot}")
-}
-
-/// The slot a name `<app>-<n>` stands for.
-pub fn slot_of(app: &str, name: &str) -> Option<u32> {
-    name.strip_prefix(app)?.strip_prefix('-')?.parse().ok()
 }
 
 /// When a pod's node counts as lost (NotReady, or gone, past the grace period); `None`

@@ -17,9 +17,9 @@ use tracing::debug;
 use super::act::Acted;
 use super::observe::Observed;
 use super::plan::Plan;
-use super::status::{self, Observation, Stuck};
-use super::{Context, checks, pod};
-use crate::engine::{Error, command, undo};
+use super::{Context, checks};
+use crate::engine::{Error, command, pods, undo};
+use crate::rollout::status::{self, Observation, Stuck};
 use crate::rollout::strategy::Decision;
 use crate::rollout::workload::Workload;
 
@@ -49,7 +49,7 @@ pub async fn report(
     let spec = app.rollout_spec();
     let refusal = engine.ledger.refusal(uid);
     let undeclared = checks::undeclared_ports(&app.spec.ports, &observed.update.template);
-    let stuck: Vec<Stuck> = observed.owned.iter().flat_map(|p| pod::stuck(p)).collect();
+    let stuck: Vec<Stuck> = observed.owned.iter().flat_map(|p| pods::stuck(p)).collect();
     let (mut status, available_at) = status::compute(
         &Observation {
             app: &observed.name,

@@ -2,6 +2,18 @@
 //! of the Warning event it raises and as the label of the error metric. `kind` is the
 //! workload's kind (`App`).
 
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{self, Action};
+use kube::runtime::reflector::ObjectRef;
+use tracing::warn;
+
+use super::Object;
+use crate::runtime::backoff::Failures;
+use crate::runtime::events::Publisher;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{kind} {name} cannot be read ({reason}); fix its spec")]
@@ -159,6 +171,50 @@ fn namespace_terminating(status: &kube::core::Status) -> bool {
         .details
         .as_ref()
         .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
+}
+
+/// When a failed pass is tried again: an invalid spec waits for a new one; anything else
+/// backs off per workload (by UID).
+pub fn retry(error: &Error, backoff: &Failures, uid: &str) -> Action {
+    match error {
+        // Only a new spec helps.
+        Error::InvalidSpec { .. } => Action::await_change(),
+        _ => Action::requeue(backoff.next(uid)),
+    }
+}
+
+/// What a kube `Controller` of workloads `K` yields for each pass.
+pub type PassResult<K> = Result<
+    (ObjectRef<DeserializeGuard<K>>, Action),
+    controller::Error<Error, kube::runtime::watcher::Error>,
+>;
+
+/// A failed pass is counted and becomes a Warning event on its workload, with the
+/// error's category as the reason.
+pub fn report_failure<K: Object>(events: &Arc<Publisher>, result: PassResult<K>) {
+    let Err(e) = result else {
+        return;
+    };
+    match e {
+        controller::Error::ReconcilerFailed(err, workload) => {
+            warn!(kind = K::KIND, name = %workload.name, namespace = ?workload.namespace, error = %err, "reconcile failed");
+            let reference = ObjectReference {
+                api_version: Some(K::api_version(&()).into()),
+                kind: Some(K::kind(&()).into()),
+                name: Some(workload.name.clone()),
+                namespace: workload.namespace.clone(),
+                ..ObjectReference::default()
+            };
+            // Published on a task of its own: the controller's stream (every watch and
+            // every reconcile) is not polled while this function runs, so it must not wait
+            // on the apiserver, least of all when the apiserver is what failed.
+            let (events, category, message) = (events.clone(), err.category(), err.to_string());
+            tokio::spawn(async move {
+                events.failed(&reference, category, message).await;
+            });
+        }
+        other => warn!(error = %other, "controller error"),
+    }
 }
 
 #[cfg(test)]

@@ -4,10 +4,12 @@
 //! Any kind that implements [`Workload`] gets them; the decisions they act on are the
 //! pure ones of [`crate::rollout`].
 
+pub mod children;
 pub mod command;
 pub mod config;
 pub mod error;
 pub mod ledger;
+pub mod pods;
 pub mod revisions;
 pub mod undo;
 
@@ -99,7 +101,7 @@ pub fn controller_ref<K: Object>(owner: &K) -> Option<OwnerReference> {
 /// revisions and config it reads, and its memory of its own writes.
 pub struct Engine {
     pub client: Client,
-    pub events: Publisher,
+    pub events: Arc<Publisher>,
     pub metrics: Arc<Metrics>,
     /// The controller, as in metrics.
     pub controller: &'static str,

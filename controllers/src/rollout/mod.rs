@@ -11,6 +11,7 @@ pub mod command;
 pub mod config;
 pub mod pods;
 pub mod revision;
+pub mod status;
 pub mod step;
 pub mod strategy;
 pub mod undo;

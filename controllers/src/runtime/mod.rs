@@ -10,6 +10,7 @@ pub mod index;
 pub mod leader;
 pub mod logging;
 pub mod metrics;
+pub mod queue;
 pub mod ratelimit;
 pub mod trim;
 pub mod watch;

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
+use kube::api::Api;
+use kube::core::NamespaceResourceScope;
 use kube::runtime::watcher;
+use kube::{Client, Resource};
 use tracing::warn;
 
 use super::metrics::Metrics;
@@ -39,4 +42,33 @@ where
         };
         futures::future::ready(event)
     })
+}
+
+/// A watch's objects for a kube `Controller`, its errors logged and counted (as
+/// `controller`'s) instead. No error may reach the Controller: it puts all its trigger
+/// streams together behind one backoff, so a single watch's error (a cut connection, a
+/// 410) would stop every watch for a growing while — stores frozen, workloads
+/// unreconciled, and more watches expiring meanwhile. Each watch backs off on its own.
+pub fn trigger<K, S>(
+    events: S,
+    metrics: &Arc<Metrics>,
+    controller: &'static str,
+    what: &'static str,
+) -> impl Stream<Item = Result<K, watcher::Error>> + use<K, S>
+where
+    S: Stream<Item = Result<K, watcher::Error>>,
+{
+    endure(events, metrics.clone(), controller, what).map(Ok)
+}
+
+/// An Api over a controller's scope: one namespace, or all of them.
+pub fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }

@@ -1,0 +1,207 @@
+//! A workload's pods as the engine reads them: named `<workload>-<n>` (the App's slot,
+//! the StatefulApp's ordinal), read back into what the plans need, and whether one will
+//! not start by itself.
+
+use drover_crds::names::label;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+
+use crate::rollout::pods::{Phase, PodState};
+use crate::rollout::status::Stuck;
+
+/// The pod's name for a slot (ordinal).
+pub fn pod_name(workload: &str, slot: u32) -> String {
+    format!("{workload}-{slot}")
+}
+
+/// The slot a name `<workload>-<n>` stands for.
+pub fn slot_of(workload: &str, name: &str) -> Option<u32> {
+    name.strip_prefix(workload)?.strip_prefix('-')?.parse().ok()
+}
+
+/// A pod's UID and revision if the workload (by UID) controls it and it is not going
+/// away: a pod the workload counts.
+pub fn own_live(pod: &Pod, owner_uid: &str) -> Option<(String, String)> {
+    let controlled = pod
+        .owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && o.uid == owner_uid);
+    if !controlled || pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let revision = pod
+        .labels()
+        .get(label::REVISION)
+        .cloned()
+        .unwrap_or_default();
+    Some((pod.uid()?, revision))
+}
+
+/// What the plans need of an observed pod; `None` for a pod whose name is not one of the
+/// workload's slots (ordinals).
+pub fn state(workload: &str, pod: &Pod) -> Option<PodState> {
+    let name = pod.name_any();
+    let slot = slot_of(workload, &name)?;
+    let status = pod.status.clone().unwrap_or_default();
+    let phase = match status.phase.as_deref() {
+        Some("Running") => Phase::Running,
+        Some("Succeeded") => Phase::Succeeded,
+        Some("Failed") => Phase::Failed,
+        Some("Unknown") => Phase::Unknown,
+        _ => Phase::Pending,
+    };
+    let ready_condition = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready");
+    let ready = ready_condition.is_some_and(|c| c.status == "True");
+    let restarts = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .map(|c| c.restart_count)
+        .max()
+        .unwrap_or(0);
+    Some(PodState {
+        name,
+        uid: pod.uid().unwrap_or_default(),
+        slot,
+        revision: pod
+            .labels()
+            .get(label::REVISION)
+            .cloned()
+            .unwrap_or_default(),
+        phase,
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+        node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+        ready,
+        ready_since: ready_condition
+            .filter(|_| ready)
+            .and_then(|c| c.last_transition_time.as_ref())
+            .map(|t| t.0),
+        created: pod
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(Timestamp::UNIX_EPOCH, |t| t.0),
+        restarts,
+    })
+}
+
+/// Waiting reasons of a container that will not start by itself: it keeps crashing, its
+/// image cannot be had, or the kubelet cannot build it from its spec (a missing
+/// ConfigMap or Secret key, a bad command).
+const STUCK: [&str; 8] = [
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+/// The pod's containers (init containers included) that will not start by themselves.
+pub fn stuck(pod: &Pod) -> Vec<Stuck> {
+    let Some(status) = &pod.status else {
+        return vec![];
+    };
+    let init = status.init_container_statuses.iter().flatten();
+    init.chain(status.container_statuses.iter().flatten())
+        .filter_map(|c| {
+            let waiting = c.state.as_ref()?.waiting.as_ref()?;
+            let reason = waiting.reason.as_deref().filter(|r| STUCK.contains(r))?;
+            Some(Stuck {
+                pod: pod.name_any(),
+                container: c.name.clone(),
+                reason: reason.to_string(),
+                message: waiting.message.clone().filter(|m| !m.is_empty()),
+                restarts: c.restart_count,
+                last_exit: c
+                    .last_state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .map(|t| {
+                        format!(
+                            "{}, exit code {}",
+                            t.reason.as_deref().unwrap_or("Terminated"),
+                            t.exit_code
+                        )
+                    }),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn containers_that_cannot_start_are_stuck_and_starting_ones_are_not() {
+        let waiting = |name: &str, reason: &str| {
+            json!({"name": name, "ready": false, "restartCount": 0, "image": "i", "imageID": "",
+                   "state": {"waiting": {"reason": reason, "message": format!("{reason} here")}}})
+        };
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-0"},
+            "status": {
+                "initContainerStatuses": [waiting("init", "CreateContainerConfigError")],
+                "containerStatuses": [
+                    waiting("app", "InvalidImageName"),
+                    waiting("side", "ContainerCreating"),
+                    waiting("pull", "ErrImageNeverPull"),
+                ],
+            },
+        }))
+        .unwrap();
+        let found: Vec<(String, String)> = stuck(&pod)
+            .into_iter()
+            .map(|s| (s.container, s.reason))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("init".into(), "CreateContainerConfigError".into()),
+                ("app".into(), "InvalidImageName".into()),
+                ("pull".into(), "ErrImageNeverPull".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn reads_pod_state_and_crash_loops() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-2", "uid": "u", "creationTimestamp": "2026-01-01T00:00:00Z", "labels": {"drover.dev/revision": "web-abc"}},
+            "spec": {"nodeName": "n1", "containers": []},
+            "status": {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T00:01:00Z"}],
+                "containerStatuses": [{
+                    "name": "app", "ready": false, "restartCount": 4, "image": "i", "imageID": "",
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+                }],
+            },
+        }))
+        .unwrap();
+        let s = state("web", &pod).unwrap();
+        assert_eq!(
+            (s.slot, s.phase, s.ready, s.restarts),
+            (2, Phase::Running, false, 4)
+        );
+        assert_eq!(s.node.as_deref(), Some("n1"));
+        assert_eq!(s.revision, "web-abc");
+        assert_eq!(s.ready_since, None);
+        let loops = stuck(&pod);
+        assert_eq!(loops.len(), 1);
+        assert_eq!(loops[0].reason, "CrashLoopBackOff");
+        assert_eq!(loops[0].last_exit.as_deref(), Some("Error, exit code 1"));
+        assert!(state("api", &pod).is_none(), "not a slot of another app");
+    }
+}
