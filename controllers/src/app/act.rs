@@ -16,10 +16,10 @@ use tracing::{debug, info, warn};
 
 use super::observe::Observed;
 use super::plan::{Create, Delete, Plan, Removal};
-use super::{Context, checks, disruption, pod, service};
+use super::{Context, disruption, pod, service};
 use crate::engine::children::converge;
 use crate::engine::revisions::{self, Template};
-use crate::engine::{Error, WriteOutcome, blocked_by_budget, classify, pods};
+use crate::engine::{Error, WriteOutcome, blocked_by_budget, checks, classify, pods};
 use crate::rollout::strategy::Decision;
 use crate::runtime::events::list;
 

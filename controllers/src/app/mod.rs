@@ -4,7 +4,6 @@
 //! [`reconcile`], one step per file.
 
 mod act;
-mod checks;
 mod disruption;
 mod observe;
 pub mod plan;

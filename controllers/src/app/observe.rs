@@ -9,18 +9,17 @@ use std::sync::Arc;
 
 use drover_crds::App;
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::runtime::reflector::ObjectRef;
 
-use super::plan::{self, NodeHealth};
+use super::plan;
 use super::{Config, Context};
 use crate::engine::revisions::{self, UpdateRevision};
 use crate::engine::{Error, command, pods};
 use crate::rollout::command::Command;
 use crate::rollout::disruption_budget;
-use crate::rollout::pods::{Phase, PodState};
+use crate::rollout::pods::{NodeHealth, Phase, PodState};
 use crate::rollout::strategy::{self, Decision};
 use crate::rollout::workload::Workload;
 
@@ -77,7 +76,7 @@ pub async fn observe(ctx: &Context, app: &App, uid: &str) -> Result<Observed, Er
             restarts: 0,
         });
     }
-    let nodes = node_health(ctx, &pods);
+    let nodes = pods::node_health(&ctx.nodes, &pods);
     let node_fill = if app.spec.placement.as_ref().is_some_and(|p| p.bin_pack) {
         ctx.node_usage.start(&engine.client, engine.metrics.clone());
         ctx.node_usage
@@ -149,62 +148,5 @@ impl Observed {
     /// The observed pods, without the creates in flight.
     pub fn observed_pods(&self) -> &[PodState] {
         &self.pods[..self.observed]
-    }
-}
-
-/// Health of the nodes the pods are bound to, from the node cache.
-fn node_health(ctx: &Context, pods: &[PodState]) -> HashMap<String, NodeHealth> {
-    let mut nodes = HashMap::new();
-    for node in pods.iter().filter_map(|p| p.node.as_deref()) {
-        if nodes.contains_key(node) {
-            continue;
-        }
-        if let Some(n) = ctx.nodes.get(&ObjectRef::<Node>::new(node)) {
-            nodes.insert(node.to_string(), health_of(&n));
-        }
-    }
-    nodes
-}
-
-fn health_of(node: &Node) -> NodeHealth {
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
-    match ready {
-        Some(c) if c.status == "True" => NodeHealth::Ready,
-        Some(c) => NodeHealth::NotReadySince(
-            c.last_transition_time
-                .as_ref()
-                .map_or(Timestamp::now(), |t| t.0),
-        ),
-        // A node that has never reported is not ready yet; its pods get the grace period.
-        None => NodeHealth::NotReadySince(
-            node.metadata
-                .creation_timestamp
-                .as_ref()
-                .map_or(Timestamp::now(), |t| t.0),
-        ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn node_health_reads_the_ready_condition() {
-        let node: Node = serde_json::from_value(json!({
-            "metadata": {"name": "n"},
-            "status": {"conditions": [{"type": "Ready", "status": "Unknown", "lastTransitionTime": "2026-01-01T00:00:00Z"}]},
-        }))
-        .unwrap();
-        assert_eq!(
-            health_of(&node),
-            NodeHealth::NotReadySince("2026-01-01T00:00:00Z".parse().unwrap())
-        );
     }
 }

@@ -15,21 +15,13 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::engine::pods::{pod_name, slot_of};
-use crate::rollout::pods::{Phase, PodState, add, available_at, earliest, is_active};
+use crate::rollout::pods::{NodeHealth, Phase, PodState, add, available_at, earliest, is_active};
 use crate::rollout::{self, Member, Method, Why};
 
 /// The most pods one pass creates, as kube-controller-manager's ReplicaSet controller
 /// (its `burstReplicas`): a pass's memory and requests stay bounded however many replicas
 /// are asked for. The created pods' watch events bring the next pass, which creates more.
 pub const MAX_CREATES_PER_PASS: usize = 500;
-
-/// What the plan needs to know of a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeHealth {
-    Ready,
-    /// Not Ready (False or Unknown) since this time.
-    NotReadySince(Timestamp),
-}
 
 #[derive(Debug)]
 pub struct Input<'a> {

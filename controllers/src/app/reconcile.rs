@@ -12,8 +12,8 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use tracing::{debug, warn};
 
-use super::report::STALE_RETRY;
 use super::{CONTROLLER, Context, act, observe, plan, report};
+use crate::engine::status::STALE_RETRY;
 use crate::engine::{Error, undo};
 use crate::rollout::strategy;
 use crate::rollout::workload::Workload;

@@ -4,6 +4,7 @@
 //! Any kind that implements [`Workload`] gets them; the decisions they act on are the
 //! pure ones of [`crate::rollout`].
 
+pub mod checks;
 pub mod children;
 pub mod command;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod ledger;
 pub mod pods;
 pub mod revisions;
+pub mod status;
 pub mod undo;
 
 use std::collections::BTreeMap;

@@ -2,12 +2,15 @@
 //! the StatefulApp's ordinal), read back into what the plans need, and whether one will
 //! not start by itself.
 
+use std::collections::HashMap;
+
 use drover_crds::names::label;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::rollout::pods::{Phase, PodState};
+use crate::rollout::pods::{NodeHealth, Phase, PodState};
 use crate::rollout::status::Stuck;
 
 /// The pod's name for a slot (ordinal).
@@ -136,6 +139,43 @@ pub fn stuck(pod: &Pod) -> Vec<Stuck> {
         .collect()
 }
 
+/// Health of the nodes the pods are bound to, from the node cache.
+pub fn node_health(nodes: &Store<Node>, pods: &[PodState]) -> HashMap<String, NodeHealth> {
+    let mut health = HashMap::new();
+    for node in pods.iter().filter_map(|p| p.node.as_deref()) {
+        if health.contains_key(node) {
+            continue;
+        }
+        if let Some(n) = nodes.get(&ObjectRef::<Node>::new(node)) {
+            health.insert(node.to_string(), health_of(&n));
+        }
+    }
+    health
+}
+
+fn health_of(node: &Node) -> NodeHealth {
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+    match ready {
+        Some(c) if c.status == "True" => NodeHealth::Ready,
+        Some(c) => NodeHealth::NotReadySince(
+            c.last_transition_time
+                .as_ref()
+                .map_or(Timestamp::now(), |t| t.0),
+        ),
+        // A node that has never reported is not ready yet; its pods get the grace period.
+        None => NodeHealth::NotReadySince(
+            node.metadata
+                .creation_timestamp
+                .as_ref()
+                .map_or(Timestamp::now(), |t| t.0),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -203,5 +243,18 @@ mod tests {
         assert_eq!(loops[0].reason, "CrashLoopBackOff");
         assert_eq!(loops[0].last_exit.as_deref(), Some("Error, exit code 1"));
         assert!(state("api", &pod).is_none(), "not a slot of another app");
+    }
+
+    #[test]
+    fn node_health_reads_the_ready_condition() {
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "n"},
+            "status": {"conditions": [{"type": "Ready", "status": "Unknown", "lastTransitionTime": "2026-01-01T00:00:00Z"}]},
+        }))
+        .unwrap();
+        assert_eq!(
+            health_of(&node),
+            NodeHealth::NotReadySince("2026-01-01T00:00:00Z".parse().unwrap())
+        );
     }
 }

@@ -43,6 +43,14 @@ pub enum Phase {
     Failed,
 }
 
+/// What the plans need to know of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeHealth {
+    Ready,
+    /// Not Ready (False or Unknown) since this time.
+    NotReadySince(Timestamp),
+}
+
 /// Whether a pod counts toward `replicas`: alive, not terminating, not finished.
 pub fn is_active(p: &PodState) -> bool {
     !p.terminating && !matches!(p.phase, Phase::Succeeded | Phase::Failed)

@@ -1,4 +1,4 @@
-//! Mistakes in an App that its admission cannot refuse (the pod template's schema is
+//! Mistakes in a workload that its admission cannot refuse (the pod template's schema is
 //! Kubernetes' own, too deep for CEL's cost budget) and that the apiserver reports later
 //! without naming what the user wrote: a quantity that does not parse, a Service target
 //! port that no container declares.
