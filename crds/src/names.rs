@@ -11,6 +11,8 @@ pub mod label {
     pub const APP: &str = "drover.dev/app";
     /// The slot a pod fills; its name ends in the same number.
     pub const SLOT: &str = "drover.dev/slot";
+    /// The ordinal of a StatefulApp's pod (and of its claims); the names end in it.
+    pub const ORDINAL: &str = "drover.dev/ordinal";
     /// The revision (ControllerRevision name) a pod runs.
     pub const REVISION: &str = "drover.dev/revision";
     /// `app.kubernetes.io/managed-by`, set to [`MANAGED_BY_VALUE`].
@@ -43,6 +45,7 @@ pub mod annotation {
 /// Server-side-apply field managers, one per writer.
 pub mod field_manager {
     pub const APP: &str = "drover/app";
+    pub const STATEFUL_APP: &str = "drover/statefulapp";
 }
 
 /// Who signs the Events each component publishes (the Event's `reportingController`).
@@ -78,6 +81,12 @@ pub mod condition {
     /// Secret whose contents now differ; editing it rolls out what it holds. Present only
     /// while it lasts.
     pub const CONFIG_PINNED: &str = "ConfigPinned";
+    /// A StatefulApp's claims have the size their templates ask for (False while some
+    /// are growing, or cannot). Present while the StatefulApp has claim templates.
+    pub const CLAIMS_RESIZED: &str = "ClaimsResized";
+    /// A StatefulApp's pod is on a node that has been NotReady past the grace period;
+    /// its ordinal gets no second pod while it exists. Present only while it lasts.
+    pub const NODE_LOST: &str = "NodeLost";
 }
 
 /// Condition reasons, and the reasons of the Events that accompany them.
@@ -115,6 +124,17 @@ pub mod reason {
     pub const POD_FAILED: &str = "PodFailed";
     /// A pod's node has been NotReady past the grace period; the pod is replaced.
     pub const NODE_LOST: &str = "NodeLost";
+    /// Claims grow to the size their template asks for.
+    pub const RESIZING: &str = "Resizing";
+    /// Every claim has the size its template asks for.
+    pub const CLAIMS_SIZED: &str = "ClaimsSized";
+    /// A claim's size could not be raised (its StorageClass does not allow expansion, a
+    /// quota), or it is larger than the template asks for.
+    pub const RESIZE_FAILED: &str = "ResizeFailed";
+    /// The apiserver refused to create a claim.
+    pub const FAILED_CREATE_CLAIM: &str = "FailedCreateClaim";
+    /// A claim of a removed ordinal was deleted (`whenScaled: Delete`).
+    pub const CLAIM_DELETED: &str = "ClaimDeleted";
     /// An object the workload owned and no longer asks for was deleted.
     pub const SERVICE_DELETED: &str = "ServiceDeleted";
     pub const BUDGET_DELETED: &str = "PodDisruptionBudgetDeleted";

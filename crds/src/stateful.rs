@@ -11,7 +11,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::app::{AppPort, Disruption, Undo};
+use crate::app::{AppPort, AppStatus, Disruption, Undo};
 use crate::rollout::CommandRecord;
 
 /// The longest StatefulApp name: pods are `<name>-<ordinal>` and their claims
@@ -414,6 +414,49 @@ pub struct StatefulAppStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+}
+
+impl StatefulAppStatus {
+    /// The status fields every workload kind shares, as an App's status holds them: what
+    /// the shared status computation reads and writes.
+    pub fn rollout(&self) -> AppStatus {
+        AppStatus {
+            observed_generation: self.observed_generation,
+            replicas: self.replicas,
+            ready_replicas: self.ready_replicas,
+            available_replicas: self.available_replicas,
+            updated_replicas: self.updated_replicas,
+            current_revision: self.current_revision.clone(),
+            update_revision: self.update_revision.clone(),
+            revision: self.revision,
+            canary: None,
+            blue_green: None,
+            last_command: self.last_command.clone(),
+            last_progress_time: self.last_progress_time.clone(),
+            selector: self.selector.clone(),
+            conditions: self.conditions.clone(),
+        }
+    }
+
+    /// The status from the shared fields and the claims'. A StatefulApp has no canary or
+    /// blue-green rollout: those fields of `rollout` are not kept.
+    pub fn new(rollout: AppStatus, claims: Vec<ClaimsStatus>) -> Self {
+        StatefulAppStatus {
+            observed_generation: rollout.observed_generation,
+            replicas: rollout.replicas,
+            ready_replicas: rollout.ready_replicas,
+            available_replicas: rollout.available_replicas,
+            updated_replicas: rollout.updated_replicas,
+            current_revision: rollout.current_revision,
+            update_revision: rollout.update_revision,
+            revision: rollout.revision,
+            last_command: rollout.last_command,
+            last_progress_time: rollout.last_progress_time,
+            claims,
+            selector: rollout.selector,
+            conditions: rollout.conditions,
+        }
+    }
 }
 
 /// Where the claims of one template stand.

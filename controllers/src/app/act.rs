@@ -9,17 +9,17 @@ use futures::future::join_all;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, EvictParams, PostParams, Preconditions};
+use kube::api::Api;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::observe::Observed;
 use super::plan::{Create, Delete, Plan, Removal};
-use super::{Context, disruption, pod, service};
+use super::{Context, pod, service};
 use crate::engine::children::converge;
 use crate::engine::revisions::{self, Template};
-use crate::engine::{Error, WriteOutcome, blocked_by_budget, checks, classify, pods};
+use crate::engine::{Error, WriteOutcome, blocked_by_budget, classify, disruption, pods};
 use crate::rollout::strategy::Decision;
 use crate::runtime::events::list;
 
@@ -105,26 +105,8 @@ async fn delete_pods(
     }
     let engine = &ctx.engine;
     let results = join_all(deletes.iter().map(|d| async move {
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: Some(d.uid.clone()),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        let result = match d.reason {
-            Removal::ScaleDown | Removal::Outdated => {
-                let evict = EvictParams {
-                    delete_options: Some(params),
-                    post_options: PostParams::default(),
-                };
-                api.evict(&d.name, &evict).await.map(drop)
-            }
-            Removal::Finished | Removal::NodeLost { .. } => {
-                api.delete(&d.name, &params).await.map(drop)
-            }
-        };
-        (d, result)
+        let evict = matches!(d.reason, Removal::ScaleDown | Removal::Outdated);
+        (d, pods::remove(api, &d.name, &d.uid, evict).await)
     }))
     .await;
     let mut first_error = None;
@@ -237,8 +219,8 @@ async fn delete_pods(
     (first_error, !blocked.is_empty(), kept)
 }
 
-/// Creates the planned pods in batches of 1, 2, 4, ... so that a template the apiserver
-/// refuses costs one request, not `replicas`. Returns a transient failure, if any.
+/// Creates the planned pods (see [`pods::create`]) and says so. Returns a transient
+/// failure, if any.
 async fn create_pods(
     ctx: &Context,
     app: &App,
@@ -247,98 +229,25 @@ async fn create_pods(
     api: &Api<Pod>,
     creates: &[Create],
 ) -> Option<Error> {
-    let engine = &ctx.engine;
-    let uid = observed.uid.as_str();
-    let mut created = vec![];
-    let mut batch = 1;
-    let mut rest = creates;
-    // A refusal stops creating (the condition and event say why); a transient failure
-    // also fails the pass, to be retried with backoff.
-    let mut stop = false;
-    let mut transient = None;
-    while !rest.is_empty() && !stop {
-        let (now, later) = rest.split_at(batch.min(rest.len()));
-        rest = later;
-        batch *= 2;
-        let results = join_all(now.iter().map(|c| async move {
-            let revision = if c.stable {
-                stable.unwrap_or(update)
-            } else {
-                update
-            };
-            let scheduler = &ctx.config.scheduler_name;
-            let result = match pod::build(app, &revision.template, c, &revision.name, scheduler) {
-                Some(p) => api
-                    .create(&PostParams::default(), &p)
-                    .await
-                    .map(|p| p.uid().unwrap_or_default()),
-                None => Ok(String::new()),
-            };
-            (c, revision.name.as_str(), result)
-        }))
-        .await;
-        for (c, revision, result) in results {
-            match classify(&result) {
-                WriteOutcome::Done => {
-                    let pod_uid = result.as_deref().unwrap_or_default();
-                    engine
-                        .ledger
-                        .created(uid, &c.name, pod_uid, c.slot, revision);
-                    engine.wrote("create", "pods");
-                    created.push(c.name.as_str());
-                }
-                // The name exists. The App's own pod, which the view has not shown yet,
-                // counts as a create in flight (a view that lags must not start a pod in
-                // the next slot too); another's pod only holds the slot.
-                WriteOutcome::AlreadyExists => match api.get_opt(&c.name).await {
-                    Ok(Some(existing)) => match pods::own_live(&existing, uid) {
-                        Some((pod_uid, revision)) => {
-                            engine
-                                .ledger
-                                .created(uid, &c.name, &pod_uid, c.slot, &revision);
-                        }
-                        None => engine.ledger.name_taken(uid, &c.name),
-                    },
-                    _ => engine.ledger.name_taken(uid, &c.name),
-                },
-                WriteOutcome::Refused(message) => {
-                    let template = if c.stable {
-                        stable.unwrap_or(update)
-                    } else {
-                        update
-                    };
-                    let message = checks::refusal(&template.template, &message);
-                    let count = engine.ledger.refused(uid, &message);
-                    warn!(app = %app.name_any(), pod = %c.name, %message, "pod create refused");
-                    if count == 1 || count.is_power_of_two() {
-                        engine
-                            .publish(
-                                app,
-                                EventType::Warning,
-                                reason::FAILED_CREATE,
-                                format!("Creating pod {}: {message}", c.name),
-                            )
-                            .await;
-                    }
-                    stop = true;
-                }
-                // The namespace is going away, and the App with it.
-                WriteOutcome::Gone => stop = true,
-                WriteOutcome::Transient => {
-                    stop = true;
-                    if let Err(source) = result {
-                        transient.get_or_insert(Error::PodCreate {
-                            pod: c.name.clone(),
-                            source,
-                        });
-                    }
-                }
-            }
-        }
-    }
+    let scheduler = &ctx.config.scheduler_name;
+    let planned = creates.iter().filter_map(|c| {
+        let revision = match (c.stable, stable) {
+            (true, Some(stable)) => stable,
+            _ => update,
+        };
+        Some(pods::Planned {
+            pod: pod::build(app, &revision.template, c, &revision.name, scheduler)?,
+            slot: c.slot,
+            revision: &revision.name,
+            template: &revision.template,
+        })
+    });
+    let (created, transient) =
+        pods::create(&ctx.engine, app, &observed.uid, api, planned.collect()).await;
     if !created.is_empty() {
+        let created: Vec<&str> = created.iter().map(String::as_str).collect();
         info!(app = %app.name_any(), pods = %list(&created), "created pods");
-        engine
+        ctx.engine
             .publish(
                 app,
                 EventType::Normal,
@@ -403,7 +312,10 @@ async fn reconcile_budget(
         app,
         &api,
         &name,
-        (disruption::build(app), current),
+        (
+            disruption::build(app, app.spec.disruption.as_ref()),
+            current,
+        ),
         disruption::matches,
         ("poddisruptionbudgets", reason::BUDGET_DELETED),
     )

@@ -4,13 +4,12 @@
 //! [`reconcile`], one step per file.
 
 mod act;
-mod disruption;
 mod observe;
 pub mod plan;
 mod pod;
 mod reconcile;
 mod report;
-mod service;
+pub(crate) mod service;
 mod usage;
 mod workload;
 

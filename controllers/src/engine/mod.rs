@@ -8,6 +8,7 @@ pub mod checks;
 pub mod children;
 pub mod command;
 pub mod config;
+pub mod disruption;
 pub mod error;
 pub mod ledger;
 pub mod pods;

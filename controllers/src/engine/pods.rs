@@ -4,12 +4,19 @@
 
 use std::collections::HashMap;
 
-use drover_crds::names::label;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use drover_crds::names::{label, reason};
+use futures::future::join_all;
+use k8s_openapi::api::core::v1::{Node, Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, EvictParams, PostParams, Preconditions};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use tracing::warn;
+
+use super::error::{WriteOutcome, classify};
+use super::{Engine, Error, Object, checks};
 use crate::rollout::pods::{NodeHealth, Phase, PodState};
 use crate::rollout::status::Stuck;
 
@@ -173,6 +180,122 @@ fn health_of(node: &Node) -> NodeHealth {
                 .as_ref()
                 .map_or(Timestamp::now(), |t| t.0),
         ),
+    }
+}
+
+/// A pod to create, with what the ledger and a refusal's message need.
+#[derive(Debug)]
+pub struct Planned<'a> {
+    pub pod: Pod,
+    pub slot: u32,
+    pub revision: &'a str,
+    /// The template it was built from, to name what a refusal is about.
+    pub template: &'a PodTemplateSpec,
+}
+
+/// Creates the planned pods in batches of 1, 2, 4, ... so that a template the apiserver
+/// refuses costs one request, not `replicas`. Each created pod goes into the ledger as a
+/// create in flight. Returns the names created and a transient failure, if any.
+pub async fn create<K: Object>(
+    engine: &Engine,
+    owner: &K,
+    uid: &str,
+    api: &Api<Pod>,
+    planned: Vec<Planned<'_>>,
+) -> (Vec<String>, Option<Error>) {
+    let mut created = vec![];
+    let mut batch = 1;
+    let mut rest = planned.as_slice();
+    // A refusal stops creating (the condition and event say why); a transient failure
+    // also fails the pass, to be retried with backoff.
+    let mut stop = false;
+    let mut transient = None;
+    while !rest.is_empty() && !stop {
+        let (now, later) = rest.split_at(batch.min(rest.len()));
+        rest = later;
+        batch *= 2;
+        let results = join_all(now.iter().map(|p| async move {
+            let result = api
+                .create(&PostParams::default(), &p.pod)
+                .await
+                .map(|p| p.uid().unwrap_or_default());
+            (p, result)
+        }))
+        .await;
+        for (p, result) in results {
+            let name = p.pod.name_any();
+            match classify(&result) {
+                WriteOutcome::Done => {
+                    let pod_uid = result.as_deref().unwrap_or_default();
+                    engine
+                        .ledger
+                        .created(uid, &name, pod_uid, p.slot, p.revision);
+                    engine.wrote("create", "pods");
+                    created.push(name);
+                }
+                // The name exists. The workload's own pod, which the view has not shown
+                // yet, counts as a create in flight (a view that lags must not start a pod
+                // in the next slot too); another's pod only holds the name.
+                WriteOutcome::AlreadyExists => match api.get_opt(&name).await {
+                    Ok(Some(existing)) => match own_live(&existing, uid) {
+                        Some((pod_uid, revision)) => {
+                            engine
+                                .ledger
+                                .created(uid, &name, &pod_uid, p.slot, &revision);
+                        }
+                        None => engine.ledger.name_taken(uid, &name),
+                    },
+                    _ => engine.ledger.name_taken(uid, &name),
+                },
+                WriteOutcome::Refused(message) => {
+                    let message = checks::refusal(p.template, &message);
+                    let count = engine.ledger.refused(uid, &message);
+                    warn!(kind = K::KIND, name = %owner.name_any(), pod = %name, %message, "pod create refused");
+                    if count == 1 || count.is_power_of_two() {
+                        engine
+                            .publish(
+                                owner,
+                                EventType::Warning,
+                                reason::FAILED_CREATE,
+                                format!("Creating pod {name}: {message}"),
+                            )
+                            .await;
+                    }
+                    stop = true;
+                }
+                // The namespace is going away, and the workload with it.
+                WriteOutcome::Gone => stop = true,
+                WriteOutcome::Transient => {
+                    stop = true;
+                    if let Err(source) = result {
+                        transient.get_or_insert(Error::PodCreate { pod: name, source });
+                    }
+                }
+            }
+        }
+    }
+    (created, transient)
+}
+
+/// Removes a pod, with its UID as precondition (a pod re-created under the same name is
+/// never removed by mistake): through the Eviction API when `evict` (a voluntary
+/// removal, which PodDisruptionBudgets allow or refuse), deleted otherwise.
+pub async fn remove(api: &Api<Pod>, name: &str, uid: &str, evict: bool) -> Result<(), kube::Error> {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    if evict {
+        let evict = EvictParams {
+            delete_options: Some(params),
+            post_options: PostParams::default(),
+        };
+        api.evict(name, &evict).await.map(drop)
+    } else {
+        api.delete(name, &params).await.map(drop)
     }
 }
 

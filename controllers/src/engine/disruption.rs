@@ -1,24 +1,24 @@
-//! The App's PodDisruptionBudget: with `spec.disruption`, a PDB named after the App
-//! selecting its pods, so evictions from anyone (`kubectl drain`, drover's own rollouts
-//! and scale-in) share the App's budget.
+//! A workload's PodDisruptionBudget: with `spec.disruption`, a PDB named after the
+//! workload selecting its pods, so evictions from anyone (`kubectl drain`, drover's own
+//! rollouts and scale-in) share the workload's budget.
 
 use std::collections::BTreeMap;
 
-use drover_crds::App;
+use drover_crds::Disruption;
 use drover_crds::names::label;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 
-use crate::engine::child_meta;
+use super::{Object, child_meta};
 
-/// The PodDisruptionBudget the App's `disruption` asks for, or `None` without one.
-pub fn build(app: &App) -> Option<PodDisruptionBudget> {
-    let disruption = app.spec.disruption.as_ref()?;
-    let name = app.name_any();
+/// The PodDisruptionBudget the workload's `disruption` asks for, or `None` without one.
+pub fn build<K: Object>(owner: &K, disruption: Option<&Disruption>) -> Option<PodDisruptionBudget> {
+    let disruption = disruption?;
+    let name = owner.name_any();
     let selector = BTreeMap::from([(label::APP.to_string(), name.clone())]);
     Some(PodDisruptionBudget {
-        metadata: child_meta(app, &name)?,
+        metadata: child_meta(owner, &name)?,
         spec: Some(PodDisruptionBudgetSpec {
             selector: Some(LabelSelector {
                 match_labels: Some(selector),
@@ -53,6 +53,8 @@ pub fn matches(observed: &PodDisruptionBudget, desired: &PodDisruptionBudget) ->
 mod tests {
     use serde_json::json;
 
+    use drover_crds::App;
+
     use super::*;
 
     #[test]
@@ -63,10 +65,10 @@ mod tests {
             "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}},
         }))
         .unwrap();
-        assert!(build(&app).is_none());
+        assert!(build(&app, app.spec.disruption.as_ref()).is_none());
         app.spec.disruption =
             Some(serde_json::from_value(json!({"maxUnavailable": "25%"})).unwrap());
-        let pdb = build(&app).unwrap();
+        let pdb = build(&app, app.spec.disruption.as_ref()).unwrap();
         let spec = pdb.spec.clone().unwrap();
         assert_eq!(
             spec.selector.unwrap().match_labels.unwrap()["drover.dev/app"],
