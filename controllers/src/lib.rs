@@ -144,10 +144,18 @@ pub async fn run(cli: Cli) -> Result<()> {
                      <release>-digest-key; elsewhere set it to a random string kept across runs"
                 );
             };
+            let digester = rollout::config::Digester::new(key.as_bytes());
+            let node_lost_grace = Duration::from_secs(args.node_lost_grace_seconds);
+            let stateful = stateful::Config {
+                digester: digester.clone(),
+                namespace: args.namespace.clone(),
+                node_lost_grace,
+                concurrency: args.concurrency,
+            };
             let config = app::Config {
-                digester: rollout::config::Digester::new(key.as_bytes()),
+                digester,
                 namespace: args.namespace,
-                node_lost_grace: Duration::from_secs(args.node_lost_grace_seconds),
+                node_lost_grace,
                 concurrency: args.concurrency,
                 scheduler_name: args.scheduler_name,
             };
@@ -155,7 +163,18 @@ pub async fn run(cli: Cli) -> Result<()> {
                 args.common,
                 "controller",
                 (reporter::APP, Events::SharedClient),
-                |c, m, r, rec| app::run(c, config, m, r, rec),
+                |c, m, r, rec| async move {
+                    // Both workload controllers; ready once both have synced.
+                    let apps = Arc::new(AtomicBool::new(false));
+                    let stateful_apps = Arc::new(AtomicBool::new(false));
+                    let ready = all_ready(r, [apps.clone(), stateful_apps.clone()]);
+                    tokio::try_join!(
+                        app::run(c.clone(), config, m.clone(), apps, rec.clone()),
+                        stateful::run(c, stateful, m, stateful_apps, rec),
+                        ready,
+                    )
+                    .map(drop)
+                },
             )
             .await
         }
@@ -183,6 +202,19 @@ pub async fn run(cli: Cli) -> Result<()> {
             .await
         }
     }
+}
+
+/// Sets `ready` once every one of `parts` is.
+async fn all_ready<const N: usize>(
+    ready: Arc<AtomicBool>,
+    parts: [Arc<AtomicBool>; N],
+) -> Result<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    while !parts.iter().all(|p| p.load(Relaxed)) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ready.store(true, Relaxed);
+    Ok(())
 }
 
 /// A client of the apiserver with its own limits; its writes pass `fence`.

@@ -124,6 +124,10 @@ pub mod reason {
     pub const POD_FAILED: &str = "PodFailed";
     /// A pod's node has been NotReady past the grace period; the pod is replaced.
     pub const NODE_LOST: &str = "NodeLost";
+    /// A StatefulApp's rollout stops at its partition: lower ordinals keep their revision.
+    pub const PARTITIONED: &str = "Partitioned";
+    /// A StatefulApp with `updateStrategy: OnDelete` replaces pods as they are deleted.
+    pub const ON_DELETE: &str = "OnDelete";
     /// Claims grow to the size their template asks for.
     pub const RESIZING: &str = "Resizing";
     /// Every claim has the size its template asks for.

@@ -6,7 +6,7 @@ use std::fs;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use drover_crds::App;
+use drover_crds::{App, StatefulApp};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
@@ -23,11 +23,13 @@ pub struct CrdArgs {
 
 /// Every CRD drover serves, with its file name.
 fn crds() -> Vec<(String, CustomResourceDefinition)> {
-    let app = App::crd();
-    vec![(
-        format!("{}.yaml", app.metadata.name.clone().unwrap_or_default()),
-        app,
-    )]
+    [App::crd(), StatefulApp::crd()]
+        .into_iter()
+        .map(|crd| {
+            let file = format!("{}.yaml", crd.metadata.name.clone().unwrap_or_default());
+            (file, crd)
+        })
+        .collect()
 }
 
 /// Fails when the committed CRD YAML is stale.

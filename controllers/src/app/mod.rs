@@ -341,32 +341,13 @@ pub async fn run(
     Ok(())
 }
 
-/// The Apps whose template references a ConfigMap or Secret (snapshots are no one's).
+/// The Apps whose template references a ConfigMap or Secret.
 fn users(
     apps: &Store<DeserializeGuard<App>>,
     kind: ConfigKind,
     object: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
 ) -> std::vec::IntoIter<ObjectRef<DeserializeGuard<App>>> {
-    let snapshot = object
-        .labels
-        .as_ref()
-        .is_some_and(|l| l.contains_key(label::REVISION));
-    let (Some(namespace), Some(name)) = (&object.namespace, &object.name) else {
-        return Vec::new().into_iter();
-    };
-    if snapshot {
-        return Vec::new().into_iter();
-    }
-    apps.state()
-        .iter()
-        .filter(|a| a.namespace().as_ref() == Some(namespace))
-        .filter(|a| {
-            a.0.as_ref()
-                .is_ok_and(|app| engine::config::references(app, kind, name))
-        })
-        .map(|a| ObjectRef::from_obj(a.as_ref()))
-        .collect::<Vec<_>>()
-        .into_iter()
+    engine::config::users(apps, kind, object).into_iter()
 }
 
 fn error_policy(app: Arc<DeserializeGuard<App>>, error: &Error, ctx: Arc<Context>) -> Action {

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use drover_crds::App;
-use drover_crds::names::reason;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
@@ -14,7 +13,7 @@ use super::act::Acted;
 use super::observe::Observed;
 use super::plan::Plan;
 use crate::engine::status::{self, COUNTS_INTERVAL, EVICTION_RETRY, RESYNC, STALE_RETRY};
-use crate::engine::{Error, checks, command, pods, undo};
+use crate::engine::{Error, checks, command, pods};
 use crate::rollout::status::{Observation, Stuck, compute, only_counts_moved};
 use crate::rollout::strategy::Decision;
 use crate::rollout::workload::Workload;
@@ -62,16 +61,7 @@ pub async fn report(
     status.last_command = command::record(app, &decision.effect)
         .or_else(|| app.status.as_ref().and_then(|s| s.last_command.clone()));
     status::transitions(engine, app, app.status.as_ref(), &status).await;
-    if spec.auto_rollback
-        && let Some(stalled) = status
-            .conditions
-            .iter()
-            .find(|c| c.reason == reason::PROGRESS_DEADLINE_EXCEEDED)
-        && !status.current_revision.is_empty()
-        && status.current_revision != status.update_revision
-    {
-        let why = format!("automatically, {}", stalled.message);
-        undo::to_revision(engine, app, uid, &status.current_revision, &why).await?;
+    if spec.auto_rollback && status::roll_back_if_stalled(engine, app, uid, &status).await? {
         return Ok(Action::await_change());
     }
     // The version the App is at after this pass's own writes.

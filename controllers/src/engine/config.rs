@@ -16,7 +16,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
-use kube::runtime::reflector::ObjectRef;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::{Value, json};
 
 use super::error::{Error, WriteOutcome, classify};
@@ -458,4 +459,29 @@ pub fn references<K: Object>(object: &K, kind: ConfigKind, name: &str) -> bool {
                 name: name.into(),
             })
         })
+}
+/// The workloads whose template references a ConfigMap or Secret (a revision's
+/// snapshot is no one's), for a change of it to wake them.
+pub fn users<K: Object>(
+    workloads: &Store<DeserializeGuard<K>>,
+    kind: ConfigKind,
+    object: &ObjectMeta,
+) -> Vec<ObjectRef<DeserializeGuard<K>>> {
+    let snapshot = object
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(label::REVISION));
+    let (Some(namespace), Some(name)) = (&object.namespace, &object.name) else {
+        return vec![];
+    };
+    if snapshot {
+        return vec![];
+    }
+    workloads
+        .state()
+        .iter()
+        .filter(|w| w.namespace().as_ref() == Some(namespace))
+        .filter(|w| w.0.as_ref().is_ok_and(|w| references(w, kind, name)))
+        .map(|w| ObjectRef::from_obj(w.as_ref()))
+        .collect()
 }

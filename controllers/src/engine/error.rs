@@ -54,6 +54,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("writing PersistentVolumeClaim {name}: {source}")]
+    ClaimWrite {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("writing ControllerRevision {name}: {source}")]
     RevisionWrite {
         name: String,
@@ -114,6 +120,7 @@ impl Error {
             Error::ServiceDelete { .. } => "ServiceDeleteFailed",
             Error::RevisionWrite { .. } => "RevisionWriteFailed",
             Error::BudgetWrite { .. } => "DisruptionBudgetWriteFailed",
+            Error::ClaimWrite { .. } => "ClaimWriteFailed",
             Error::Config { .. } => "ConfigSnapshotFailed",
             Error::ForeignSnapshot { .. } => "ConfigSnapshotForeign",
             Error::Undo { .. } => "UndoFailed",

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 use tracing::debug;
 
-use super::{Engine, Error, Object};
+use super::{Engine, Error, Object, undo};
 
 /// Without anything happening, look again this often (drift check).
 pub const RESYNC: Duration = Duration::from_secs(300);
@@ -27,6 +27,30 @@ pub const STALE_RETRY: Duration = Duration::from_secs(1);
 pub const COUNTS_INTERVAL: Duration = Duration::from_secs(1);
 /// An eviction a disruption budget refused is tried again this soon.
 pub const EVICTION_RETRY: Duration = Duration::from_secs(5);
+
+/// With `autoRollback`: when the progress deadline passed (as `status` says) and an
+/// earlier revision completed, goes back to it, as `drover.dev/undo` would. Returns
+/// whether it did.
+pub async fn roll_back_if_stalled<K: Object>(
+    engine: &Engine,
+    object: &K,
+    uid: &str,
+    status: &AppStatus,
+) -> Result<bool, Error> {
+    let Some(stalled) = status
+        .conditions
+        .iter()
+        .find(|c| c.reason == reason::PROGRESS_DEADLINE_EXCEEDED)
+    else {
+        return Ok(false);
+    };
+    if status.current_revision.is_empty() || status.current_revision == status.update_revision {
+        return Ok(false);
+    }
+    let why = format!("automatically, {}", stalled.message);
+    undo::to_revision(engine, object, uid, &status.current_revision, &why).await?;
+    Ok(true)
+}
 
 /// Writes a workload's status, conditional on the version read: a status computed from
 /// a workload that changed meanwhile (or from a leader's outdated view) is not written.

@@ -117,22 +117,8 @@ pub fn compute(
     let old = previous
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
-    let now = Time(obs.now);
     let cond = |type_: &str, ok: bool, reason: &str, message: String| {
-        let status = if ok { "True" } else { "False" };
-        // The transition time moves only when the status does.
-        let since = old
-            .iter()
-            .find(|c| c.type_ == type_ && c.status == status)
-            .map_or(now.clone(), |c| c.last_transition_time.clone());
-        Condition {
-            type_: type_.into(),
-            status: status.into(),
-            reason: reason.into(),
-            message,
-            last_transition_time: since,
-            observed_generation: obs.generation,
-        }
+        condition(old, (obs.generation, obs.now), type_, ok, reason, message)
     };
 
     let mut conditions = vec![];
@@ -352,6 +338,31 @@ pub fn compute(
         conditions,
     };
     (status, revisit_at)
+}
+
+/// A condition `type_` (True when `ok`) as of `(generation, now)`. Its transition time
+/// is the one in `old` while its status stays, `now` when it changes.
+pub fn condition(
+    old: &[Condition],
+    (generation, now): (Option<i64>, Timestamp),
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let since = old
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or(Time(now), |c| c.last_transition_time.clone());
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time: since,
+        observed_generation: generation,
+    }
 }
 
 /// ConfigMaps and Secrets as conditions name them: `ConfigMap "settings"`.

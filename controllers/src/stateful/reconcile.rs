@@ -1,0 +1,182 @@
+//! One pass over a StatefulApp, as the App's: observe (caches) → strategy (the engine's,
+//! for commands and pause) → plans (ordinals and claims, pure) → act (claims, pods,
+//! Services, budget) → report (status, Events, when to look again).
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use drover_crds::StatefulApp;
+use drover_crds::names::reason;
+use drover_crds::stateful::UpdateStrategyType;
+use kube::ResourceExt;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use tracing::{debug, warn};
+
+use super::claims::{self, Template};
+use super::plan::{self, Update};
+use super::{CONTROLLER, Context, act, observe, report};
+use crate::engine::status::STALE_RETRY;
+use crate::engine::{Error, undo};
+use crate::rollout::disruption_budget;
+use crate::rollout::strategy::{self, Hold};
+use crate::rollout::workload::{Workload, count};
+use crate::scheduler::quantity;
+
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<StatefulApp>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let _timer = ctx.engine.metrics.reconcile(CONTROLLER);
+    ctx.synced.secondary().await;
+    ctx.queue.done(&ObjectRef::from_obj(guard.as_ref()));
+    let app = guard.0.as_ref().map_err(|invalid| Error::InvalidSpec {
+        kind: StatefulApp::KIND,
+        name: invalid.metadata.name.clone().unwrap_or_default(),
+        reason: invalid.error.clone(),
+    })?;
+    let uid = app.uid().ok_or_else(|| Error::MissingUid {
+        kind: StatefulApp::KIND,
+        name: app.name_any(),
+    })?;
+    if app.metadata.deletion_timestamp.is_some() {
+        // Pods, Services and the claims `whenDeleted: Delete` gave an owner go with it.
+        ctx.engine.forget(&uid);
+        return Ok(Action::await_change());
+    }
+    if ctx
+        .engine
+        .ledger
+        .is_stale(&uid, app.resource_version().as_deref())
+    {
+        debug!(statefulapp = %app.name_any(), "waiting for the cache to show drover's own write");
+        return Ok(Action::requeue(STALE_RETRY));
+    }
+    match undo::apply(&ctx.engine, app, &uid).await {
+        Ok(true) => return Ok(Action::await_change()),
+        Ok(false) => {}
+        Err(error) => {
+            warn!(statefulapp = %app.name_any(), %error, "undo failed");
+            ctx.engine
+                .publish(
+                    app,
+                    EventType::Warning,
+                    reason::UNDO_FAILED,
+                    error.to_string(),
+                )
+                .await;
+        }
+    }
+
+    let observed = observe::observe(&ctx, app, &uid).await?;
+    let mut decision = strategy::decide(&observed.strategy_input(app));
+    let spec = &app.spec;
+    let wanted = wanted(app);
+    let (start, replicas) = (wanted.start, count(spec.replicas));
+    let update = update(app, replicas);
+    let plan = plan::plan(&plan::Input {
+        start,
+        replicas,
+        policy: spec.pod_management_policy,
+        update,
+        update_revision: &observed.update.name,
+        current_revision: app.recorded().current_revision,
+        pods: &observed.pods,
+        min_ready: app.rollout_spec().min_ready,
+        now: observed.now,
+    });
+    let templates: Vec<Template> = spec
+        .volume_claim_templates
+        .iter()
+        .map(|t| Template {
+            name: &t.metadata.name,
+            size: quantity::units(&t.spec.resources.requests.storage).unwrap_or(0),
+        })
+        .collect();
+    let with_pod: Vec<u32> = observed.pods.iter().map(|p| p.slot).collect();
+    let claim_plan = claims::plan(&claims::Input {
+        app: &observed.name,
+        templates: &templates,
+        wanted,
+        with_pod: &with_pod,
+        claims: &observed.claims,
+        when_scaled: retention(app).when_scaled,
+    });
+    if decision.hold.is_none() {
+        decision.hold = held(app, &observed, update);
+    }
+    let acted = act::act(&ctx, app, &observed, &plan, &claim_plan).await?;
+    report::report(&ctx, app, &observed, decision, (&plan, &claim_plan), acted).await
+}
+
+/// How a new revision reaches the pods. Paused, none does: every ordinal keeps (or, new,
+/// gets) the current revision.
+fn update(app: &StatefulApp, replicas: u32) -> Update {
+    let strategy = &app.spec.update_strategy;
+    if app.spec.paused {
+        return Update::Rolling {
+            partition: u32::MAX,
+            max_unavailable: 1,
+        };
+    }
+    match strategy.type_ {
+        UpdateStrategyType::OnDelete => Update::OnDelete,
+        UpdateStrategyType::RollingUpdate => {
+            let rolling = strategy.rolling_update.clone().unwrap_or_default();
+            Update::Rolling {
+                partition: count(rolling.partition),
+                max_unavailable: disruption_budget(&rolling.max_unavailable(), replicas),
+            }
+        }
+    }
+}
+
+/// The ordinals the spec asks for.
+pub fn wanted(app: &StatefulApp) -> Range<u32> {
+    let start = app.spec.ordinals.as_ref().map_or(0, |o| count(o.start));
+    start..start.saturating_add(count(app.spec.replicas))
+}
+
+/// The retention policy, defaults filled in.
+pub fn retention(app: &StatefulApp) -> drover_crds::stateful::RetentionPolicy {
+    app.spec
+        .persistent_volume_claim_retention_policy
+        .clone()
+        .unwrap_or_default()
+}
+
+/// A rollout the spec holds on purpose, once it has gone as far as it may: the ordinals
+/// below the partition, or the pods `OnDelete` waits to see deleted. No progress
+/// deadline runs meanwhile.
+fn held(app: &StatefulApp, observed: &observe::Observed, update: Update) -> Option<Hold> {
+    let revision = &observed.update.name;
+    let outdated: Vec<u32> = observed
+        .observed_pods()
+        .iter()
+        .filter(|p| !p.terminating && &p.revision != revision)
+        .map(|p| p.slot)
+        .collect();
+    if outdated.is_empty() || app.spec.paused {
+        return None;
+    }
+    match update {
+        Update::Rolling { partition, .. } if outdated.iter().all(|&o| o < partition) => {
+            Some(Hold::Waiting {
+                reason: reason::PARTITIONED,
+                what: format!(
+                    "ordinals below the partition ({partition}) stay on their revision; lower spec.updateStrategy.rollingUpdate.partition to go on"
+                ),
+            })
+        }
+        Update::OnDelete => Some(Hold::Waiting {
+            reason: reason::ON_DELETE,
+            what: format!(
+                "updateStrategy OnDelete: {} pods of an old revision are replaced as they are deleted",
+                outdated.len()
+            ),
+        }),
+        Update::Rolling { .. } => None,
+    }
+}
