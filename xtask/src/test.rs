@@ -28,13 +28,14 @@ pub struct TestArgs {
 
 /// The end-to-end suites of `tests/`, in the order they run, and whether the tests of
 /// each take turns (a suite that stops or drains workers would take others' pods along).
-const E2E_SUITES: [(&str, bool); 10] = [
+const E2E_SUITES: [(&str, bool); 11] = [
     ("cluster", false),
     ("nodes", true),
     ("app", false),
     ("rollout", false),
     ("rollback", false),
     ("scheduler", false),
+    ("stateful", false),
     // It cuts connections, stops components and measures the controller's memory.
     ("faults", true),
     // Its quick profile; `--soak` runs the full one.

@@ -125,8 +125,15 @@ pub fn plan(input: &Input<'_>) -> Plan {
         .collect();
     condemned.sort_by_key(|p| std::cmp::Reverse(p.slot));
     if ordered {
-        // One at a time: the highest goes once none above it is still going.
-        if let Some(going) = condemned.iter().find(|p| p.terminating) {
+        // One at a time: the highest goes once none above it is still going. A pod being
+        // deleted may have finished already (the kubelet gives stopped pods a final
+        // phase) and still exist: it counts as going all the same.
+        let going = input
+            .pods
+            .iter()
+            .filter(|p| !wanted(p.slot) && p.terminating)
+            .max_by_key(|p| p.slot);
+        if let Some(going) = going {
             plan.waiting.push(Waiting::Terminating(going.slot));
         } else if let Some(highest) = condemned.first() {
             plan.deletes.push(delete(highest, Why::ScaleIn));
@@ -333,6 +340,13 @@ mod tests {
         going[4].terminating = true;
         let p = plan(&input(&going, 2, OrderedReady));
         assert!(p.deletes.is_empty(), "waits for db-4 to go: {p:?}");
+        // Stopped, with its final phase, but not gone yet: still waits.
+        going[4].phase = Phase::Succeeded;
+        let p = plan(&input(&going, 2, OrderedReady));
+        assert!(
+            p.deletes.is_empty(),
+            "waits for a finished db-4 to go: {p:?}"
+        );
         assert_eq!(
             deleted(&plan(&input(&pods, 2, Parallel))),
             [(4, Why::ScaleIn), (3, Why::ScaleIn), (2, Why::ScaleIn)]

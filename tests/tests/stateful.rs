@@ -1,0 +1,668 @@
+//! StatefulApp on the kind cluster's real nodes and volumes: pods named by ordinal with
+//! their own DNS names and claims, started and removed in order (or all at once), rolled
+//! highest ordinal first within a partition, or only as they are deleted; claims kept or
+//! deleted as the retention policy says, grown in place from the template; and a rollout
+//! to a broken revision that recovers by itself once undone, where a StatefulSet's stays
+//! stuck.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use drover_crds::StatefulApp;
+use drover_e2e::*;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+const READY: Duration = Duration::from_secs(180);
+
+/// A StatefulApp of the sample image at `version`, `extra` merged into its spec.
+fn manifest(name: &str, replicas: i32, version: &str, extra: Value) -> Value {
+    let pod = sample_pod(name, version, &Placement::AnyNode);
+    let mut spec = serde_json::to_value(pod.spec).unwrap();
+    // The sample runs as 65534: the kubelet gives it the claims through its group.
+    spec["securityContext"]["fsGroup"] = json!(65534);
+    let mut manifest = json!({
+        "apiVersion": "drover.dev/v1alpha1",
+        "kind": "StatefulApp",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "template": {"metadata": {"labels": {"test": name}}, "spec": spec},
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+        },
+    });
+    if let (Some(spec), Some(extra)) = (manifest["spec"].as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    manifest
+}
+
+/// A claim template `data` of `size`, mounted at /data.
+fn with_data(mut manifest: Value, size: &str) -> Value {
+    manifest["spec"]["volumeClaimTemplates"] = json!([{
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
+    }]);
+    manifest["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "data", "mountPath": "/data"}]);
+    manifest
+}
+
+async fn create(client: &kube::Client, ns: &str, manifest: Value) -> Api<StatefulApp> {
+    let api: Api<StatefulApp> = Api::namespaced(client.clone(), ns);
+    let app: StatefulApp = serde_json::from_value(manifest).unwrap();
+    api.create(&PostParams::default(), &app).await.unwrap();
+    api
+}
+
+async fn patch(api: &Api<StatefulApp>, name: &str, spec: Value) {
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": spec})),
+    )
+    .await
+    .unwrap();
+}
+
+/// The StatefulApp's pods by name, terminating ones included.
+async fn pods_of(client: &kube::Client, ns: &str, name: &str) -> BTreeMap<String, Pod> {
+    app_pods(client, ns, name)
+        .await
+        .into_iter()
+        .map(|p| (p.name_any(), p))
+        .collect()
+}
+
+/// Waits until the StatefulApp's pods are exactly `names`, each Running, Ready and on
+/// `version` of the sample image.
+async fn wait_pods(client: &kube::Client, ns: &str, name: &str, names: &[&str], version: &str) {
+    let image = format!("{SAMPLE_IMAGE}:{version}");
+    wait_until_in(
+        ns,
+        &format!("pods {names:?} ready on {image}"),
+        READY,
+        || async {
+            let pods = pods_of(client, ns, name).await;
+            let seen: Vec<String> = pods
+                .values()
+                .map(|p| {
+                    format!(
+                        "{}({}, ready {})",
+                        p.name_any(),
+                        image_of(p),
+                        is_pod_ready(p)
+                    )
+                })
+                .collect();
+            let done = pods.len() == names.len()
+                && names.iter().all(|n| {
+                    pods.get(*n).is_some_and(|p| {
+                        is_active_pod(p) && is_pod_ready(p) && image_of(p) == image
+                    })
+                });
+            if done { Ok(()) } else { Err(seen.join(", ")) }
+        },
+    )
+    .await;
+}
+
+/// When a pod's Ready condition last turned True.
+fn ready_at(p: &Pod) -> Timestamp {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready" && c.status == "True"))
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(|t| t.0)
+        .unwrap()
+}
+
+fn created_at(p: &Pod) -> Timestamp {
+    p.metadata.creation_timestamp.as_ref().unwrap().0
+}
+
+fn condition(app: &StatefulApp, type_: &str) -> Option<(String, String, String)> {
+    app.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+#[tokio::test]
+async fn ordered_ready_starts_ordinals_in_order_and_removes_the_highest_first() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-sapp-ordered").await;
+    let api = create(&client, &ns.name, manifest("db", 0, "1", json!({}))).await;
+    patch(&api, "db", json!({"replicas": 3})).await;
+    wait_pods(&client, &ns.name, "db", &["db-0", "db-1", "db-2"], "1").await;
+    let pods = pods_of(&client, &ns.name, "db").await;
+    for (lower, higher) in [("db-0", "db-1"), ("db-1", "db-2")] {
+        assert!(
+            created_at(&pods[higher]) >= ready_at(&pods[lower]),
+            "{higher} was created ({}) only once {lower} was ready ({})",
+            created_at(&pods[higher]),
+            ready_at(&pods[lower])
+        );
+    }
+    // Identity: host name, subdomain, and a DNS name each through the headless Service.
+    for (name, pod) in &pods {
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.hostname.as_deref(), Some(name.as_str()));
+        assert_eq!(spec.subdomain.as_deref(), Some("db"));
+        assert_eq!(pod.labels()["drover.dev/ordinal"], &name[3..]);
+    }
+    let fqdn = format!("db-2.db.{}.svc.cluster.local", ns.name);
+    let ip = pods["db-2"]
+        .status
+        .as_ref()
+        .unwrap()
+        .pod_ip
+        .clone()
+        .unwrap();
+    let looked_up = exec(&ns.name, "db-0", &["nslookup", &fqdn]);
+    assert!(
+        looked_up.contains(&ip),
+        "{fqdn} resolves to db-2's address {ip}: {looked_up}"
+    );
+    assert_eq!(
+        exec(&ns.name, "db-1", &["hostname"]).trim(),
+        "db-1",
+        "the pod's host name is its own"
+    );
+
+    // Scale-in: the highest goes first, and the next only once it is gone.
+    patch(&api, "db", json!({"replicas": 1})).await;
+    let mut gone_at: HashMap<String, Instant> = HashMap::new();
+    let mut overlap = vec![];
+    let started = Instant::now();
+    while gone_at.len() < 2 && started.elapsed() < READY {
+        let pods = pods_of(&client, &ns.name, "db").await;
+        let going = |n: &str| {
+            pods.get(n)
+                .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+        };
+        for n in ["db-1", "db-2"] {
+            if going(n) {
+                gone_at.entry(n.to_string()).or_insert_with(Instant::now);
+            }
+        }
+        if going("db-1") && pods.contains_key("db-2") {
+            overlap.push(format!("{:?}", pods.keys().collect::<Vec<_>>()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone_at["db-2"] <= gone_at["db-1"], "db-2 went before db-1");
+    assert!(
+        overlap.is_empty(),
+        "db-1 is removed only once db-2 is gone: {overlap:?}"
+    );
+    wait_pods(&client, &ns.name, "db", &["db-0"], "1").await;
+}
+
+#[tokio::test]
+async fn parallel_starts_every_ordinal_at_once_where_ordered_ready_waits() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-sapp-parallel").await;
+    // Pods that never become ready: OrderedReady stops at the first, Parallel does not.
+    let never_ready = |name: &str, policy: &str| {
+        let mut m = manifest(name, 3, "1", json!({"podManagementPolicy": policy}));
+        m["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] =
+            json!("/no-such-path");
+        m
+    };
+    create(&client, &ns.name, never_ready("par", "Parallel")).await;
+    create(&client, &ns.name, never_ready("ord", "OrderedReady")).await;
+    wait_until_in(
+        &ns.name,
+        "3 pods of the Parallel StatefulApp",
+        READY,
+        || async {
+            let pods = pods_of(&client, &ns.name, "par").await;
+            let names: Vec<&String> = pods.keys().collect();
+            if names == ["par-0", "par-1", "par-2"] {
+                Ok(())
+            } else {
+                Err(format!("{names:?}"))
+            }
+        },
+    )
+    .await;
+    // Give the ordered one as long again: it still has only its first pod.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let ordered: Vec<String> = pods_of(&client, &ns.name, "ord")
+        .await
+        .into_keys()
+        .collect();
+    assert_eq!(
+        ordered,
+        ["ord-0"],
+        "OrderedReady waits for ord-0 to be ready"
+    );
+}
+
+#[tokio::test]
+async fn a_partition_holds_lower_ordinals_and_on_delete_replaces_only_deleted_pods() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-sapp-partition").await;
+    let staged =
+        json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}}});
+    let api = create(&client, &ns.name, manifest("db", 3, "1", staged)).await;
+    wait_pods(&client, &ns.name, "db", &["db-0", "db-1", "db-2"], "1").await;
+    let before = pods_of(&client, &ns.name, "db").await;
+    set_stateful_image(&api, "2").await;
+    let image = |v: &str| format!("{SAMPLE_IMAGE}:{v}");
+    wait_until_in(
+        &ns.name,
+        "db-2 on version 2, held at the partition",
+        READY,
+        || async {
+            let pods = pods_of(&client, &ns.name, "db").await;
+            let app = api.get("db").await.unwrap();
+            let progressing = condition(&app, "Progressing");
+            let done = pods
+                .get("db-2")
+                .is_some_and(|p| image_of(p) == image("2") && is_pod_ready(p))
+                && progressing.as_ref().is_some_and(|c| c.1 == "Partitioned");
+            if done {
+                Ok(())
+            } else {
+                Err(format!("{progressing:?}"))
+            }
+        },
+    )
+    .await;
+    let after = pods_of(&client, &ns.name, "db").await;
+    for n in ["db-0", "db-1"] {
+        assert_eq!(
+            after[n].uid(),
+            before[n].uid(),
+            "{n} below the partition stays"
+        );
+        assert_eq!(image_of(&after[n]), image("1"));
+    }
+
+    // OnDelete: a new template changes nothing until a pod is deleted.
+    patch(
+        &api,
+        "db",
+        json!({"updateStrategy": {"type": "OnDelete", "rollingUpdate": null}}),
+    )
+    .await;
+    set_stateful_image(&api, "3").await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let held = pods_of(&client, &ns.name, "db").await;
+    for n in ["db-0", "db-1", "db-2"] {
+        assert_eq!(held[n].uid(), after[n].uid(), "OnDelete leaves {n} alone");
+    }
+    Api::<Pod>::namespaced(client.clone(), &ns.name)
+        .delete("db-1", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_until_in(&ns.name, "db-1 back on version 3", READY, || async {
+        let pods = pods_of(&client, &ns.name, "db").await;
+        match pods.get("db-1") {
+            Some(p) if p.uid() != held["db-1"].uid() && is_pod_ready(p) => Ok(image_of(p)),
+            other => Err(format!("{:?}", other.map(|p| (p.uid(), image_of(p))))),
+        }
+    })
+    .await;
+    let last = pods_of(&client, &ns.name, "db").await;
+    assert_eq!(image_of(&last["db-1"]), image("3"));
+    for n in ["db-0", "db-2"] {
+        assert_eq!(
+            last[n].uid(),
+            held[n].uid(),
+            "{n} was not deleted, and stays"
+        );
+    }
+}
+
+async fn set_stateful_image(api: &Api<StatefulApp>, version: &str) {
+    let mut app = api.get("db").await.unwrap();
+    let spec = app.spec.template.spec.as_mut().unwrap();
+    spec.containers[0].image = Some(format!("{SAMPLE_IMAGE}:{version}"));
+    patch(api, "db", json!({"template": app.spec.template})).await;
+}
+
+async fn claims_of(client: &kube::Client, ns: &str) -> BTreeMap<String, PersistentVolumeClaim> {
+    Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+        .map(|c| (c.name_any(), c))
+        .collect()
+}
+
+#[tokio::test]
+async fn claims_follow_their_ordinal_and_the_retention_policy() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-sapp-claims").await;
+    let api = create(
+        &client,
+        &ns.name,
+        with_data(manifest("db", 2, "1", json!({})), "1Gi"),
+    )
+    .await;
+    wait_pods(&client, &ns.name, "db", &["db-0", "db-1"], "1").await;
+    let claims = claims_of(&client, &ns.name).await;
+    assert_eq!(
+        claims.keys().collect::<Vec<_>>(),
+        ["data-db-0", "data-db-1"]
+    );
+    let claim_uid = claims["data-db-1"].uid();
+    exec(&ns.name, "db-1", &["sh", "-c", "echo one > /data/file"]);
+
+    // A deleted pod comes back with its name, its claim and its data.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let old = pods.get("db-1").await.unwrap().uid();
+    pods.delete("db-1", &DeleteParams::default()).await.unwrap();
+    wait_until_in(&ns.name, "db-1 replaced and ready", READY, || async {
+        let p = pods.get_opt("db-1").await.unwrap();
+        match p {
+            Some(p) if p.uid() != old && is_pod_ready(&p) => Ok(()),
+            _ => Err(String::new()),
+        }
+    })
+    .await;
+    assert_eq!(exec(&ns.name, "db-1", &["cat", "/data/file"]).trim(), "one");
+    assert_eq!(
+        claims_of(&client, &ns.name).await["data-db-1"].uid(),
+        claim_uid
+    );
+
+    // whenScaled Retain (the default): the claim stays, and comes back with its ordinal.
+    patch(&api, "db", json!({"replicas": 1})).await;
+    wait_pods(&client, &ns.name, "db", &["db-0"], "1").await;
+    assert_eq!(
+        claims_of(&client, &ns.name).await["data-db-1"].uid(),
+        claim_uid
+    );
+    patch(&api, "db", json!({"replicas": 2})).await;
+    wait_pods(&client, &ns.name, "db", &["db-0", "db-1"], "1").await;
+    assert_eq!(exec(&ns.name, "db-1", &["cat", "/data/file"]).trim(), "one");
+
+    // whenScaled Delete: the removed ordinal's claim goes.
+    patch(
+        &api,
+        "db",
+        json!({"persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete"}, "replicas": 1}),
+    )
+    .await;
+    wait_until_in(&ns.name, "data-db-1 deleted", READY, || async {
+        let claims = claims_of(&client, &ns.name).await;
+        let names: Vec<&String> = claims.keys().collect();
+        if names == ["data-db-0"] {
+            Ok(())
+        } else {
+            Err(format!("{names:?}"))
+        }
+    })
+    .await;
+
+    // whenDeleted: Retain keeps the claims of a deleted StatefulApp, Delete deletes them.
+    let kept = create(
+        &client,
+        &ns.name,
+        with_data(manifest("kept", 1, "1", json!({})), "1Gi"),
+    )
+    .await;
+    let gone = create(
+        &client,
+        &ns.name,
+        with_data(
+            manifest(
+                "gone",
+                1,
+                "1",
+                json!({"persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete"}}),
+            ),
+            "1Gi",
+        ),
+    )
+    .await;
+    wait_pods(&client, &ns.name, "kept", &["kept-0"], "1").await;
+    wait_pods(&client, &ns.name, "gone", &["gone-0"], "1").await;
+    kept.delete("kept", &DeleteParams::default()).await.unwrap();
+    gone.delete("gone", &DeleteParams::default()).await.unwrap();
+    wait_until_in(
+        &ns.name,
+        "data-gone-0 deleted with its StatefulApp",
+        READY,
+        || async {
+            let claims = claims_of(&client, &ns.name).await;
+            if claims.contains_key("data-gone-0") {
+                Err(String::new())
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
+    wait_until_in(&ns.name, "kept-0 gone", READY, || async {
+        if pods_of(&client, &ns.name, "kept").await.is_empty() {
+            Ok(())
+        } else {
+            Err(String::new())
+        }
+    })
+    .await;
+    assert!(
+        claims_of(&client, &ns.name)
+            .await
+            .contains_key("data-kept-0"),
+        "whenDeleted Retain keeps the claim"
+    );
+}
+
+/// The size of the file system at /data in a pod, in MiB (`df -m`).
+fn data_size_mib(namespace: &str, pod: &str) -> u64 {
+    let df = exec(namespace, pod, &["df", "-m", "/data"]);
+    df.lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("df -m /data printed {df}"))
+}
+
+#[tokio::test]
+async fn raising_the_template_size_grows_every_claim_in_place() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-sapp-resize").await;
+    let manifest = with_data(
+        manifest("db", 2, "1", json!({"podManagementPolicy": "Parallel"})),
+        "1Gi",
+    );
+    let api = create(&client, &ns.name, manifest.clone()).await;
+    wait_pods(&client, &ns.name, "db", &["db-0", "db-1"], "1").await;
+    let before = pods_of(&client, &ns.name, "db").await;
+    for p in ["db-0", "db-1"] {
+        let small = data_size_mib(&ns.name, p);
+        assert!((900..=1024).contains(&small), "a 1Gi volume: {small} MiB");
+    }
+    let mut templates = manifest["spec"]["volumeClaimTemplates"].clone();
+    templates[0]["spec"]["resources"]["requests"]["storage"] = json!("2Gi");
+    patch(&api, "db", json!({"volumeClaimTemplates": templates})).await;
+    wait_until_in(
+        &ns.name,
+        "every claim at 2Gi and ClaimsResized",
+        READY,
+        || async {
+            let claims = claims_of(&client, &ns.name).await;
+            let capacity: Vec<String> = claims
+                .values()
+                .map(|c| {
+                    c.status
+                        .as_ref()
+                        .and_then(|s| s.capacity.as_ref())
+                        .and_then(|c| c.get("storage"))
+                        .map(|q| q.0.clone())
+                        .unwrap_or_default()
+                })
+                .collect();
+            let app = api.get("db").await.unwrap();
+            let resized = condition(&app, "ClaimsResized");
+            let grown = capacity.iter().all(|c| c == "2Gi")
+                && resized.as_ref().is_some_and(|c| c.0 == "True")
+                && (0..2).all(|i| data_size_mib(&ns.name, &format!("db-{i}")) > 1900);
+            if grown {
+                Ok(app)
+            } else {
+                Err(format!("{capacity:?} {resized:?}"))
+            }
+        },
+    )
+    .await;
+    let status = api.get("db").await.unwrap().status.unwrap();
+    assert_eq!(status.claims[0].requested, "2Gi");
+    assert_eq!((status.claims[0].claims, status.claims[0].resized), (2, 2));
+    let after = pods_of(&client, &ns.name, "db").await;
+    for p in ["db-0", "db-1"] {
+        assert_eq!(after[p].uid(), before[p].uid(), "{p} was not restarted");
+    }
+    // Shrinking is refused at admission, naming the field.
+    templates[0]["spec"]["resources"]["requests"]["storage"] = json!("1Gi");
+    let refused = api
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"volumeClaimTemplates": templates}})),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("resources.requests.storage may not be lowered"),
+        "{refused}"
+    );
+}
+
+/// A crash-looping update, then the way back: the StatefulApp replaces its broken pod by
+/// itself; a StatefulSet given the same sequence keeps it (kubernetes/kubernetes#67250).
+#[tokio::test]
+async fn a_rollout_to_a_broken_revision_recovers_once_undone_where_a_statefulset_stays_stuck() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-sapp-stuck").await;
+    let api = create(&client, &ns.name, manifest("db", 3, "1", json!({}))).await;
+    wait_pods(&client, &ns.name, "db", &["db-0", "db-1", "db-2"], "1").await;
+    let broken = |mut template: Value| {
+        template["spec"]["containers"][0]["command"] = json!(["sh", "-c", "exit 1"]);
+        template
+    };
+    let good = serde_json::to_value(api.get("db").await.unwrap().spec.template).unwrap();
+    patch(&api, "db", json!({"template": broken(good.clone())})).await;
+    let crashing = wait_crash_loop(&client, &ns.name, "db-2").await;
+    kubectl_ok(&[
+        "annotate",
+        "-n",
+        &ns.name,
+        "statefulapp",
+        "db",
+        "drover.dev/undo=previous",
+    ]);
+    wait_until_in(
+        &ns.name,
+        "db-2 replaced without a manual delete",
+        READY,
+        || async {
+            let pods = pods_of(&client, &ns.name, "db").await;
+            match pods.get("db-2") {
+                Some(p) if p.uid() != Some(crashing.clone()) && is_pod_ready(p) => Ok(()),
+                other => Err(format!("{:?}", other.map(|p| (p.uid(), is_pod_ready(p))))),
+            }
+        },
+    )
+    .await;
+    wait_pods(&client, &ns.name, "db", &["db-0", "db-1", "db-2"], "1").await;
+
+    // The same with a StatefulSet: revert the template; its broken pod stays.
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
+    let mut template = good.clone();
+    template["metadata"]["labels"] = json!({"sts": "web"});
+    let set: StatefulSet = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 3, "serviceName": "web",
+            "selector": {"matchLabels": {"sts": "web"}},
+            "template": template,
+        },
+    }))
+    .unwrap();
+    sets.create(&PostParams::default(), &set).await.unwrap();
+    wait_until_in(
+        &ns.name,
+        "the StatefulSet's 3 pods ready",
+        READY,
+        || async {
+            let set = sets.get("web").await.unwrap();
+            let ready = set.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+            if ready == 3 {
+                Ok(())
+            } else {
+                Err(format!("{ready} ready"))
+            }
+        },
+    )
+    .await;
+    let patch_template = |t: Value| json!({"spec": {"template": t}});
+    sets.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(&patch_template(broken(template.clone()))),
+    )
+    .await
+    .unwrap();
+    let stuck = wait_crash_loop(&client, &ns.name, "web-2").await;
+    sets.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(&patch_template(template)),
+    )
+    .await
+    .unwrap();
+    // As long as drover took, and longer: the broken pod is still there.
+    tokio::time::sleep(Duration::from_secs(45)).await;
+    let pod = Api::<Pod>::namespaced(client.clone(), &ns.name)
+        .get("web-2")
+        .await
+        .unwrap();
+    assert_eq!(
+        pod.uid(),
+        Some(stuck),
+        "the StatefulSet keeps its broken pod"
+    );
+    assert!(!is_pod_ready(&pod), "and it is still not ready");
+}
+
+/// Waits until `pod` has crashed at least once; its UID.
+async fn wait_crash_loop(client: &kube::Client, ns: &str, pod: &str) -> String {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    wait_until_in(ns, &format!("{pod} crash-looping"), READY, || async {
+        let p = pods.get_opt(pod).await.unwrap().ok_or_else(String::new)?;
+        let restarts = p
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|cs| cs.first())
+            .map_or(0, |c| c.restart_count);
+        if restarts >= 1 {
+            Ok(p.uid().unwrap())
+        } else {
+            Err(format!("{restarts} restarts"))
+        }
+    })
+    .await
+}
