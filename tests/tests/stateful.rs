@@ -565,14 +565,19 @@ async fn a_rollout_to_a_broken_revision_recovers_once_undone_where_a_statefulset
     let good = serde_json::to_value(api.get("db").await.unwrap().spec.template).unwrap();
     patch(&api, "db", json!({"template": broken(good.clone())})).await;
     let crashing = wait_crash_loop(&client, &ns.name, "db-2").await;
-    kubectl_ok(&[
-        "annotate",
+    // Through the plugin: `rollout undo` sets drover.dev/undo=previous.
+    let undone = kubectl_ok(&[
+        "drover",
+        "rollout",
         "-n",
         &ns.name,
-        "statefulapp",
-        "db",
-        "drover.dev/undo=previous",
+        "undo",
+        "statefulapp/db",
     ]);
+    assert!(
+        undone.contains("statefulapp.drover.dev/db rolling back"),
+        "{undone}"
+    );
     wait_until_in(
         &ns.name,
         "db-2 replaced without a manual delete",
@@ -587,6 +592,32 @@ async fn a_rollout_to_a_broken_revision_recovers_once_undone_where_a_statefulset
     )
     .await;
     wait_pods(&client, &ns.name, "db", &["db-0", "db-1", "db-2"], "1").await;
+    let status = kubectl_ok(&[
+        "drover",
+        "rollout",
+        "-n",
+        &ns.name,
+        "status",
+        "statefulapp/db",
+        "--timeout",
+        "240",
+    ]);
+    assert!(status.ends_with("successfully rolled out\n"), "{status}");
+    let history = kubectl_ok(&[
+        "drover",
+        "rollout",
+        "-n",
+        &ns.name,
+        "history",
+        "statefulapp/db",
+    ]);
+    let rows: Vec<&str> = history.lines().skip(2).collect();
+    assert_eq!(rows.len(), 2, "the good and the broken revision: {history}");
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("current") && r.contains("sample:1")),
+        "{history}"
+    );
 
     // The same with a StatefulSet: revert the template; its broken pod stays.
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
