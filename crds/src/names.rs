@@ -37,6 +37,9 @@ pub mod annotation {
     /// On the pod template: changing it restarts every pod through a rollout (what
     /// `kubectl drover rollout restart` sets, like `kubectl rollout restart`).
     pub const RESTARTED_AT: &str = "drover.dev/restartedAt";
+    /// Beside an undo on a StatefulApp (`true`): each ordinal's claims are restored from
+    /// the snapshots taken, before the update, of the revision the undo returns to.
+    pub const RESTORE_DATA: &str = "drover.dev/restore-data";
     /// Set by the controller on an undo (JSON, see [`crate::revision::ConfigPin`]): the
     /// revision whose config snapshots the pods keep until a source is edited again.
     pub const CONFIG_PIN: &str = "drover.dev/config-pin";
@@ -137,6 +140,12 @@ pub mod reason {
     pub const RESIZE_FAILED: &str = "ResizeFailed";
     /// The apiserver refused to create a claim.
     pub const FAILED_CREATE_CLAIM: &str = "FailedCreateClaim";
+    /// Claims were snapshotted before their pod was replaced by a new revision.
+    pub const SNAPSHOT_TAKEN: &str = "SnapshotTaken";
+    /// A snapshot could not be taken (the snapshotter's error); the pod waits.
+    pub const SNAPSHOT_FAILED: &str = "SnapshotFailed";
+    /// Claims were restored from their snapshots (`drover.dev/restore-data`).
+    pub const DATA_RESTORED: &str = "DataRestored";
     /// A claim of a removed ordinal was deleted (`whenScaled: Delete`).
     pub const CLAIM_DELETED: &str = "ClaimDeleted";
     /// An object the workload owned and no longer asks for was deleted.

@@ -697,3 +697,116 @@ async fn wait_crash_loop(client: &kube::Client, ns: &str, pod: &str) -> String {
     })
     .await
 }
+
+/// The VolumeSnapshots of a namespace, as JSON (the snapshot API is not in k8s-openapi).
+fn snapshots(ns: &str) -> Vec<Value> {
+    let listed: Value = serde_json::from_str(&kubectl_ok(&[
+        "get",
+        "volumesnapshots",
+        "-n",
+        ns,
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    listed["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// With `beforeUpdate`, every claim is snapshotted before its pod goes to the new
+/// revision; undo with `restore-data` brings back what the claims held before the update
+/// (here after the new revision wrote over it).
+#[tokio::test]
+async fn snapshots_before_an_update_bring_the_data_back_with_the_undo() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-sapp-snap").await;
+    let snapshotted = json!({
+        "podManagementPolicy": "Parallel",
+        "volumeSnapshots": {"beforeUpdate": true, "className": "drover-csi"},
+    });
+    let api = create(
+        &client,
+        &ns.name,
+        with_data(manifest("db", 2, "1", snapshotted), "1Gi"),
+    )
+    .await;
+    wait_pods(&client, &ns.name, "db", &["db-0", "db-1"], "1").await;
+    for p in ["db-0", "db-1"] {
+        let write = format!("echo before-{p} > /data/file && sync");
+        exec(&ns.name, p, &["sh", "-c", &write]);
+    }
+    let first = api.get("db").await.unwrap().status.unwrap().update_revision;
+    set_stateful_image(&api, "2").await;
+    wait_pods(&client, &ns.name, "db", &["db-0", "db-1"], "2").await;
+    let taken = snapshots(&ns.name);
+    let pods = pods_of(&client, &ns.name, "db").await;
+    for p in ["db-0", "db-1"] {
+        let name = format!("data-{p}-{first}");
+        let snapshot = taken
+            .iter()
+            .find(|s| s["metadata"]["name"] == json!(name))
+            .unwrap_or_else(|| panic!("snapshot {name} taken: {taken:?}"));
+        assert_eq!(snapshot["status"]["readyToUse"], json!(true), "{snapshot}");
+        let at: Timestamp = snapshot["status"]["creationTime"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            at <= created_at(&pods[p]),
+            "{name} was taken ({at}) before {p} of the new revision started ({})",
+            created_at(&pods[p])
+        );
+        assert_eq!(
+            exec(&ns.name, p, &["cat", "/data/file"]).trim(),
+            format!("before-{p}"),
+            "the new revision starts on the same claim"
+        );
+        // The new revision damages the data.
+        exec(
+            &ns.name,
+            p,
+            &["sh", "-c", "echo corrupt > /data/file && sync"],
+        );
+    }
+    kubectl_ok(&[
+        "annotate",
+        "-n",
+        &ns.name,
+        "statefulapp",
+        "db",
+        "drover.dev/undo=previous",
+        "drover.dev/restore-data=true",
+    ]);
+    wait_pods(&client, &ns.name, "db", &["db-0", "db-1"], "1").await;
+    wait_until_in(&ns.name, "the restore finished", READY, || async {
+        let app = api.get("db").await.unwrap();
+        if app.annotations().contains_key("drover.dev/restore-data") {
+            Err("the annotation is still there".into())
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    wait_pods(&client, &ns.name, "db", &["db-0", "db-1"], "1").await;
+    for p in ["db-0", "db-1"] {
+        assert_eq!(
+            exec(&ns.name, p, &["cat", "/data/file"]).trim(),
+            format!("before-{p}"),
+            "{p}'s data as it was before the update"
+        );
+        let claim = &claims_of(&client, &ns.name).await[&format!("data-{p}")];
+        let source = claim.spec.as_ref().unwrap().data_source.as_ref().unwrap();
+        assert_eq!(source.name, format!("data-{p}-{first}"));
+    }
+    let events = kubectl_ok(&[
+        "get",
+        "events",
+        "-n",
+        &ns.name,
+        "--field-selector",
+        "reason=DataRestored",
+        "-o",
+        "name",
+    ]);
+    assert!(!events.trim().is_empty(), "a DataRestored event");
+}

@@ -60,6 +60,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("writing VolumeSnapshot {name}: {source}")]
+    SnapshotWrite {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("writing ControllerRevision {name}: {source}")]
     RevisionWrite {
         name: String,
@@ -121,6 +127,7 @@ impl Error {
             Error::RevisionWrite { .. } => "RevisionWriteFailed",
             Error::BudgetWrite { .. } => "DisruptionBudgetWriteFailed",
             Error::ClaimWrite { .. } => "ClaimWriteFailed",
+            Error::SnapshotWrite { .. } => "SnapshotWriteFailed",
             Error::Config { .. } => "ConfigSnapshotFailed",
             Error::ForeignSnapshot { .. } => "ConfigSnapshotForeign",
             Error::Undo { .. } => "UndoFailed",

@@ -9,7 +9,8 @@ use drover_crds::names::{label, reason};
 use drover_crds::stateful::{ClaimTemplate, Retention};
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, Pod, Service, VolumeResourceRequirements,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, Pod, Service, TypedLocalObjectReference,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -24,8 +25,9 @@ use tracing::{debug, info, warn};
 use super::claims::{self, claim_name};
 use super::observe::Observed;
 use super::plan::{self, Why};
-use super::reconcile::retention;
-use super::{Context, pod, service};
+use super::reconcile::{DataPlan, retention};
+use super::snapshots::Restore;
+use super::{Context, pod, service, snapshots, volumes};
 use crate::engine::children::converge;
 use crate::engine::revisions;
 use crate::engine::{Error, WriteOutcome, blocked_by_budget, classify, disruption, pods};
@@ -42,6 +44,8 @@ pub struct Acted {
     pub claim_failure: Option<String>,
     /// Claims the apiserver would not grow, with its reason.
     pub resize_refused: Vec<String>,
+    /// Pods wait for snapshots, or a restore is under way: look again soon.
+    pub data_pending: bool,
 }
 
 pub async fn act(
@@ -50,6 +54,7 @@ pub async fn act(
     observed: &Observed,
     plan: &plan::Plan,
     claim_plan: &claims::Plan,
+    data: &DataPlan,
 ) -> Result<Acted, Error> {
     if !plan.creates.is_empty() || !plan.deletes.is_empty() {
         debug!(statefulapp = %observed.name, creates = plan.creates.len(), deletes = plan.deletes.len(), "plan");
@@ -61,6 +66,44 @@ pub async fn act(
     grow_claims(ctx, app, observed, &claims_api, claim_plan, &mut acted).await?;
     own_claims(ctx, app, observed, &claims_api).await?;
     delete_claims(ctx, app, &claims_api, &claim_plan.deletes).await?;
+    volumes::take(ctx, app, observed, &data.takes).await?;
+    if !data.failed.is_empty() {
+        ctx.engine
+            .publish(
+                app,
+                EventType::Warning,
+                reason::SNAPSHOT_FAILED,
+                format!(
+                    "{}; their pods are not replaced meanwhile",
+                    data.failed.join("; ")
+                ),
+            )
+            .await;
+    }
+    acted.data_pending = data.held > 0;
+    if let Some((revision, steps)) = &data.restore {
+        for (ordinal, step) in steps {
+            volumes::restore(ctx, app, observed, *ordinal, step).await?;
+        }
+        let finished = |s: &Restore| matches!(s, Restore::Done | Restore::NoSnapshot(_));
+        if steps.iter().all(|(_, s)| finished(s)) {
+            let done: Vec<u32> = steps
+                .iter()
+                .filter(|(_, s)| *s == Restore::Done)
+                .map(|(o, _)| *o)
+                .collect();
+            let without: Vec<String> = steps
+                .iter()
+                .filter_map(|(_, s)| match s {
+                    Restore::NoSnapshot(claim) => Some(claim.clone()),
+                    _ => None,
+                })
+                .collect();
+            volumes::restored(ctx, app, revision, &done, &without).await?;
+        } else {
+            acted.data_pending = true;
+        }
+    }
 
     let pods_api: Api<Pod> = Api::namespaced(ctx.engine.client.clone(), &observed.namespace);
     let (delete_error, blocked) = delete_pods(ctx, app, &pods_api, plan).await;
@@ -149,11 +192,12 @@ fn claim_owner(app: &StatefulApp) -> Option<OwnerReference> {
     Some(owner)
 }
 
-/// The claim of `template` for `ordinal`.
-fn build_claim(
+/// The claim of `template` for `ordinal`, made from the VolumeSnapshot `from` if given.
+pub fn build_claim(
     app: &StatefulApp,
     template: &ClaimTemplate,
     ordinal: u32,
+    from: Option<&str>,
 ) -> Option<PersistentVolumeClaim> {
     let name = app.name_any();
     let mut labels: BTreeMap<String, String> = template.metadata.labels.clone();
@@ -200,6 +244,11 @@ fn build_claim(
                 )])),
                 limits: None,
             }),
+            data_source: from.map(|snapshot| TypedLocalObjectReference {
+                api_group: Some(snapshots::GROUP.into()),
+                kind: "VolumeSnapshot".into(),
+                name: snapshot.into(),
+            }),
             ..PersistentVolumeClaimSpec::default()
         }),
         status: None,
@@ -222,7 +271,7 @@ async fn make_claims(
             .volume_claim_templates
             .iter()
             .find(|t| &t.metadata.name == template)?;
-        let claim = build_claim(app, template, *ordinal)?;
+        let claim = build_claim(app, template, *ordinal, None)?;
         Some(async move {
             let result = api.create(&PostParams::default(), &claim).await;
             (claim.name_any(), result)

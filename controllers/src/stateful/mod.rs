@@ -13,6 +13,8 @@ mod pod;
 mod reconcile;
 mod report;
 mod service;
+mod snapshots;
+mod volumes;
 mod workload;
 
 use std::collections::HashSet;

@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use drover_crds::StatefulApp;
-use drover_crds::names::reason;
+use drover_crds::names::{annotation, reason};
 use drover_crds::stateful::UpdateStrategyType;
 use kube::ResourceExt;
 use kube::core::DeserializeGuard;
@@ -16,8 +16,9 @@ use kube::runtime::reflector::ObjectRef;
 use tracing::{debug, warn};
 
 use super::claims::{self, Template};
-use super::plan::{self, Update};
-use super::{CONTROLLER, Context, act, observe, report};
+use super::plan::{self, Update, Why};
+use super::snapshots::{self, Restore};
+use super::{CONTROLLER, Context, act, observe, report, volumes};
 use crate::engine::status::STALE_RETRY;
 use crate::engine::{Error, undo};
 use crate::rollout::disruption_budget;
@@ -107,8 +108,121 @@ pub async fn reconcile(
     if decision.hold.is_none() {
         decision.hold = held(app, &observed, update);
     }
-    let acted = act::act(&ctx, app, &observed, &plan, &claim_plan).await?;
+    let (mut plan, mut claim_plan) = (plan, claim_plan);
+    let data = data_plan(&ctx, app, &observed, &mut plan, &mut claim_plan).await?;
+    let acted = act::act(&ctx, app, &observed, &plan, &claim_plan, &data).await?;
     report::report(&ctx, app, &observed, decision, (&plan, &claim_plan), acted).await
+}
+
+/// What the pass does with the claims' snapshots: those to take before outdated pods go
+/// (which wait for them), and each ordinal's restore step.
+#[derive(Debug, Default)]
+pub struct DataPlan {
+    pub takes: Vec<(String, String)>,
+    /// Pods held back until their snapshots are ready.
+    pub held: usize,
+    /// What the snapshotter says of snapshots that failed.
+    pub failed: Vec<String>,
+    /// With `drover.dev/restore-data`: the revision restored to and each ordinal's step.
+    pub restore: Option<(String, Vec<(u32, Restore)>)>,
+}
+
+/// Fits the plans to the claims' snapshots: with `beforeUpdate`, an outdated pod goes
+/// only once its claims' snapshots are ready; while a restore is under way, it replaces
+/// the pods and claims of the ordinals it restores, and the rollout waits.
+async fn data_plan(
+    ctx: &Context,
+    app: &StatefulApp,
+    observed: &observe::Observed,
+    plan: &mut plan::Plan,
+    claim_plan: &mut claims::Plan,
+) -> Result<DataPlan, Error> {
+    let templates: Vec<&str> = app
+        .spec
+        .volume_claim_templates
+        .iter()
+        .map(|t| t.metadata.name.as_str())
+        .collect();
+    let annotations = app.annotations();
+    let restoring = annotations
+        .get(annotation::RESTORE_DATA)
+        .is_some_and(|v| v == "true")
+        && !annotations.contains_key(annotation::UNDO);
+    let before = app
+        .spec
+        .volume_snapshots
+        .as_ref()
+        .is_some_and(|v| v.before_update);
+    let mut data = DataPlan::default();
+    if templates.is_empty() || !(restoring || before) {
+        return Ok(data);
+    }
+    let snapshots = volumes::observe(ctx, observed).await?;
+    let name = observed.name.as_str();
+    if restoring {
+        let revision = observed.update.name.clone();
+        let steps: Vec<(u32, Restore)> = wanted(app)
+            .map(|ordinal| {
+                let claims: Vec<snapshots::Claim> = observed
+                    .claims
+                    .iter()
+                    .filter(|c| c.ordinal == ordinal)
+                    .map(|c| snapshots::Claim {
+                        name: c.name.clone(),
+                        restored_from: observed
+                            .claim_object(&c.name)
+                            .and_then(|p| p.spec.as_ref()?.data_source.as_ref())
+                            .filter(|d| d.kind == "VolumeSnapshot")
+                            .map(|d| d.name.clone()),
+                        terminating: c.terminating,
+                    })
+                    .collect();
+                let pod = observed
+                    .observed_pods()
+                    .iter()
+                    .find(|p| p.slot == ordinal)
+                    .map(|p| p.terminating);
+                let at = snapshots::Ordinal {
+                    ordinal,
+                    pod,
+                    claims: &claims,
+                };
+                (
+                    ordinal,
+                    snapshots::restore(name, &templates, &revision, &at, &snapshots),
+                )
+            })
+            .collect();
+        let replacing = snapshots::replacing(&steps, name, &templates);
+        claim_plan
+            .creates
+            .retain(|(t, o)| !replacing.contains(&claims::claim_name(t, name, *o)));
+        let busy = |ordinal: u32| {
+            steps.iter().any(|(o, step)| {
+                *o == ordinal && !matches!(step, Restore::Done | Restore::NoSnapshot(_))
+            })
+        };
+        plan.creates.retain(|c| !busy(c.ordinal));
+        // The rollout waits for the restore (which replaces the pods it restores).
+        plan.deletes.retain(|d| d.why != Why::Update);
+        data.restore = Some((revision, steps));
+        return Ok(data);
+    }
+    let mut held = vec![];
+    for d in plan.deletes.iter().filter(|d| d.why == Why::Update) {
+        let Some(pod) = observed.pods.iter().find(|p| p.name == d.name) else {
+            continue;
+        };
+        let b = snapshots::before_update(name, &templates, d.ordinal, &pod.revision, &snapshots);
+        if b.wait {
+            held.push(d.name.clone());
+        }
+        data.takes.extend(b.takes);
+        data.failed.extend(b.failed);
+    }
+    data.held = held.len();
+    plan.deletes.retain(|d| !held.contains(&d.name));
+    Ok(data)
 }
 
 /// How a new revision reaches the pods. Paused, none does: every ordinal keeps (or, new,

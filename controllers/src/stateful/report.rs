@@ -25,6 +25,10 @@ use crate::rollout::strategy::Decision;
 use crate::rollout::workload::Workload;
 use crate::scheduler::quantity;
 
+/// Snapshots being taken, or a restore under way, are looked at again this soon (their
+/// progress is not watched).
+const DATA_RETRY: Duration = Duration::from_secs(2);
+
 pub async fn report(
     ctx: &Context,
     app: &StatefulApp,
@@ -114,6 +118,7 @@ pub async fn report(
             .map(|e| e + Duration::from_secs(1)),
         observed.update.revisit,
         acted.evictions_blocked.then_some(EVICTION_RETRY),
+        acted.data_pending.then_some(DATA_RETRY),
         decision.wake_at.map(|at| status::until(now, at)),
         counts_wait,
     ]
