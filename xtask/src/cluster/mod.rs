@@ -179,8 +179,8 @@ pub fn cluster_up(layout: &Layout, args: &UpArgs) -> Result<()> {
     step(started, "waiting for every node and system pod");
     wait_ready(&kubectl, Duration::from_secs(300))?;
     set_fake_nodes(&kubectl, args.fake_nodes)?;
-    step(started, "loading the sample images");
-    load_images(&image::build_named(layout, &["sample"])?)?;
+    step(started, "loading the sample and example images");
+    load_images(&image::build_named(layout, &["sample", "etcd"])?)?;
     println!(
         "\nkind cluster `{CLUSTER}` is up in {}s\n",
         started.elapsed().as_secs()

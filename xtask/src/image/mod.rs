@@ -16,12 +16,14 @@ use crate::layout::Layout;
 
 pub const SAMPLE_REPOSITORY: &str = "registry.local/drover/sample";
 pub const DROVER_REPOSITORY: &str = "registry.local/drover/drover";
+/// The example StatefulApp's image: the cluster build's etcd and etcdctl.
+pub const ETCD_REPOSITORY: &str = "registry.local/drover/etcd";
 /// The sample image's tags; they differ only in the version the server reports.
 pub const SAMPLE_VERSIONS: [&str; 3] = ["1", "2", "3"];
 
 #[derive(Debug, Args)]
 pub struct ImageArgs {
-    /// Images to build: sample, drover (default: both).
+    /// Images to build: sample, etcd, drover (default: all).
     names: Vec<String>,
     /// Only write the OCI archives; do not load them into the kind cluster's nodes.
     #[arg(long)]
@@ -39,7 +41,7 @@ impl ImageArgs {
     }
 }
 
-const ALL: [&str; 2] = ["sample", "drover"];
+const ALL: [&str; 3] = ["sample", "etcd", "drover"];
 
 /// Builds the named images; returns their archives.
 pub fn build_named(layout: &Layout, names: &[&str]) -> Result<Vec<PathBuf>> {
@@ -50,6 +52,7 @@ pub fn build_named(layout: &Layout, names: &[&str]) -> Result<Vec<PathBuf>> {
                 .iter()
                 .map(|v| sample(layout, v))
                 .collect::<Result<_>>()?,
+            "etcd" => vec![etcd(layout)?],
             "drover" => vec![drover(layout)?],
             other => bail!("no image named {other:?}; known: {}", ALL.join(", ")),
         };
@@ -172,6 +175,39 @@ pub(crate) fn binary_image(
         user: format!("{user}:{user}"),
         env: vec![],
         exposed_ports: vec![],
+    })
+}
+
+/// etcd and etcdctl as the cluster build made them (its control plane runs the same), on
+/// the busybox userland (a shell for the example's start script), for the example
+/// StatefulApp `examples/etcd.yaml`.
+fn etcd(layout: &Layout) -> Result<ImageSpec> {
+    let version = &layout.versions.get("etcd")?.version;
+    let mut entries = base_entries();
+    entries.extend(busybox_entries()?);
+    for binary in ["etcd", "etcdctl"] {
+        let path = layout.bin(binary)?;
+        if !path.is_file() {
+            bail!(
+                "{} is missing: run `cargo xtask cluster build` first",
+                path.display()
+            );
+        }
+        let data = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        add_file(
+            &mut entries,
+            Path::new(&format!("/usr/local/bin/{binary}")),
+            data,
+            0o755,
+        );
+    }
+    Ok(ImageSpec {
+        reference: format!("{ETCD_REPOSITORY}:{version}"),
+        entries,
+        entrypoint: vec!["/usr/local/bin/etcd".into()],
+        user: "65534:65534".into(),
+        env: vec!["PATH=/usr/local/bin:/bin:/sbin:/usr/bin:/usr/sbin".into()],
+        exposed_ports: vec![2379, 2380],
     })
 }
 
