@@ -503,6 +503,22 @@ pub(crate) fn write_archive(layout: &Layout, spec: &ImageSpec) -> Result<PathBuf
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_etcd_example_names_the_image_up_loads() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let versions =
+            crate::versions::Versions::load(&repo.join("cluster/versions.toml")).unwrap();
+        let image = format!(
+            "{ETCD_REPOSITORY}:{}",
+            versions.get("etcd").unwrap().version
+        );
+        let example = fs::read_to_string(repo.join("examples/etcd.yaml")).unwrap();
+        assert!(
+            example.contains(&format!("image: {image}\n")),
+            "examples/etcd.yaml must run {image}, the image `cargo xtask up` loads"
+        );
+    }
+
     fn spec() -> ImageSpec {
         ImageSpec {
             reference: "registry.local/test/x:1".into(),
