@@ -429,7 +429,7 @@ async fn own_claims(
             .patch(&claim.name, &PatchParams::default(), &Patch::Merge(&patch))
             .await;
         match classify(&result) {
-            WriteOutcome::Done => engine_wrote(ctx, "patch"),
+            WriteOutcome::Done => ctx.engine.wrote("patch", "persistentvolumeclaims"),
             WriteOutcome::Transient => {
                 if let Err(source) = result {
                     return Err(Error::ClaimWrite {
@@ -443,10 +443,6 @@ async fn own_claims(
         }
     }
     Ok(())
-}
-
-fn engine_wrote(ctx: &Context, verb: &'static str) {
-    ctx.engine.wrote(verb, "persistentvolumeclaims");
 }
 
 /// Deletes the claims of removed ordinals (`whenScaled: Delete`), each with its UID as
@@ -476,7 +472,7 @@ async fn delete_claims(
         let result = api.delete(name, &params).await;
         match classify(&result) {
             WriteOutcome::Done => {
-                engine_wrote(ctx, "delete");
+                ctx.engine.wrote("delete", "persistentvolumeclaims");
                 deleted.push(name.as_str());
             }
             WriteOutcome::Transient => {
