@@ -15,13 +15,10 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::engine::pods::{pod_name, slot_of};
-use crate::rollout::pods::{NodeHealth, Phase, PodState, add, available_at, earliest, is_active};
+use crate::rollout::pods::{
+    MAX_CREATES_PER_PASS, NodeHealth, Phase, PodState, add, available_at, earliest, is_active,
+};
 use crate::rollout::{self, Member, Method, Why};
-
-/// The most pods one pass creates, as kube-controller-manager's ReplicaSet controller
-/// (its `burstReplicas`): a pass's memory and requests stay bounded however many replicas
-/// are asked for. The created pods' watch events bring the next pass, which creates more.
-pub const MAX_CREATES_PER_PASS: usize = 500;
 
 #[derive(Debug)]
 pub struct Input<'a> {

@@ -43,6 +43,11 @@ pub enum Phase {
     Failed,
 }
 
+/// The most pods one pass creates, as kube-controller-manager's ReplicaSet controller
+/// (its `burstReplicas`): a pass's memory and requests stay bounded however many replicas
+/// are asked for. The created pods' watch events bring the next pass, which creates more.
+pub const MAX_CREATES_PER_PASS: usize = 500;
+
 /// What the plans need to know of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeHealth {

@@ -168,6 +168,9 @@ pub fn plan(input: &Input<'_>) -> Plan {
         }
     }
 
+    // As a ReplicaSet's burst: the created pods' events bring the next pass.
+    plan.creates.truncate(pods::MAX_CREATES_PER_PASS);
+
     // The rolling update: outdated pods from the partition up, highest first.
     if let Update::Rolling {
         partition,

@@ -1,15 +1,18 @@
-//! Benchmarks of drover's App controller against Kubernetes' Deployment controller (in
-//! kube-controller-manager), on simulated nodes of the kind cluster, one after the other, with
-//! the same pod template and strategy — once with equal client rate limits, once as each
-//! ships. Reported side by side, as ratios: duration, API writes per pod (from the
-//! apiserver's audit log, by the controller's identity), controller CPU seconds and peak
-//! memory.
+//! Benchmarks of drover's workload controllers against Kubernetes' own (in
+//! kube-controller-manager) — App against Deployment, StatefulApp against StatefulSet — on
+//! simulated nodes of the kind cluster, one after the other, with the same pod template
+//! and strategy — once with equal client rate limits, once as each ships. Reported side
+//! by side, as ratios: duration, API writes per pod (from the apiserver's audit log, by
+//! the controller's identity), controller CPU seconds and peak memory.
 //!
 //! - `bench scale`: from nothing to `apps` workloads of N Ready replicas each; timed until
 //!   every workload's status says every replica is Ready.
 //! - `bench rollout`: a rolling update of every workload's N replicas to a new image
 //!   (maxSurge and maxUnavailable 25%); timed from the change until every status says every
 //!   replica is updated and available and no old one is left.
+//! - `bench stateful`: StatefulApp against StatefulSet, no claims, with each pod
+//!   management policy (Parallel, OrderedReady): the scale from nothing to N Ready, then a
+//!   rolling update (one pod at a time, both kinds' default), each timed as above.
 //!
 //! Each profile of client limits runs both controllers: `equal` (both at kcm's shipped
 //! 20/30), `shipped` (each as it ships), `raised` (both at 500/1000, kcm's flags changed
@@ -41,11 +44,11 @@ use crate::cluster::install;
 use crate::cluster::kubectl::Kubectl;
 use crate::layout::Layout;
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Sizes {
-    /// Replicas of each workload.
-    #[arg(long, default_value_t = 1000)]
-    pub replicas: u32,
+    /// Replicas of each workload (default: 1000; `bench stateful`: 500).
+    #[arg(long)]
+    pub replicas: Option<u32>,
     /// Workloads (Apps, and as many Deployments), each of `replicas`.
     #[arg(long, default_value_t = 1)]
     pub apps: u32,
@@ -59,6 +62,10 @@ pub struct Sizes {
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
 }
+
+/// Replicas of each workload unless told.
+const REPLICAS: u32 = 1000;
+const STATEFUL_REPLICAS: u32 = 500;
 
 /// What is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -121,10 +128,23 @@ const KCM_USERS: [&str; 2] = [
     "system:serviceaccount:kube-system:replicaset-controller",
 ];
 
+/// kube-controller-manager's StatefulSet controller.
+const STATEFULSET_USER: &str = "system:serviceaccount:kube-system:statefulset-controller";
+
+/// A StatefulApp's or StatefulSet's `podManagementPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+pub enum Policy {
+    Parallel,
+    OrderedReady,
+}
+
+/// The workloads benchmarked: each of drover's against the stock one it stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-enum Workload {
+pub enum Workload {
     App,
     Deployment,
+    StatefulApp(Policy),
+    StatefulSet(Policy),
 }
 
 impl Workload {
@@ -132,6 +152,45 @@ impl Workload {
         match self {
             Workload::App => "app.drover.dev",
             Workload::Deployment => "deployment.apps",
+            Workload::StatefulApp(_) => "statefulapp.drover.dev",
+            Workload::StatefulSet(_) => "statefulset.apps",
+        }
+    }
+
+    /// As in the report's columns.
+    fn title(self) -> &'static str {
+        match self {
+            Workload::App => "App (drover)",
+            Workload::Deployment => "Deployment (kcm)",
+            Workload::StatefulApp(_) => "StatefulApp (drover)",
+            Workload::StatefulSet(_) => "StatefulSet (kcm)",
+        }
+    }
+
+    /// As in namespace and file names.
+    fn slug(self) -> String {
+        let policy = |p: Policy| match p {
+            Policy::Parallel => "parallel",
+            Policy::OrderedReady => "ordered",
+        };
+        match self {
+            Workload::App => "app".into(),
+            Workload::Deployment => "deployment".into(),
+            Workload::StatefulApp(p) => format!("statefulapp-{}", policy(p)),
+            Workload::StatefulSet(p) => format!("statefulset-{}", policy(p)),
+        }
+    }
+
+    fn is_drovers(self) -> bool {
+        matches!(self, Workload::App | Workload::StatefulApp(_))
+    }
+
+    /// Whose API writes are the controller's.
+    fn users(self) -> &'static [&'static str] {
+        match self {
+            Workload::App | Workload::StatefulApp(_) => &[DROVER_USER],
+            Workload::Deployment => &KCM_USERS,
+            Workload::StatefulSet(_) => &[STATEFULSET_USER],
         }
     }
 }
@@ -153,13 +212,33 @@ struct ScenarioResult {
     scenario: String,
     drover_limits: (f64, u32),
     kcm_limits: (f64, u32),
-    app: Vec<Sample>,
-    deployment: Vec<Sample>,
+    /// drover's workload's samples, then the stock one's.
+    drover: Vec<Sample>,
+    stock: Vec<Sample>,
 }
 
-/// Runs `kind` at `sizes` for both controllers and reports them side by side.
-pub fn run(kind: Kind, sizes: &Sizes) -> Result<()> {
-    let (replicas, apps, runs) = (sizes.replicas, sizes.apps.max(1), sizes.runs);
+/// `bench stateful`: StatefulApp against StatefulSet with each policy, the scale and
+/// then the rollout.
+pub fn run_stateful(sizes: &Sizes) -> Result<()> {
+    let sizes = Sizes {
+        replicas: sizes.replicas.or(Some(STATEFUL_REPLICAS)),
+        ..sizes.clone()
+    };
+    for policy in [Policy::Parallel, Policy::OrderedReady] {
+        let pair = [Workload::StatefulApp(policy), Workload::StatefulSet(policy)];
+        for kind in [Kind::Scale, Kind::Rollout] {
+            println!("\n==== {kind:?} with podManagementPolicy {policy:?}");
+            run(kind, pair, &sizes)?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `kind` at `sizes` for both workloads of `pair` (drover's first) and reports them
+/// side by side.
+pub fn run(kind: Kind, pair: [Workload; 2], sizes: &Sizes) -> Result<()> {
+    let replicas = sizes.replicas.unwrap_or(REPLICAS);
+    let (apps, runs) = (sizes.apps.max(1), sizes.runs);
     let pods = replicas * apps;
     let layout = Layout::detect()?;
     let kubectl = cluster::kubectl(&layout)?;
@@ -192,11 +271,11 @@ pub fn run(kind: Kind, sizes: &Sizes) -> Result<()> {
             scenario: profile.name().into(),
             drover_limits,
             kcm_limits,
-            app: vec![],
-            deployment: vec![],
+            drover: vec![],
+            stock: vec![],
         };
         for run in 0..runs {
-            for workload in [Workload::App, Workload::Deployment] {
+            for workload in pair {
                 let shape = Shape { replicas, apps };
                 let sample = measure(&layout, &kubectl, kind, workload, shape, run, tick)?;
                 println!(
@@ -208,13 +287,13 @@ pub fn run(kind: Kind, sizes: &Sizes) -> Result<()> {
                     sample.cpu_seconds,
                     sample.peak_rss_mib
                 );
-                match workload {
-                    Workload::App => result.app.push(sample),
-                    Workload::Deployment => result.deployment.push(sample),
+                match workload.is_drovers() {
+                    true => result.drover.push(sample),
+                    false => result.stock.push(sample),
                 }
             }
         }
-        print_table(kind, &result, (replicas, apps), p_max);
+        print_table(kind, pair, &result, (replicas, apps), p_max);
         results.push(result);
     }
     set_limits(&layout, &CONTROLLER, DROVER_LIMITS, SHIPPED_CPU)?;
@@ -223,11 +302,15 @@ pub fn run(kind: Kind, sizes: &Sizes) -> Result<()> {
     }
     let out = layout.repo.join("target/bench");
     fs::create_dir_all(&out)?;
-    let file = out.join(format!("{}-{apps}x{replicas}.json", kind.name()));
+    let file = out.join(format!(
+        "{}-{}-{apps}x{replicas}.json",
+        kind.name(),
+        pair[0].slug()
+    ));
     fs::write(
         &file,
         serde_json::to_string_pretty(&json!({
-            "bench": kind, "replicas": replicas, "apps": apps, "runs": runs,
+            "bench": kind, "workloads": pair, "replicas": replicas, "apps": apps, "runs": runs,
             "p_max": p_max, "results": results,
         }))?,
     )?;
@@ -383,14 +466,24 @@ fn manifest(
 ) -> Value {
     let mut pod = pod_template(version);
     pod["metadata"]["labels"]["bench"] = json!(name);
+    let meta = json!({"name": name, "namespace": namespace});
     match workload {
         Workload::App => json!({
-            "apiVersion": "drover.dev/v1alpha1", "kind": "App", "metadata": {"name": name, "namespace": namespace},
+            "apiVersion": "drover.dev/v1alpha1", "kind": "App", "metadata": meta,
             "spec": {"replicas": replicas, "template": pod, "strategy": strategy()},
         }),
         Workload::Deployment => json!({
-            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"bench": name}}, "template": pod, "strategy": strategy()},
+        }),
+        // Both roll one pod at a time (their default), highest ordinal first.
+        Workload::StatefulApp(policy) => json!({
+            "apiVersion": "drover.dev/v1alpha1", "kind": "StatefulApp", "metadata": meta,
+            "spec": {"replicas": replicas, "template": pod, "podManagementPolicy": policy},
+        }),
+        Workload::StatefulSet(policy) => json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta,
+            "spec": {"replicas": replicas, "serviceName": name, "selector": {"matchLabels": {"bench": name}}, "template": pod, "podManagementPolicy": policy},
         }),
     }
 }
@@ -408,7 +501,7 @@ fn measure(
     run: usize,
     tick: f64,
 ) -> Result<Sample> {
-    let ns = format!("bench-{}-{run}", format!("{workload:?}").to_lowercase());
+    let ns = format!("bench-{}-{run}", workload.slug());
     fresh_namespace(kubectl, &ns)?;
     let objects = |version: u32| -> Vec<Value> {
         (0..apps)
@@ -432,11 +525,9 @@ fn measure(
         drop(watch);
         ready.with_context(|| format!("{workload:?} in {ns} before its rollout"))?;
     }
-    let pid = match workload {
-        Workload::App => {
-            host_pid(&CONTROLLER).context("the drover controller process is not running")?
-        }
-        Workload::Deployment => process_pid("kube-controller-manager")
+    let pid = match workload.is_drovers() {
+        true => host_pid(&CONTROLLER).context("the drover controller process is not running")?,
+        false => process_pid("kube-controller-manager")
             .context("kube-controller-manager is not running")?,
     };
     let audit = AuditMark::now(&layout.audit_log());
@@ -466,11 +557,7 @@ fn measure(
     let peak_rss_mib = peak.stop();
     drop(watch);
     ready.with_context(|| format!("{workload:?} in {ns}"))?;
-    let users: &[&str] = match workload {
-        Workload::App => &[DROVER_USER],
-        Workload::Deployment => &KCM_USERS,
-    };
-    let writes = count_writes(&audit.read_since(&layout.audit_log())?, users);
+    let writes = count_writes(&audit.read_since(&layout.audit_log())?, workload.users());
 
     delete_namespace(kubectl, &ns)?;
     let pods = f64::from(replicas * apps);
@@ -660,14 +747,23 @@ fn count_writes(audit: &str, users: &[&str]) -> u64 {
 /// A row of the report: its label and how to read it off a sample.
 type Row = (&'static str, fn(&Sample) -> f64);
 
-fn print_table(kind: Kind, r: &ScenarioResult, (replicas, apps): (u32, u32), p_max: Option<f64>) {
+fn print_table(
+    kind: Kind,
+    pair: [Workload; 2],
+    r: &ScenarioResult,
+    (replicas, apps): (u32, u32),
+    p_max: Option<f64>,
+) {
     println!(
         "\n  {apps} × {replicas} replicas, median of {} runs",
-        r.app.len()
+        r.drover.len()
     );
     println!(
-        "  {:<26} {:>14} {:>18} {:>16}",
-        "", "App (drover)", "Deployment (kcm)", "drover / kcm"
+        "  {:<26} {:>20} {:>20} {:>14}",
+        "",
+        pair[0].title(),
+        pair[1].title(),
+        "drover / kcm"
     );
     let time: Row = match kind {
         Kind::Scale => ("time to all Ready (s)", |s| s.seconds),
@@ -682,15 +778,15 @@ fn print_table(kind: Kind, r: &ScenarioResult, (replicas, apps): (u32, u32), p_m
         ("controller peak RSS (MiB)", |s| s.peak_rss_mib),
     ];
     for (name, get) in rows {
-        let a = median(r.app.iter().map(get));
-        let d = median(r.deployment.iter().map(get));
-        println!("  {name:<26} {a:>14.2} {d:>18.2} {:>16.2}", a / d);
+        let a = median(r.drover.iter().map(get));
+        let d = median(r.stock.iter().map(get));
+        println!("  {name:<26} {a:>20.2} {d:>20.2} {:>14.2}", a / d);
     }
     if let Some(p_max) = p_max {
-        let a = median(r.app.iter().map(|s| s.pods_per_second));
-        let d = median(r.deployment.iter().map(|s| s.pods_per_second));
+        let a = median(r.drover.iter().map(|s| s.pods_per_second));
+        let d = median(r.stock.iter().map(|s| s.pods_per_second));
         println!(
-            "  {:<26} {:>14.2} {:>18.2}",
+            "  {:<26} {:>20.2} {:>20.2}",
             "fraction of P_max",
             a / p_max,
             d / p_max
@@ -768,6 +864,20 @@ mod tests {
             dep["spec"]["template"]["metadata"]["labels"]["bench"],
             "scale-1"
         );
+    }
+
+    #[test]
+    fn a_statefulapp_and_a_statefulset_run_the_same_pods_with_the_same_policy() {
+        let policy = Policy::OrderedReady;
+        let app = manifest(Workload::StatefulApp(policy), ("a", "scale"), 5, 2);
+        let set = manifest(Workload::StatefulSet(policy), ("a", "scale"), 5, 2);
+        assert_eq!(app["spec"]["template"], set["spec"]["template"]);
+        assert_eq!(app["spec"]["replicas"], set["spec"]["replicas"]);
+        assert_eq!(app["spec"]["podManagementPolicy"], "OrderedReady");
+        assert_eq!(set["spec"]["podManagementPolicy"], "OrderedReady");
+        assert_eq!(app["spec"].get("updateStrategy"), None, "one pod at a time");
+        assert_eq!(set["spec"].get("updateStrategy"), None, "one pod at a time");
+        assert_eq!(Workload::StatefulSet(policy).slug(), "statefulset-ordered");
     }
 
     #[test]
