@@ -6,20 +6,17 @@ use std::sync::Arc;
 use drover_crds::App;
 use drover_crds::names::reason;
 use futures::future::join_all;
-use k8s_openapi::api::core::v1::{Pod, Service};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
 use tracing::{debug, info};
 
 use super::observe::Observed;
 use super::plan::{Create, Delete, Plan, Removal};
 use super::{Context, pod, service};
-use crate::engine::children::converge;
 use crate::engine::revisions::{self, Template};
-use crate::engine::{Error, WriteOutcome, blocked_by_budget, classify, disruption, pods};
+use crate::engine::{Error, WriteOutcome, blocked_by_budget, children, classify, pods};
 use crate::rollout::strategy::Decision;
 use crate::runtime::events::list;
 
@@ -74,8 +71,11 @@ pub async fn act(
         }
     };
     let services = service::desired(app, &observed.update.name, &decision.routing);
-    let mut conflicts = reconcile_services(ctx, app, observed, services).await?;
-    conflicts.extend(reconcile_budget(ctx, app, observed).await?);
+    let engine = &ctx.engine;
+    let mut conflicts =
+        children::services(engine, app, &ctx.services, services, service::matches).await?;
+    let budget = app.spec.disruption.as_ref();
+    conflicts.extend(children::budget(engine, app, &ctx.budgets, budget).await?);
     if let Some(e) = delete_error.or(create_error) {
         return Err(e);
     }
@@ -257,68 +257,4 @@ async fn create_pods(
             .await;
     }
     transient
-}
-
-/// The Services follow `spec.ports` and the strategy's routing: applied when they differ,
-/// deleted when no longer wanted (only if they are the App's own).
-async fn reconcile_services(
-    ctx: &Context,
-    app: &App,
-    observed: &Observed,
-    desired: Vec<(String, Option<Service>)>,
-) -> Result<Vec<String>, Error> {
-    let namespace = observed.namespace.as_str();
-    let api: Api<Service> = Api::namespaced(ctx.engine.client.clone(), namespace);
-    let mut conflicts = vec![];
-    for (name, desired) in desired {
-        let current = ctx
-            .services
-            .get(&ObjectRef::<Service>::new(&name).within(namespace))
-            .filter(|s| s.owner_references().iter().any(|o| o.uid == observed.uid));
-        let conflict = converge(
-            &ctx.engine,
-            app,
-            &api,
-            &name,
-            (desired, current),
-            service::matches,
-            ("services", reason::SERVICE_DELETED),
-        )
-        .await
-        .map_err(|(deleting, source)| match deleting {
-            false => Error::ServiceApply { name, source },
-            true => Error::ServiceDelete { name, source },
-        })?;
-        conflicts.extend(conflict);
-    }
-    Ok(conflicts)
-}
-
-/// The App's PodDisruptionBudget, kept as `spec.disruption` asks.
-async fn reconcile_budget(
-    ctx: &Context,
-    app: &App,
-    observed: &Observed,
-) -> Result<Option<String>, Error> {
-    let name = observed.name.clone();
-    let namespace = observed.namespace.as_str();
-    let api: Api<PodDisruptionBudget> = Api::namespaced(ctx.engine.client.clone(), namespace);
-    let current = ctx
-        .budgets
-        .get(&ObjectRef::<PodDisruptionBudget>::new(&name).within(namespace))
-        .filter(|b| b.owner_references().iter().any(|o| o.uid == observed.uid));
-    converge(
-        &ctx.engine,
-        app,
-        &api,
-        &name,
-        (
-            disruption::build(app, app.spec.disruption.as_ref()),
-            current,
-        ),
-        disruption::matches,
-        ("poddisruptionbudgets", reason::BUDGET_DELETED),
-    )
-    .await
-    .map_err(|(_, source)| Error::BudgetWrite { name, source })
 }

@@ -19,7 +19,7 @@ use crate::engine::revisions::{self, UpdateRevision};
 use crate::engine::{Error, command, pods};
 use crate::rollout::command::Command;
 use crate::rollout::disruption_budget;
-use crate::rollout::pods::{NodeHealth, Phase, PodState};
+use crate::rollout::pods::{NodeHealth, PodState};
 use crate::rollout::strategy::{self, Decision};
 use crate::rollout::workload::Workload;
 
@@ -52,30 +52,13 @@ pub async fn observe(ctx: &Context, app: &App, uid: &str) -> Result<Observed, Er
     let name = app.name_any();
     let now = Timestamp::now();
     let owned = ctx.pods_by_owner.get(&ctx.pods, uid);
-    let mut pods: Vec<PodState> = owned.iter().filter_map(|p| pods::state(&name, p)).collect();
-    let observed = pods.len();
-    let by_name: HashMap<String, String> = pods
+    let (pods, observed) = pods::with_in_flight(engine, (&name, uid), &owned, now);
+    let in_use: HashSet<String> = pods[..observed]
         .iter()
-        .map(|p| (p.name.clone(), p.uid.clone()))
+        .map(|p| p.revision.clone())
         .collect();
-    let in_use: HashSet<String> = pods.iter().map(|p| p.revision.clone()).collect();
     let revisions = revisions::owned(engine, uid);
     let update = revisions::sync(engine, app, &revisions, &in_use).await?;
-    for (pod_name, slot, revision) in engine.ledger.in_flight(uid, &by_name) {
-        pods.push(PodState {
-            name: pod_name,
-            uid: String::new(),
-            slot,
-            revision,
-            phase: Phase::Pending,
-            terminating: false,
-            node: None,
-            ready: false,
-            ready_since: None,
-            created: now,
-            restarts: 0,
-        });
-    }
     let nodes = pods::node_health(&ctx.nodes, &pods);
     let node_fill = if app.spec.placement.as_ref().is_some_and(|p| p.bin_pack) {
         ctx.node_usage.start(&engine.client, engine.metrics.clone());

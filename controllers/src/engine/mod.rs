@@ -11,10 +11,12 @@ pub mod config;
 pub mod disruption;
 pub mod error;
 pub mod ledger;
+pub mod pass;
 pub mod pods;
 pub mod revisions;
 pub mod status;
 pub mod undo;
+pub mod watches;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;

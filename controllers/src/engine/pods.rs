@@ -3,6 +3,7 @@
 //! not start by itself.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use drover_crds::names::{label, reason};
 use futures::future::join_all;
@@ -181,6 +182,39 @@ fn health_of(node: &Node) -> NodeHealth {
                 .map_or(Timestamp::now(), |t| t.0),
         ),
     }
+}
+
+/// A workload's pods as the plans see them: the observed ones (`owned`), then the creates
+/// still in flight (by the ledger) as pending pods. Returns them, and how many of them
+/// were observed.
+pub fn with_in_flight(
+    engine: &Engine,
+    (workload, uid): (&str, &str),
+    owned: &[Arc<Pod>],
+    now: Timestamp,
+) -> (Vec<PodState>, usize) {
+    let mut pods: Vec<PodState> = owned.iter().filter_map(|p| state(workload, p)).collect();
+    let observed = pods.len();
+    let by_name: HashMap<String, String> = pods
+        .iter()
+        .map(|p| (p.name.clone(), p.uid.clone()))
+        .collect();
+    for (name, slot, revision) in engine.ledger.in_flight(uid, &by_name) {
+        pods.push(PodState {
+            name,
+            uid: String::new(),
+            slot,
+            revision,
+            phase: Phase::Pending,
+            terminating: false,
+            node: None,
+            ready: false,
+            ready_since: None,
+            created: now,
+            restarts: 0,
+        });
+    }
+    (pods, observed)
 }
 
 /// A pod to create, with what the ledger and a refusal's message need.

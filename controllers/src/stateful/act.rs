@@ -9,10 +9,9 @@ use drover_crds::names::{label, reason};
 use drover_crds::stateful::{ClaimTemplate, Retention};
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, Pod, Service, TypedLocalObjectReference,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, Pod, TypedLocalObjectReference,
     VolumeResourceRequirements,
 };
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -28,9 +27,9 @@ use super::plan::{self, Why};
 use super::reconcile::{DataPlan, retention};
 use super::snapshots::Restore;
 use super::{Context, pod, service, snapshots, volumes};
-use crate::engine::children::converge;
+use crate::engine::children;
 use crate::engine::revisions;
-use crate::engine::{Error, WriteOutcome, blocked_by_budget, classify, disruption, pods};
+use crate::engine::{Error, WriteOutcome, blocked_by_budget, classify, pods};
 use crate::runtime::events::list;
 
 /// What acting left to follow up.
@@ -128,51 +127,14 @@ pub async fn act(
         }
     };
 
-    let services_api: Api<Service> =
-        Api::namespaced(ctx.engine.client.clone(), &observed.namespace);
-    for (name, desired) in service::desired(app) {
-        let current = ctx
-            .services
-            .get(&ObjectRef::<Service>::new(&name).within(&observed.namespace))
-            .filter(|s| s.owner_references().iter().any(|o| o.uid == observed.uid));
-        let conflict = converge(
-            &ctx.engine,
-            app,
-            &services_api,
-            &name,
-            (desired, current),
-            service::matches,
-            ("services", reason::SERVICE_DELETED),
-        )
-        .await
-        .map_err(|(deleting, source)| match deleting {
-            false => Error::ServiceApply { name, source },
-            true => Error::ServiceDelete { name, source },
-        })?;
-        acted.conflicts.extend(conflict);
-    }
-    let budgets_api: Api<PodDisruptionBudget> =
-        Api::namespaced(ctx.engine.client.clone(), &observed.namespace);
-    let name = observed.name.clone();
-    let current = ctx
-        .budgets
-        .get(&ObjectRef::<PodDisruptionBudget>::new(&name).within(&observed.namespace))
-        .filter(|b| b.owner_references().iter().any(|o| o.uid == observed.uid));
-    let conflict = converge(
-        &ctx.engine,
-        app,
-        &budgets_api,
-        &name,
-        (
-            disruption::build(app, app.spec.disruption.as_ref()),
-            current,
-        ),
-        disruption::matches,
-        ("poddisruptionbudgets", reason::BUDGET_DELETED),
-    )
-    .await
-    .map_err(|(_, source)| Error::BudgetWrite { name, source })?;
-    acted.conflicts.extend(conflict);
+    let engine = &ctx.engine;
+    let services = service::desired(app);
+    acted.conflicts =
+        children::services(engine, app, &ctx.services, services, service::matches).await?;
+    let budget = app.spec.disruption.as_ref();
+    acted
+        .conflicts
+        .extend(children::budget(engine, app, &ctx.budgets, budget).await?);
 
     if let Some(e) = delete_error.or(create_error) {
         return Err(e);

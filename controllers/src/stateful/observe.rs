@@ -17,7 +17,7 @@ use super::claims::Claim;
 use crate::engine::revisions::{self, UpdateRevision};
 use crate::engine::{Error, command, pods};
 use crate::rollout::command::Command;
-use crate::rollout::pods::{NodeHealth, Phase, PodState};
+use crate::rollout::pods::{NodeHealth, PodState};
 use crate::rollout::strategy;
 use crate::rollout::workload::Workload;
 use crate::scheduler::quantity;
@@ -51,30 +51,13 @@ pub async fn observe(ctx: &Context, app: &StatefulApp, uid: &str) -> Result<Obse
     let namespace = app.namespace().unwrap_or_default();
     let now = Timestamp::now();
     let owned = ctx.pods_by_owner.get(&ctx.pods, uid);
-    let mut pods: Vec<PodState> = owned.iter().filter_map(|p| pods::state(&name, p)).collect();
-    let observed = pods.len();
-    let by_name: HashMap<String, String> = pods
+    let (pods, observed) = pods::with_in_flight(engine, (&name, uid), &owned, now);
+    let in_use: HashSet<String> = pods[..observed]
         .iter()
-        .map(|p| (p.name.clone(), p.uid.clone()))
+        .map(|p| p.revision.clone())
         .collect();
-    let in_use: HashSet<String> = pods.iter().map(|p| p.revision.clone()).collect();
     let revisions = revisions::owned(engine, uid);
     let update = revisions::sync(engine, app, &revisions, &in_use).await?;
-    for (pod_name, slot, revision) in engine.ledger.in_flight(uid, &by_name) {
-        pods.push(PodState {
-            name: pod_name,
-            uid: String::new(),
-            slot,
-            revision,
-            phase: Phase::Pending,
-            terminating: false,
-            node: None,
-            ready: false,
-            ready_since: None,
-            created: now,
-            restarts: 0,
-        });
-    }
     let claim_objects: Vec<Arc<PersistentVolumeClaim>> = ctx
         .claims_by_app
         .get(&ctx.claims, &name)

@@ -11,16 +11,13 @@ use drover_crds::stateful::UpdateStrategyType;
 use kube::ResourceExt;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use tracing::{debug, warn};
 
 use super::claims::{self, Template};
 use super::plan::{self, Update, Why};
 use super::snapshots::{self, Restore};
 use super::{CONTROLLER, Context, act, observe, report, volumes};
-use crate::engine::status::STALE_RETRY;
-use crate::engine::{Error, undo};
+use crate::engine::{Error, pass};
 use crate::rollout::disruption_budget;
 use crate::rollout::strategy::{self, Hold};
 use crate::rollout::workload::{Workload, count};
@@ -33,43 +30,10 @@ pub async fn reconcile(
     let _timer = ctx.engine.metrics.reconcile(CONTROLLER);
     ctx.synced.secondary().await;
     ctx.queue.done(&ObjectRef::from_obj(guard.as_ref()));
-    let app = guard.0.as_ref().map_err(|invalid| Error::InvalidSpec {
-        kind: StatefulApp::KIND,
-        name: invalid.metadata.name.clone().unwrap_or_default(),
-        reason: invalid.error.clone(),
-    })?;
-    let uid = app.uid().ok_or_else(|| Error::MissingUid {
-        kind: StatefulApp::KIND,
-        name: app.name_any(),
-    })?;
-    if app.metadata.deletion_timestamp.is_some() {
-        // Pods, Services and the claims `whenDeleted: Delete` gave an owner go with it.
-        ctx.engine.forget(&uid);
-        return Ok(Action::await_change());
-    }
-    if ctx
-        .engine
-        .ledger
-        .is_stale(&uid, app.resource_version().as_deref())
-    {
-        debug!(statefulapp = %app.name_any(), "waiting for the cache to show drover's own write");
-        return Ok(Action::requeue(STALE_RETRY));
-    }
-    match undo::apply(&ctx.engine, app, &uid).await {
-        Ok(true) => return Ok(Action::await_change()),
-        Ok(false) => {}
-        Err(error) => {
-            warn!(statefulapp = %app.name_any(), %error, "undo failed");
-            ctx.engine
-                .publish(
-                    app,
-                    EventType::Warning,
-                    reason::UNDO_FAILED,
-                    error.to_string(),
-                )
-                .await;
-        }
-    }
+    let (app, uid) = match pass::begin(&ctx.engine, guard.as_ref()).await? {
+        Ok(go_on) => go_on,
+        Err(done) => return Ok(done),
+    };
 
     let observed = observe::observe(&ctx, app, &uid).await?;
     let mut decision = strategy::decide(&observed.strategy_input(app));
