@@ -31,7 +31,6 @@ use kube::{Client, ResourceExt};
 
 use crate::engine::{self, Engine, Error, watches};
 use crate::runtime::backoff::{Backoff, Failures};
-use crate::runtime::events::Publisher;
 use crate::runtime::index::KeyIndex;
 use crate::runtime::metrics::Metrics;
 use crate::runtime::queue::{QueueDepth, Synced};
@@ -103,25 +102,14 @@ pub async fn run(
     };
     let (caches, streams) = watches::start::<App>(&client, scope, &synced, &metrics);
     let ctx = Arc::new(Context {
-        engine: Engine {
+        engine: Engine::new(
             client,
-            events: Arc::new(Publisher::new(
-                recorder,
-                metrics.clone(),
-                CONTROLLER,
-                "Reconcile",
-            )),
-            metrics: metrics.clone(),
-            controller: CONTROLLER,
-            field_manager: field_manager::APP,
-            revisions: caches.revisions.clone(),
-            revisions_by_owner: caches.revisions_by_owner.clone(),
-            config_maps: caches.config_maps.clone(),
-            secrets: caches.secrets.clone(),
-            config_cache: engine::config::ConfigCache::default(),
-            digester: config.digester.clone(),
-            ledger: engine::ledger::Ledger::default(),
-        },
+            recorder,
+            metrics.clone(),
+            (CONTROLLER, field_manager::APP),
+            &caches,
+            config.digester.clone(),
+        ),
         config: config.clone(),
         pods: caches.pods.clone(),
         pods_by_owner: caches.pods_by_owner.clone(),

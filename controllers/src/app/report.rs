@@ -2,17 +2,14 @@
 //! stands), written conditional on the version read; Events for what changed; the
 //! command settled; the rollback the progress deadline asks for; and when to look again.
 
-use std::time::Duration;
-
 use drover_crds::App;
-use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
 use super::Context;
 use super::act::Acted;
 use super::observe::Observed;
 use super::plan::Plan;
-use crate::engine::status::{self, COUNTS_INTERVAL, EVICTION_RETRY, RESYNC, STALE_RETRY};
+use crate::engine::status::{self, EVICTION_RETRY};
 use crate::engine::{Error, checks, command, pods};
 use crate::rollout::status::{Observation, Stuck, compute, only_counts_moved};
 use crate::rollout::strategy::Decision;
@@ -64,43 +61,20 @@ pub async fn report(
     if spec.auto_rollback && status::roll_back_if_stalled(engine, app, uid, &status).await? {
         return Ok(Action::await_change());
     }
-    // The version the App is at after this pass's own writes.
-    let mut version = app.resource_version();
-    let changed = app.status.as_ref() != Some(&status);
-    let counts_wait = app
-        .status
-        .as_ref()
-        .filter(|old| changed && only_counts_moved(old, &status))
-        .and_then(|_| engine.ledger.status_wait(uid, COUNTS_INTERVAL));
-    if changed && counts_wait.is_none() {
-        match status::write(engine, app, &status).await? {
-            Some(written) => version = Some(written),
-            None => return Ok(Action::requeue(STALE_RETRY)),
-        }
-    }
-    command::settle(engine, app, version, decision.effect).await?;
-
+    let old = app.status.as_ref();
+    let counts_only = old.is_some_and(|old| only_counts_moved(old, &status));
+    let counts_wait =
+        match status::record(engine, app, (old, &status), counts_only, decision.effect).await? {
+            Ok(wait) => wait,
+            Err(stale) => return Ok(stale),
+        };
     ctx.backoff.reset(uid);
-    let now = observed.now;
-    let revisit = [plan.revisit_at, available_at].into_iter().flatten().min();
-    let mut wait = revisit.map_or(RESYNC, |at| status::until(now, at).min(RESYNC));
-    if let Some(backoff) = engine.ledger.create_backoff(uid) {
-        wait = wait.min(backoff);
-    }
-    if let Some(expiry) = engine.ledger.next_expiry(uid) {
-        wait = wait.min(expiry + Duration::from_secs(1));
-    }
-    if let Some(revisit) = observed.update.revisit {
-        wait = wait.min(revisit);
-    }
-    if acted.evictions_blocked {
-        wait = wait.min(EVICTION_RETRY);
-    }
-    if let Some(at) = decision.wake_at {
-        wait = wait.min(status::until(now, at));
-    }
-    if let Some(counts) = counts_wait {
-        wait = wait.min(counts);
-    }
-    Ok(Action::requeue(wait))
+    let evictions = acted.evictions_blocked.then_some(EVICTION_RETRY);
+    Ok(status::next_pass(
+        engine,
+        uid,
+        observed.now,
+        &[plan.revisit_at, available_at, decision.wake_at],
+        &[observed.update.revisit, evictions, counts_wait],
+    ))
 }

@@ -132,6 +132,37 @@ impl Debug for Engine {
 }
 
 impl Engine {
+    /// The engine of controller `controller` (writing as `field_manager`), reading
+    /// revisions and config from the shared watches' caches.
+    pub fn new(
+        client: Client,
+        recorder: kube::runtime::events::Recorder,
+        metrics: Arc<Metrics>,
+        (controller, field_manager): (&'static str, &'static str),
+        caches: &watches::Caches,
+        digester: crate::rollout::config::Digester,
+    ) -> Self {
+        Engine {
+            client,
+            events: Arc::new(Publisher::new(
+                recorder,
+                metrics.clone(),
+                controller,
+                "Reconcile",
+            )),
+            metrics,
+            controller,
+            field_manager,
+            revisions: caches.revisions.clone(),
+            revisions_by_owner: caches.revisions_by_owner.clone(),
+            config_maps: caches.config_maps.clone(),
+            secrets: caches.secrets.clone(),
+            config_cache: config::ConfigCache::default(),
+            digester,
+            ledger: ledger::Ledger::default(),
+        }
+    }
+
     /// Drops what the engine remembers of a workload that is gone (deleted, in any way):
     /// its memory holds only workloads that exist.
     pub fn forget(&self, uid: &str) {

@@ -8,12 +8,14 @@ use drover_crds::names::{condition, reason};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use serde::Serialize;
 use serde_json::json;
 use tracing::debug;
 
-use super::{Engine, Error, Object, undo};
+use super::{Engine, Error, Object, command, undo};
+use crate::rollout::command::Effect;
 
 /// Without anything happening, look again this often (drift check).
 pub const RESYNC: Duration = Duration::from_secs(300);
@@ -50,6 +52,61 @@ pub async fn roll_back_if_stalled<K: Object>(
     let why = format!("automatically, {}", stalled.message);
     undo::to_revision(engine, object, uid, &status.current_revision, &why).await?;
     Ok(true)
+}
+
+/// Records a pass: writes the workload's status `new` if it differs from `old` — at
+/// once, unless only counts moved (`counts_only`), which waits for [`COUNTS_INTERVAL`]
+/// since the last write — then settles the pending command with `effect`. Returns how
+/// long a held-back write waits, or the Action that ends the pass when the status was
+/// computed from an outdated workload (not written).
+pub async fn record<K: Object, S: Serialize + PartialEq>(
+    engine: &Engine,
+    object: &K,
+    (old, new): (Option<&S>, &S),
+    counts_only: bool,
+    effect: Effect,
+) -> Result<Result<Option<Duration>, Action>, Error> {
+    let uid = object.uid().unwrap_or_default();
+    // The version the workload is at after this pass's own writes.
+    let mut version = object.resource_version();
+    let changed = old != Some(new);
+    let counts_wait = (changed && counts_only)
+        .then(|| engine.ledger.status_wait(&uid, COUNTS_INTERVAL))
+        .flatten();
+    if changed && counts_wait.is_none() {
+        match write(engine, object, new).await? {
+            Some(written) => version = Some(written),
+            None => return Ok(Err(Action::requeue(STALE_RETRY))),
+        }
+    }
+    command::settle(engine, object, version, effect).await?;
+    Ok(Ok(counts_wait))
+}
+
+/// When to look at a workload again, with nothing else happening: at the earliest of
+/// `revisits` (a pod becoming available, a deadline), `waits` (a held-back status, a
+/// blocked eviction), the ledger's create backoff and in-flight expiry, and [`RESYNC`].
+pub fn next_pass(
+    engine: &Engine,
+    uid: &str,
+    now: Timestamp,
+    revisits: &[Option<Timestamp>],
+    waits: &[Option<Duration>],
+) -> Action {
+    let ledger = [
+        engine.ledger.create_backoff(uid),
+        engine
+            .ledger
+            .next_expiry(uid)
+            .map(|e| e + Duration::from_secs(1)),
+    ];
+    let wait = revisits
+        .iter()
+        .flatten()
+        .map(|at| until(now, *at))
+        .chain(waits.iter().chain(&ledger).flatten().copied())
+        .fold(RESYNC, Duration::min);
+    Action::requeue(wait)
 }
 
 /// Writes a workload's status, conditional on the version read: a status computed from

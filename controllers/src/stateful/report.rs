@@ -10,14 +10,13 @@ use drover_crds::stateful::ClaimsStatus;
 use drover_crds::{StatefulApp, StatefulAppStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
-use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
 use super::act::Acted;
 use super::observe::Observed;
 use super::reconcile::wanted;
 use super::{Context, claims, plan};
-use crate::engine::status::{self, COUNTS_INTERVAL, EVICTION_RETRY, RESYNC, STALE_RETRY};
+use crate::engine::status::{self, EVICTION_RETRY};
 use crate::engine::{Error, checks, command, pods};
 use crate::rollout::pods::{NodeHealth, add};
 use crate::rollout::status::{Observation, Stuck, compute, condition, only_counts_moved};
@@ -86,50 +85,31 @@ pub async fn report(
     }
     let claims = claims_status(app, claim_plan);
     let new = StatefulAppStatus::new(rollout, claims);
-    let mut version = app.resource_version();
-    let changed = app.status.as_ref() != Some(&new);
-    let counts_wait = app
-        .status
-        .as_ref()
-        .filter(|old| {
-            changed && old.claims == new.claims && only_counts_moved(&old.rollout(), &new.rollout())
-        })
-        .and_then(|_| engine.ledger.status_wait(uid, COUNTS_INTERVAL));
-    if changed && counts_wait.is_none() {
-        match status::write(engine, app, &new).await? {
-            Some(written) => version = Some(written),
-            None => return Ok(Action::requeue(STALE_RETRY)),
-        }
-    }
-    command::settle(engine, app, version, decision.effect).await?;
-
+    let old = app.status.as_ref();
+    let counts_only = old.is_some_and(|old| {
+        old.claims == new.claims && only_counts_moved(&old.rollout(), &new.rollout())
+    });
+    let counts_wait =
+        match status::record(engine, app, (old, &new), counts_only, decision.effect).await? {
+            Ok(wait) => wait,
+            Err(stale) => return Ok(stale),
+        };
     ctx.backoff.reset(uid);
-    let now = observed.now;
-    let revisit = [plan.revisit_at, available_at, node_lost_at(ctx, observed)]
-        .into_iter()
-        .flatten()
-        .min();
-    let mut wait = revisit.map_or(RESYNC, |at| status::until(now, at).min(RESYNC));
-    for extra in [
-        engine.ledger.create_backoff(uid),
-        engine
-            .ledger
-            .next_expiry(uid)
-            .map(|e| e + Duration::from_secs(1)),
-        observed.update.revisit,
-        acted.evictions_blocked.then_some(EVICTION_RETRY),
-        acted.data_pending.then_some(DATA_RETRY),
-        decision.wake_at.map(|at| status::until(now, at)),
-        counts_wait,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        wait = wait.min(extra);
-    }
-    Ok(Action::requeue(wait))
+    let evictions = acted.evictions_blocked.then_some(EVICTION_RETRY);
+    let data = acted.data_pending.then_some(DATA_RETRY);
+    Ok(status::next_pass(
+        engine,
+        uid,
+        observed.now,
+        &[
+            plan.revisit_at,
+            available_at,
+            node_lost_at(ctx, observed),
+            decision.wake_at,
+        ],
+        &[observed.update.revisit, evictions, data, counts_wait],
+    ))
 }
-
 /// Each claim template's claims: how many exist, how many have the size asked for.
 fn claims_status(app: &StatefulApp, claim_plan: &claims::Plan) -> Vec<ClaimsStatus> {
     claim_plan
