@@ -20,16 +20,13 @@ use std::time::Duration;
 use anyhow::Result;
 use drover_crds::App;
 use drover_crds::names::{field_manager, label};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::core::DeserializeGuard;
-use kube::runtime::controller::{self, Action};
+use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
-use kube::{Client, ResourceExt};
 
-use crate::engine::{self, Engine, Error, watches};
+use crate::engine::{Engine, watches};
 use crate::runtime::backoff::{Backoff, Failures};
 use crate::runtime::index::KeyIndex;
 use crate::runtime::metrics::Metrics;
@@ -121,16 +118,8 @@ pub async fn run(
         backoff: Failures::new(Backoff::RECONCILE),
         synced,
     });
-    streams
-        .controller(&caches, ctx.clone())
-        .with_config(controller::Config::default().concurrency(config.concurrency))
-        .shutdown_on_signal()
-        .run(reconcile::reconcile, error_policy, ctx.clone())
-        .for_each(|result| {
-            engine::error::report_failure(&ctx.engine.events, result);
-            futures::future::ready(())
-        })
-        .await;
+    let controller = streams.controller(&caches, ctx.clone());
+    watches::drive(controller, config.concurrency, reconcile::reconcile, ctx).await;
     Ok(())
 }
 
@@ -146,8 +135,4 @@ impl watches::Pass for Context {
     fn backoff(&self) -> &Failures {
         &self.backoff
     }
-}
-
-fn error_policy(app: Arc<DeserializeGuard<App>>, error: &Error, ctx: Arc<Context>) -> Action {
-    engine::error::retry(error, &ctx.backoff, &app.uid().unwrap_or_default())
 }

@@ -25,11 +25,12 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::Api;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
-use super::{Engine, Object, config};
+use super::{Engine, Error, Object, config, error};
 use crate::runtime::backoff::Failures;
 use crate::runtime::index::KeyIndex;
 use crate::runtime::metrics::Metrics;
@@ -328,4 +329,33 @@ impl<K: Object> Streams<K> {
             .watches_stream(self.config_maps, config_map_users)
             .watches_stream(self.secrets, secret_users)
     }
+}
+
+/// Runs `controller` until shutdown: passes of `reconcile`, at most `concurrency` at
+/// once; a failed pass is reported ([`error::report_failure`]) and tried again with
+/// backoff ([`error::retry`]).
+pub async fn drive<K, C, F, Fut>(
+    controller: Controller<DeserializeGuard<K>>,
+    concurrency: u16,
+    reconcile: F,
+    ctx: Arc<C>,
+) where
+    K: Object,
+    C: Pass,
+    F: FnMut(Arc<DeserializeGuard<K>>, Arc<C>) -> Fut,
+    Fut: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    let retry = |workload: Arc<DeserializeGuard<K>>, e: &Error, ctx: Arc<C>| {
+        error::retry(e, ctx.backoff(), &workload.uid().unwrap_or_default())
+    };
+    let events = ctx.engine().events.clone();
+    controller
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .shutdown_on_signal()
+        .run(reconcile, retry, ctx)
+        .for_each(|result| {
+            error::report_failure(&events, result);
+            futures::future::ready(())
+        })
+        .await;
 }

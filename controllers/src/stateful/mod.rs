@@ -24,17 +24,15 @@ use std::time::Duration;
 use anyhow::Result;
 use drover_crds::StatefulApp;
 use drover_crds::names::{field_manager, label};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::core::DeserializeGuard;
-use kube::runtime::controller::{self, Action};
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
-use crate::engine::{self, Engine, Error, watches};
+use crate::engine::{Engine, watches};
 use crate::runtime::backoff::{Backoff, Failures};
 use crate::runtime::index::KeyIndex;
 use crate::runtime::metrics::Metrics;
@@ -146,17 +144,10 @@ pub async fn run(
         app.zip(claim.namespace())
             .map(|(app, ns)| ObjectRef::new(&app).within(&ns))
     };
-    streams
+    let controller = streams
         .controller(&caches, ctx.clone())
-        .watches_stream(claim_events, claim_to_app)
-        .with_config(controller::Config::default().concurrency(config.concurrency))
-        .shutdown_on_signal()
-        .run(reconcile::reconcile, error_policy, ctx.clone())
-        .for_each(|result| {
-            engine::error::report_failure(&ctx.engine.events, result);
-            futures::future::ready(())
-        })
-        .await;
+        .watches_stream(claim_events, claim_to_app);
+    watches::drive(controller, config.concurrency, reconcile::reconcile, ctx).await;
     Ok(())
 }
 
@@ -172,12 +163,4 @@ impl watches::Pass for Context {
     fn backoff(&self) -> &Failures {
         &self.backoff
     }
-}
-
-fn error_policy(
-    app: Arc<DeserializeGuard<StatefulApp>>,
-    error: &Error,
-    ctx: Arc<Context>,
-) -> Action {
-    engine::error::retry(error, &ctx.backoff, &app.uid().unwrap_or_default())
 }
