@@ -25,7 +25,6 @@ use super::claims::{self, claim_name};
 use super::observe::Observed;
 use super::plan::{self, Why};
 use super::reconcile::{DataPlan, retention};
-use super::snapshots::Restore;
 use super::{Context, pod, service, snapshots, volumes};
 use crate::engine::children;
 use crate::engine::revisions;
@@ -65,44 +64,7 @@ pub async fn act(
     grow_claims(ctx, app, observed, &claims_api, claim_plan, &mut acted).await?;
     own_claims(ctx, app, observed, &claims_api).await?;
     delete_claims(ctx, app, &claims_api, &claim_plan.deletes).await?;
-    volumes::take(ctx, app, observed, &data.takes).await?;
-    if !data.failed.is_empty() {
-        ctx.engine
-            .publish(
-                app,
-                EventType::Warning,
-                reason::SNAPSHOT_FAILED,
-                format!(
-                    "{}; their pods are not replaced meanwhile",
-                    data.failed.join("; ")
-                ),
-            )
-            .await;
-    }
-    acted.data_pending = data.held > 0;
-    if let Some((revision, steps)) = &data.restore {
-        for (ordinal, step) in steps {
-            volumes::restore(ctx, app, observed, *ordinal, step).await?;
-        }
-        let finished = |s: &Restore| matches!(s, Restore::Done | Restore::NoSnapshot(_));
-        if steps.iter().all(|(_, s)| finished(s)) {
-            let done: Vec<u32> = steps
-                .iter()
-                .filter(|(_, s)| *s == Restore::Done)
-                .map(|(o, _)| *o)
-                .collect();
-            let without: Vec<String> = steps
-                .iter()
-                .filter_map(|(_, s)| match s {
-                    Restore::NoSnapshot(claim) => Some(claim.clone()),
-                    _ => None,
-                })
-                .collect();
-            volumes::restored(ctx, app, revision, &done, &without).await?;
-        } else {
-            acted.data_pending = true;
-        }
-    }
+    acted.data_pending = volumes::act(ctx, app, observed, data).await?;
 
     let pods_api: Api<Pod> = Api::namespaced(ctx.engine.client.clone(), &observed.namespace);
     let (delete_error, blocked) = delete_pods(ctx, app, &pods_api, plan).await;

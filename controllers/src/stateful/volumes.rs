@@ -17,6 +17,7 @@ use serde_json::json;
 use super::Context;
 use super::act::build_claim;
 use super::observe::Observed;
+use super::reconcile::DataPlan;
 use super::snapshots::{GROUP, Restore, Snapshot, snapshot_name};
 use crate::engine::{Error, WriteOutcome, classify, pods};
 use crate::runtime::events::list;
@@ -61,9 +62,58 @@ pub async fn observe(ctx: &Context, observed: &Observed) -> Result<Vec<Snapshot>
         .collect())
 }
 
+/// Acts on the data plan: the snapshots taken (and a failure said), the restore's steps
+/// taken, and the restore finished once every ordinal is. Returns whether something is
+/// under way, to look again soon.
+pub async fn act(
+    ctx: &Context,
+    app: &StatefulApp,
+    observed: &Observed,
+    data: &DataPlan,
+) -> Result<bool, Error> {
+    take(ctx, app, observed, &data.takes).await?;
+    if !data.failed.is_empty() {
+        ctx.engine
+            .publish(
+                app,
+                EventType::Warning,
+                reason::SNAPSHOT_FAILED,
+                format!(
+                    "{}; their pods are not replaced meanwhile",
+                    data.failed.join("; ")
+                ),
+            )
+            .await;
+    }
+    let Some((revision, steps)) = &data.restore else {
+        return Ok(data.held > 0);
+    };
+    for (ordinal, step) in steps {
+        restore(ctx, app, observed, *ordinal, step).await?;
+    }
+    let finished = |s: &Restore| matches!(s, Restore::Done | Restore::NoSnapshot(_));
+    if !steps.iter().all(|(_, s)| finished(s)) {
+        return Ok(true);
+    }
+    let done: Vec<u32> = steps
+        .iter()
+        .filter(|(_, s)| *s == Restore::Done)
+        .map(|(o, _)| *o)
+        .collect();
+    let without: Vec<String> = steps
+        .iter()
+        .filter_map(|(_, s)| match s {
+            Restore::NoSnapshot(claim) => Some(claim.clone()),
+            _ => None,
+        })
+        .collect();
+    restored(ctx, app, revision, &done, &without).await?;
+    Ok(false)
+}
+
 /// Takes the snapshots `(claim, revision)`, each owned by its revision's
 /// ControllerRevision (so pruning the revision prunes them).
-pub async fn take(
+async fn take(
     ctx: &Context,
     app: &StatefulApp,
     observed: &Observed,
@@ -157,7 +207,7 @@ pub async fn take(
 }
 
 /// Acts on one step of an ordinal's restore.
-pub async fn restore(
+async fn restore(
     ctx: &Context,
     app: &StatefulApp,
     observed: &Observed,
@@ -237,7 +287,7 @@ pub async fn restore(
 
 /// Every ordinal restored (or without a snapshot to restore from): the annotation goes,
 /// and an Event says what was restored.
-pub async fn restored(
+async fn restored(
     ctx: &Context,
     app: &StatefulApp,
     revision: &str,
