@@ -8,8 +8,10 @@
 pub mod inject;
 pub mod invariants;
 pub mod observer;
+pub mod stateful;
 
 pub use inject::*;
+pub use stateful::*;
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -491,6 +493,19 @@ pub fn sample_pod(name: &str, version: &str, placement: &Placement) -> Pod {
         "spec": spec,
     }))
     .expect("pod manifest")
+}
+
+/// How long a StatefulApp's pods may take to be ready (claims are provisioned first).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The size of the file system at /data in a pod, in MiB (`df -m`).
+pub fn data_size_mib(namespace: &str, pod: &str) -> u64 {
+    let df = exec(namespace, pod, &["df", "-m", "/data"]);
+    df.lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("df -m /data printed {df}"))
 }
 
 /// Whether a pod counts toward its workload: not terminating, not finished.

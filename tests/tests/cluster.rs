@@ -428,16 +428,6 @@ async fn delete_pod_and_wait(pods: &Api<Pod>, name: &str) {
     .await;
 }
 
-/// The size of the file system at /data in a pod, in MiB (`df -m`).
-fn data_size_mib(namespace: &str, pod: &str) -> u64 {
-    let df = exec(namespace, pod, &["df", "-m", "/data"]);
-    df.lines()
-        .nth(1)
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("df -m /data printed {df}"))
-}
-
 #[tokio::test]
 async fn a_node_local_volume_binds_and_keeps_its_data_on_its_node() {
     let client = client().await;

@@ -7,19 +7,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use drover_crds::StatefulApp;
 use drover_e2e::*;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-const READY: Duration = Duration::from_secs(180);
+const READY: Duration = READY_TIMEOUT;
 
 /// A StatefulApp of the sample image at `version`, `extra` merged into its spec.
 fn manifest(name: &str, replicas: i32, version: &str, extra: Value) -> Value {
@@ -61,25 +61,6 @@ async fn create(client: &kube::Client, ns: &str, manifest: Value) -> Api<Statefu
     let app: StatefulApp = serde_json::from_value(manifest).unwrap();
     api.create(&PostParams::default(), &app).await.unwrap();
     api
-}
-
-async fn patch(api: &Api<StatefulApp>, name: &str, spec: Value) {
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(&json!({"spec": spec})),
-    )
-    .await
-    .unwrap();
-}
-
-/// The StatefulApp's pods by name, terminating ones included.
-async fn pods_of(client: &kube::Client, ns: &str, name: &str) -> BTreeMap<String, Pod> {
-    app_pods(client, ns, name)
-        .await
-        .into_iter()
-        .map(|p| (p.name_any(), p))
-        .collect()
 }
 
 /// Waits until the StatefulApp's pods are exactly `names`, each Running, Ready and on
@@ -144,7 +125,7 @@ async fn ordered_ready_starts_ordinals_in_order_and_removes_the_highest_first() 
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-sapp-ordered").await;
     let api = create(&client, &ns.name, manifest("db", 0, "1", json!({}))).await;
-    patch(&api, "db", json!({"replicas": 3})).await;
+    patch_stateful(&api, "db", json!({"replicas": 3})).await;
     wait_pods(&client, &ns.name, "db", &["db-0", "db-1", "db-2"], "1").await;
     let pods = pods_of(&client, &ns.name, "db").await;
     for (lower, higher) in [("db-0", "db-1"), ("db-1", "db-2")] {
@@ -182,7 +163,7 @@ async fn ordered_ready_starts_ordinals_in_order_and_removes_the_highest_first() 
     );
 
     // Scale-in: the highest goes first, and the next only once it is gone.
-    patch(&api, "db", json!({"replicas": 1})).await;
+    patch_stateful(&api, "db", json!({"replicas": 1})).await;
     let mut gone_at: HashMap<String, Instant> = HashMap::new();
     let mut overlap = vec![];
     let started = Instant::now();
@@ -293,7 +274,7 @@ async fn a_partition_holds_lower_ordinals_and_on_delete_replaces_only_deleted_po
     }
 
     // OnDelete: a new template changes nothing until a pod is deleted.
-    patch(
+    patch_stateful(
         &api,
         "db",
         json!({"updateStrategy": {"type": "OnDelete", "rollingUpdate": null}}),
@@ -332,19 +313,7 @@ async fn set_stateful_image(api: &Api<StatefulApp>, version: &str) {
     let mut app = api.get("db").await.unwrap();
     let spec = app.spec.template.spec.as_mut().unwrap();
     spec.containers[0].image = Some(format!("{SAMPLE_IMAGE}:{version}"));
-    patch(api, "db", json!({"template": app.spec.template})).await;
-}
-
-async fn claims_of(client: &kube::Client, ns: &str) -> BTreeMap<String, PersistentVolumeClaim> {
-    Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|c| c.metadata.deletion_timestamp.is_none())
-        .map(|c| (c.name_any(), c))
-        .collect()
+    patch_stateful(api, "db", json!({"template": app.spec.template})).await;
 }
 
 #[tokio::test]
@@ -385,18 +354,18 @@ async fn claims_follow_their_ordinal_and_the_retention_policy() {
     );
 
     // whenScaled Retain (the default): the claim stays, and comes back with its ordinal.
-    patch(&api, "db", json!({"replicas": 1})).await;
+    patch_stateful(&api, "db", json!({"replicas": 1})).await;
     wait_pods(&client, &ns.name, "db", &["db-0"], "1").await;
     assert_eq!(
         claims_of(&client, &ns.name).await["data-db-1"].uid(),
         claim_uid
     );
-    patch(&api, "db", json!({"replicas": 2})).await;
+    patch_stateful(&api, "db", json!({"replicas": 2})).await;
     wait_pods(&client, &ns.name, "db", &["db-0", "db-1"], "1").await;
     assert_eq!(exec(&ns.name, "db-1", &["cat", "/data/file"]).trim(), "one");
 
     // whenScaled Delete: the removed ordinal's claim goes.
-    patch(
+    patch_stateful(
         &api,
         "db",
         json!({"persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete"}, "replicas": 1}),
@@ -468,16 +437,6 @@ async fn claims_follow_their_ordinal_and_the_retention_policy() {
     );
 }
 
-/// The size of the file system at /data in a pod, in MiB (`df -m`).
-fn data_size_mib(namespace: &str, pod: &str) -> u64 {
-    let df = exec(namespace, pod, &["df", "-m", "/data"]);
-    df.lines()
-        .nth(1)
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("df -m /data printed {df}"))
-}
-
 #[tokio::test]
 async fn raising_the_template_size_grows_every_claim_in_place() {
     let client = client().await;
@@ -495,7 +454,7 @@ async fn raising_the_template_size_grows_every_claim_in_place() {
     }
     let mut templates = manifest["spec"]["volumeClaimTemplates"].clone();
     templates[0]["spec"]["resources"]["requests"]["storage"] = json!("2Gi");
-    patch(&api, "db", json!({"volumeClaimTemplates": templates})).await;
+    patch_stateful(&api, "db", json!({"volumeClaimTemplates": templates})).await;
     wait_until_in(
         &ns.name,
         "every claim at 2Gi and ClaimsResized",
@@ -563,7 +522,7 @@ async fn a_rollout_to_a_broken_revision_recovers_once_undone_where_a_statefulset
         template
     };
     let good = serde_json::to_value(api.get("db").await.unwrap().spec.template).unwrap();
-    patch(&api, "db", json!({"template": broken(good.clone())})).await;
+    patch_stateful(&api, "db", json!({"template": broken(good.clone())})).await;
     let crashing = wait_crash_loop(&client, &ns.name, "db-2").await;
     // Through the plugin: `rollout undo` sets drover.dev/undo=previous.
     let undone = kubectl_ok(&[
@@ -809,207 +768,4 @@ async fn snapshots_before_an_update_bring_the_data_back_with_the_undo() {
         "name",
     ]);
     assert!(!events.trim().is_empty(), "a DataRestored event");
-}
-
-/// `etcdctl ...` in a member, against its own endpoint.
-fn etcdctl(ns: &str, pod: &str, args: &[&str]) -> String {
-    let mut command = vec!["etcdctl", "--endpoints=http://127.0.0.1:2379"];
-    command.extend_from_slice(args);
-    exec(ns, pod, &command)
-}
-
-/// Waits until the StatefulApp's pods are exactly `names`, Running and Ready, on its
-/// update revision.
-async fn wait_updated(
-    api: &Api<StatefulApp>,
-    client: &kube::Client,
-    ns: &str,
-    name: &str,
-    names: &[&str],
-) {
-    wait_until_in(
-        ns,
-        &format!("{names:?} ready on the update revision"),
-        READY,
-        || async {
-            let app = api.get(name).await.unwrap();
-            let revision = app.status.map(|s| s.update_revision).unwrap_or_default();
-            let pods = pods_of(client, ns, name).await;
-            let seen: Vec<String> = pods
-                .values()
-                .map(|p| {
-                    format!(
-                        "{}({}, ready {})",
-                        p.name_any(),
-                        p.labels()["drover.dev/revision"],
-                        is_pod_ready(p)
-                    )
-                })
-                .collect();
-            let done = pods.len() == names.len()
-                && names.iter().all(|n| {
-                    pods.get(*n).is_some_and(|p| {
-                        is_active_pod(p)
-                            && is_pod_ready(p)
-                            && p.labels()["drover.dev/revision"] == revision
-                    })
-                });
-            if done {
-                Ok(())
-            } else {
-                Err(format!("{revision}: {}", seen.join(", ")))
-            }
-        },
-    )
-    .await;
-}
-
-/// A client of the example's `etcd-client` Service: every 100 ms it writes a key and
-/// reads it back, and logs `ok|fail <n> <uptime>` (uptime in centiseconds' precision).
-fn etcd_client() -> Pod {
-    let script = "i=0; while true; do i=$((i+1)); t=$(cut -d' ' -f1 /proc/uptime); \
-        e='etcdctl --endpoints=http://etcd-client:2379 --dial-timeout=1s --command-timeout=1s'; \
-        if $e put load-$i v$i >/dev/null 2>&1 && [ \"$($e get load-$i --print-value-only 2>/dev/null)\" = v$i ]; \
-        then echo ok $i $t; else echo fail $i $t; fi; sleep 0.1; done";
-    serde_json::from_value(json!({
-        "metadata": {"name": "client"},
-        "spec": {
-            "securityContext": {"runAsNonRoot": true, "runAsUser": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{
-                "name": "client",
-                "image": format!("registry.local/drover/etcd:{}", etcd_version()),
-                "imagePullPolicy": "IfNotPresent",
-                "command": ["/bin/sh", "-c", script],
-                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
-            }],
-        },
-    }))
-    .unwrap()
-}
-
-/// The etcd version the example's image carries (as `examples/etcd.yaml` names it).
-fn etcd_version() -> String {
-    let example = std::fs::read_to_string(example_path()).unwrap();
-    let image = example
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("image: registry.local/drover/etcd:"))
-        .expect("the example names its image");
-    image.trim().to_string()
-}
-
-fn example_path() -> String {
-    format!("{}/../examples/etcd.yaml", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The example etcd cluster: three healthy members; a member deleted comes back with its
-/// name, DNS name and data and rejoins; a rolling update with `maxUnavailable: 1` keeps
-/// a quorum — a client writing and reading through the client Service every 100 ms sees
-/// no outage longer than a leader election — and every key is there at the end.
-#[tokio::test]
-async fn the_etcd_example_keeps_its_members_data_and_quorum() {
-    let client = client().await;
-    let ns = TestNamespace::create(&client, "e2e-sapp-etcd").await;
-    kubectl_ok(&["apply", "-n", &ns.name, "-f", &example_path()]);
-    let api: Api<StatefulApp> = Api::namespaced(client.clone(), &ns.name);
-    let members = ["etcd-0", "etcd-1", "etcd-2"];
-    wait_updated(&api, &client, &ns.name, "etcd", &members).await;
-    let health = etcdctl(&ns.name, "etcd-0", &["endpoint", "health", "--cluster"]);
-    assert_eq!(health.matches("is healthy").count(), 3, "{health}");
-    for m in members {
-        assert!(
-            health.contains(&format!("http://{m}.etcd.{}.svc:2379", ns.name)),
-            "{m} is reached by its DNS name: {health}"
-        );
-    }
-    exec(
-        &ns.name,
-        "etcd-0",
-        &[
-            "sh",
-            "-c",
-            "for i in $(seq 0 49); do etcdctl put k$i v$i >/dev/null || exit 1; done",
-        ],
-    );
-
-    // A member deleted comes back with its name, claim and data, and rejoins.
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    let old = pods.get("etcd-1").await.unwrap().uid();
-    let claim = claims_of(&client, &ns.name).await["data-etcd-1"].uid();
-    pods.delete("etcd-1", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_until_in(&ns.name, "etcd-1 replaced and ready", READY, || async {
-        match pods.get_opt("etcd-1").await.unwrap() {
-            Some(p) if p.uid() != old && is_pod_ready(&p) => Ok(()),
-            _ => Err(String::new()),
-        }
-    })
-    .await;
-    assert_eq!(
-        claims_of(&client, &ns.name).await["data-etcd-1"].uid(),
-        claim
-    );
-    let local = etcdctl(
-        &ns.name,
-        "etcd-1",
-        &["get", "k7", "--consistency=s", "--print-value-only"],
-    );
-    assert_eq!(local.trim(), "v7", "etcd-1 serves its own data");
-    let listed = etcdctl(&ns.name, "etcd-1", &["member", "list"]);
-    assert_eq!(
-        listed.lines().filter(|l| l.contains("started")).count(),
-        3,
-        "{listed}"
-    );
-
-    // A rolling update (a flag, as an environment variable) under a client's load.
-    pods.create(&PostParams::default(), &etcd_client())
-        .await
-        .unwrap();
-    wait_pod_ready(&pods, "client", READY).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut app = api.get("etcd").await.unwrap();
-    let container = &mut app.spec.template.spec.as_mut().unwrap().containers[0];
-    let mut env = container.env.clone().unwrap_or_default();
-    env.push(
-        serde_json::from_value(json!({"name": "ETCD_SNAPSHOT_COUNT", "value": "20000"})).unwrap(),
-    );
-    container.env = Some(env);
-    patch(&api, "etcd", json!({"template": app.spec.template})).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    wait_updated(&api, &client, &ns.name, "etcd", &members).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let log = kubectl_ok(&["logs", "-n", &ns.name, "client"]);
-    let ops: Vec<(bool, u64, f64)> = log
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let ok = f.next()? == "ok";
-            Some((ok, f.next()?.parse().ok()?, f.next()?.parse().ok()?))
-        })
-        .collect();
-    let oks: Vec<f64> = ops.iter().filter(|o| o.0).map(|o| o.2).collect();
-    let longest = oks.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
-    let failed = ops.iter().filter(|o| !o.0).count();
-    println!(
-        "etcd rolling update under load: {} operations, {failed} failed, longest gap between successes {longest:.2}s",
-        ops.len()
-    );
-    assert!(oks.len() > 50, "the client ran throughout: {log}");
-    // etcd elects a new leader within its election timeout (1 s) of losing one; with the
-    // Service's endpoints catching up, an outage stays within a few seconds.
-    assert!(
-        longest < 5.0,
-        "no outage longer than a leader election: the longest was {longest:.2}s"
-    );
-    // Every key is there: the first 50, and every write the client saw succeed.
-    let keys = etcdctl(&ns.name, "etcd-2", &["get", "--prefix", "", "--keys-only"]);
-    let keys: std::collections::BTreeSet<&str> = keys.lines().filter(|l| !l.is_empty()).collect();
-    for i in 0..50 {
-        assert!(keys.contains(format!("k{i}").as_str()), "k{i} kept");
-    }
-    for (_, n, _) in ops.iter().filter(|o| o.0) {
-        assert!(keys.contains(format!("load-{n}").as_str()), "load-{n} kept");
-    }
 }

@@ -28,7 +28,7 @@ pub struct TestArgs {
 
 /// The end-to-end suites of `tests/`, in the order they run, and whether the tests of
 /// each take turns (a suite that stops or drains workers would take others' pods along).
-const E2E_SUITES: [(&str, bool); 11] = [
+const E2E_SUITES: [(&str, bool); 12] = [
     ("cluster", false),
     ("nodes", true),
     ("app", false),
@@ -36,6 +36,8 @@ const E2E_SUITES: [(&str, bool); 11] = [
     ("rollback", false),
     ("scheduler", false),
     ("stateful", false),
+    // Alone: it measures the longest outage a client of the example sees.
+    ("etcd", false),
     // It cuts connections, stops components and measures the controller's memory.
     ("faults", true),
     // Its quick profile; `--soak` runs the full one.
