@@ -41,7 +41,7 @@ pub async fn reconcile(
     let wanted = wanted(app);
     let (start, replicas) = (wanted.start, count(spec.replicas));
     let update = update(app, replicas);
-    let plan = plan::plan(&plan::Input {
+    let mut plan = plan::plan(&plan::Input {
         start,
         replicas,
         policy: spec.pod_management_policy,
@@ -61,7 +61,7 @@ pub async fn reconcile(
         })
         .collect();
     let with_pod: Vec<u32> = observed.pods.iter().map(|p| p.slot).collect();
-    let claim_plan = claims::plan(&claims::Input {
+    let mut claim_plan = claims::plan(&claims::Input {
         app: &observed.name,
         templates: &templates,
         wanted,
@@ -72,7 +72,6 @@ pub async fn reconcile(
     if decision.hold.is_none() {
         decision.hold = held(app, &observed, update);
     }
-    let (mut plan, mut claim_plan) = (plan, claim_plan);
     let data = data_plan(&ctx, app, &observed, &mut plan, &mut claim_plan).await?;
     let acted = act::act(&ctx, app, &observed, &plan, &claim_plan, &data).await?;
     report::report(&ctx, app, &observed, decision, (&plan, &claim_plan), acted).await
