@@ -385,6 +385,9 @@ async fn app_pods_now(pods: &Api<Pod>, app: &str) -> Result<Vec<Pod>, String> {
         .collect())
 }
 
+/// The longest a controller may stay frozen: under the chart's liveness probe's 20 s.
+const FREEZE_LIMIT: Duration = Duration::from_secs(18);
+
 /// Freezes the leading controller (SIGSTOP) past its lease while the standby takes over,
 /// then wakes it; returns the writes the frozen leader made after its successor's first.
 async fn partition_leader(client: &Client) -> Vec<String> {
@@ -396,6 +399,7 @@ async fn partition_leader(client: &Client) -> Vec<String> {
     let old_ip = process_ip(pid);
     let since = SystemTime::now();
     signal(pid, "STOP");
+    let stopped = std::time::Instant::now();
     // The successor, by its process: a replica whose pod was force-deleted may still run
     // until its kubelet stops it, and may lead meanwhile.
     let (new, new_pid) = wait_for("the standby to take the lease", API_OUTAGE, || async {
@@ -405,8 +409,11 @@ async fn partition_leader(client: &Client) -> Vec<String> {
     })
     .await;
     let new_ip = process_ip(new_pid);
-    // The successor works a while before the frozen leader wakes.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The successor works a while before the frozen leader wakes — but the frozen one
+    // wakes before its kubelet would restart it for failing its liveness probe (three
+    // failures 10 s apart: 20 s at the earliest), or there would be no one to wake.
+    let work = Duration::from_secs(5).min(FREEZE_LIMIT.saturating_sub(stopped.elapsed()));
+    tokio::time::sleep(work).await;
     signal(pid, "CONT");
     tokio::time::sleep(Duration::from_secs(15)).await;
 
