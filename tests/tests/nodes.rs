@@ -199,6 +199,13 @@ async fn a_drain_honours_the_apps_disruption_budget_and_the_app_heals_elsewhere(
     let ns = TestNamespace::create(&client, "e2e-drain").await;
     let mut manifest = app_manifest("web", REPLICAS as i32, "1", &Placement::AnyNode);
     manifest["spec"]["disruption"] = json!({"maxUnavailable": 1});
+    // Two pods on every worker, whatever else runs there: the drained worker has pods for
+    // the budget to hold back (tainted and cordoned nodes do not count).
+    manifest["spec"]["template"]["spec"]["topologySpreadConstraints"] = json!([{
+        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "DoNotSchedule", "nodeTaintsPolicy": "Honor",
+        "labelSelector": {"matchLabels": {"test": "web"}},
+    }]);
     let pods = run_app(&client, &ns.name, manifest, REPLICAS).await;
     let drover_nodes = drover_nodes(&client).await;
     let mut by_node: BTreeMap<String, usize> = BTreeMap::new();

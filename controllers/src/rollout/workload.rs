@@ -1,6 +1,6 @@
 //! What the rollout engine needs of a workload, whatever its kind: the parts of its spec
 //! that say how pods move between revisions, and what its last status recorded. An `App`
-//! implements [`Workload`]; a `StatefulApp` will too, and reuse the engine whole.
+//! and a `StatefulApp` implement [`Workload`] and share the engine whole.
 
 use std::time::Duration;
 
