@@ -16,7 +16,7 @@ use super::observe::Observed;
 use super::plan::{Create, Delete, Plan, Removal};
 use super::{Context, pod, service};
 use crate::engine::revisions::{self, Template};
-use crate::engine::{Error, WriteOutcome, blocked_by_budget, children, classify, pods};
+use crate::engine::{Error, children, pods};
 use crate::rollout::strategy::Decision;
 use crate::runtime::events::list;
 
@@ -115,28 +115,22 @@ async fn delete_pods(
     let mut outdated = vec![];
     let mut kept = 0;
     for (d, result) in results {
-        let removed = matches!(classify(&result), WriteOutcome::Done | WriteOutcome::Gone);
-        if !removed && matches!(d.reason, Removal::ScaleDown | Removal::Outdated) {
+        let removal = pods::removed(engine, &d.name, result);
+        let voluntary = matches!(d.reason, Removal::ScaleDown | Removal::Outdated);
+        if voluntary && !matches!(removal, pods::Removed::Done) {
             kept += 1;
         }
-        match removed {
-            true => {}
-            // A disruption budget allows no more just now (other 429s are throttling).
-            false if blocked_by_budget(&result) => {
+        match removal {
+            pods::Removed::Done => {}
+            pods::Removed::Blocked => {
                 blocked.push(d.name.as_str());
                 continue;
             }
-            false => {
-                if let Err(source) = result {
-                    first_error.get_or_insert(Error::PodDelete {
-                        pod: d.name.clone(),
-                        source,
-                    });
-                }
+            pods::Removed::Failed(e) => {
+                first_error.get_or_insert(e);
                 continue;
             }
         }
-        engine.wrote("delete", "pods");
         match &d.reason {
             Removal::ScaleDown => scaled_down.push(d.name.as_str()),
             Removal::Outdated => outdated.push(d.name.as_str()),

@@ -16,7 +16,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use tracing::warn;
 
-use super::error::{WriteOutcome, classify};
+use super::error::{WriteOutcome, blocked_by_budget, classify};
 use super::{Engine, Error, Object, checks};
 use crate::rollout::pods::{NodeHealth, Phase, PodState};
 use crate::rollout::status::Stuck;
@@ -309,6 +309,35 @@ pub async fn create<K: Object>(
         }
     }
     (created, transient)
+}
+
+/// What became of a pod's removal.
+#[derive(Debug)]
+pub enum Removed {
+    /// Removed (or gone already); counted as a write.
+    Done,
+    /// A disruption budget allows no more just now (other 429s are throttling).
+    Blocked,
+    /// Failed: the pass reports it and is tried again.
+    Failed(Error),
+}
+
+/// Sorts the answer to [`remove`] of pod `name`, counting the write when it was done.
+pub fn removed(engine: &Engine, name: &str, result: Result<(), kube::Error>) -> Removed {
+    if matches!(classify(&result), WriteOutcome::Done | WriteOutcome::Gone) {
+        engine.wrote("delete", "pods");
+        return Removed::Done;
+    }
+    if blocked_by_budget(&result) {
+        return Removed::Blocked;
+    }
+    match result {
+        Err(source) => Removed::Failed(Error::PodDelete {
+            pod: name.to_string(),
+            source,
+        }),
+        Ok(()) => Removed::Done,
+    }
 }
 
 /// Removes a pod, with its UID as precondition (a pod re-created under the same name is

@@ -28,7 +28,7 @@ use super::reconcile::{DataPlan, retention};
 use super::{Context, pod, service, snapshots, volumes};
 use crate::engine::children;
 use crate::engine::revisions;
-use crate::engine::{Error, WriteOutcome, blocked_by_budget, classify, pods};
+use crate::engine::{Error, WriteOutcome, classify, pods};
 use crate::runtime::events::list;
 
 /// What acting left to follow up.
@@ -444,23 +444,17 @@ async fn delete_pods(
     let (mut first_error, mut blocked) = (None, vec![]);
     let (mut scaled_in, mut outdated, mut finished) = (vec![], vec![], vec![]);
     for (d, result) in results {
-        match classify(&result) {
-            WriteOutcome::Done | WriteOutcome::Gone => {}
-            _ if blocked_by_budget(&result) => {
+        match pods::removed(engine, &d.name, result) {
+            pods::Removed::Done => {}
+            pods::Removed::Blocked => {
                 blocked.push(d.name.as_str());
                 continue;
             }
-            _ => {
-                if let Err(source) = result {
-                    first_error.get_or_insert(Error::PodDelete {
-                        pod: d.name.clone(),
-                        source,
-                    });
-                }
+            pods::Removed::Failed(e) => {
+                first_error.get_or_insert(e);
                 continue;
             }
         }
-        engine.wrote("delete", "pods");
         match d.why {
             Why::ScaleIn => scaled_in.push(d.name.as_str()),
             Why::Update => outdated.push(d.name.as_str()),

@@ -75,15 +75,20 @@ pub async fn report(
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
     let at = (app.metadata.generation, observed.now);
-    rollout
-        .conditions
-        .extend(claims_condition(app, observed, claim_plan, &acted, old, at));
+    let claims = claims_status(app, claim_plan);
+    rollout.conditions.extend(claims_condition(
+        app,
+        observed,
+        (claim_plan, &claims),
+        &acted,
+        old,
+        at,
+    ));
     rollout.conditions.extend(node_lost(ctx, observed, old, at));
     status::transitions(engine, app, previous.as_ref(), &rollout).await;
     if spec.auto_rollback && status::roll_back_if_stalled(engine, app, uid, &rollout).await? {
         return Ok(Action::await_change());
     }
-    let claims = claims_status(app, claim_plan);
     let new = StatefulAppStatus::new(rollout, claims);
     let old = app.status.as_ref();
     let counts_only = old.is_some_and(|old| {
@@ -136,7 +141,7 @@ fn claims_status(app: &StatefulApp, claim_plan: &claims::Plan) -> Vec<ClaimsStat
 fn claims_condition(
     app: &StatefulApp,
     observed: &Observed,
-    claim_plan: &claims::Plan,
+    (claim_plan, claims): (&claims::Plan, &[ClaimsStatus]),
     acted: &Acted,
     old: &[Condition],
     at: (Option<i64>, Timestamp),
@@ -144,7 +149,7 @@ fn claims_condition(
     if app.spec.volume_claim_templates.is_empty() {
         return None;
     }
-    let sizes: Vec<String> = claims_status(app, claim_plan)
+    let sizes: Vec<String> = claims
         .iter()
         .map(|c| {
             format!(
