@@ -34,6 +34,7 @@ pub async fn report(
             app: &observed.name,
             generation: app.metadata.generation,
             replicas: app.spec.replicas,
+            max_unavailable: decision.method.max_unavailable(),
             update_revision: &observed.update.name,
             revision_number: observed.update.number,
             min_ready: spec.min_ready,

@@ -33,6 +33,8 @@ struct Entries {
     /// Consecutive refused creates, and when the last one was refused.
     refusals: u32,
     refused_at: Option<Instant>,
+    /// When a create was refused because the namespace is being deleted.
+    closing_at: Option<Instant>,
     /// The workload's resourceVersion that drover's own last write replaced, until its
     /// cache moves past it.
     superseded: Option<String>,
@@ -50,6 +52,10 @@ struct Creating {
     revision: String,
     at: Instant,
 }
+
+/// No pod is created this long after the namespace refused one as being deleted: every
+/// pod event of its teardown would otherwise bring another create that cannot succeed.
+const NAMESPACE_CLOSING: Duration = Duration::from_secs(30);
 
 /// The wait before creating again after `refusals` refused creates in a row.
 fn refusal_backoff(refusals: u32) -> Duration {
@@ -149,12 +155,22 @@ impl Ledger {
         })
     }
 
+    /// The namespace refused a create because it is being deleted.
+    pub fn namespace_closing(&self, uid: &str) {
+        self.with(uid, |l| l.closing_at = Some(Instant::now()));
+    }
+
     /// How long to hold off creating after refusals. Reconciles come with every pod and
     /// status change; without this a refused template would be retried on each of them.
     pub fn create_backoff(&self, uid: &str) -> Option<Duration> {
         self.with(uid, |l| {
-            let at = l.refused_at?;
-            refusal_backoff(l.refusals).checked_sub(at.elapsed())
+            let refused = l
+                .refused_at
+                .and_then(|at| refusal_backoff(l.refusals).checked_sub(at.elapsed()));
+            let closing = l
+                .closing_at
+                .and_then(|at| NAMESPACE_CLOSING.checked_sub(at.elapsed()));
+            refused.max(closing)
         })
     }
 
@@ -312,6 +328,17 @@ mod tests {
         l.created("a", "web-0", "u0", 0, "r");
         assert_eq!(l.refusal("a"), None);
         assert_eq!(l.refused("a", "quota"), 1);
+    }
+
+    #[test]
+    fn a_closing_namespace_holds_creates() {
+        let l = Ledger::default();
+        l.namespace_closing("a");
+        assert!(
+            l.create_backoff("a")
+                .is_some_and(|w| w > Duration::from_secs(25))
+        );
+        assert_eq!(l.create_backoff("b"), None, "per workload");
     }
 
     #[test]

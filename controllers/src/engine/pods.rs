@@ -298,7 +298,10 @@ pub async fn create<K: Object>(
                     stop = true;
                 }
                 // The namespace is going away, and the workload with it.
-                WriteOutcome::Gone => stop = true,
+                WriteOutcome::Gone => {
+                    engine.ledger.namespace_closing(uid);
+                    stop = true;
+                }
                 WriteOutcome::Transient => {
                     stop = true;
                     if let Err(source) = result {

@@ -63,6 +63,10 @@ pub struct Observation<'a> {
     pub app: &'a str,
     pub generation: Option<i64>,
     pub replicas: i32,
+    /// How many pods below `replicas` may be unavailable with `Available` still True: the
+    /// strategy's `maxUnavailable` (a Deployment's minimum availability), so a rollout's
+    /// own planned step does not flip it.
+    pub max_unavailable: u32,
     /// The ControllerRevision of the current template, and its number once stored.
     pub update_revision: &'a str,
     pub revision_number: Option<i64>,
@@ -122,7 +126,8 @@ pub fn compute(
     };
 
     let mut conditions = vec![];
-    let is_available = available >= desired;
+    let needed = desired.saturating_sub(i32::try_from(obs.max_unavailable).unwrap_or(i32::MAX));
+    let is_available = available >= needed;
     conditions.push(cond(
         condition::AVAILABLE,
         is_available,
@@ -131,7 +136,11 @@ pub fn compute(
         } else {
             reason::MINIMUM_REPLICAS_UNAVAILABLE
         },
-        format!("{available} of {desired} pods available"),
+        if needed < desired {
+            format!("{available} of {desired} pods available (at least {needed})")
+        } else {
+            format!("{available} of {desired} pods available")
+        },
     ));
     let updated = active
         .iter()
@@ -430,6 +439,7 @@ mod tests {
             app: "web",
             generation: Some(4),
             replicas: 3,
+            max_unavailable: 0,
             update_revision: "web-r1",
             revision_number: Some(1),
             min_ready: Duration::from_secs(min_ready),
@@ -589,6 +599,33 @@ mod tests {
         let (later, _) = compute(&o, Some(&first));
         assert_eq!(find(&later, "Progressing").reason, "Complete");
         assert_eq!(later, first, "nothing to write");
+    }
+
+    #[test]
+    fn available_tolerates_the_strategys_max_unavailable() {
+        let pods = [pod(0, Some(0)), pod(1, Some(0)), pod(2, None)];
+        let one_down = Observation {
+            max_unavailable: 1,
+            ..obs(&pods, &[], 0)
+        };
+        let (s, _) = compute(&one_down, None);
+        let c = find(&s, "Available");
+        assert_eq!(
+            (c.status.as_str(), c.message.as_str()),
+            ("True", "2 of 3 pods available (at least 2)")
+        );
+        let (s, _) = compute(
+            &Observation {
+                pods: &pods[..1],
+                ..one_down
+            },
+            None,
+        );
+        assert_eq!(
+            find(&s, "Available").status,
+            "False",
+            "two down, one allowed"
+        );
     }
 
     #[test]

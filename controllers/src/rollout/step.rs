@@ -52,6 +52,20 @@ pub enum Method {
     Recreate,
 }
 
+impl Method {
+    /// How many pods below `replicas` the method means to have unavailable at most: what
+    /// `Available` tolerates. None for Recreate and blue-green, which do not bound it (as
+    /// a Deployment's Recreate).
+    pub fn max_unavailable(&self) -> u32 {
+        match self {
+            Method::Rolling(b) | Method::Hold(b) | Method::Split { bounds: b, .. } => {
+                b.max_unavailable
+            }
+            Method::Parallel { .. } | Method::Recreate => 0,
+        }
+    }
+}
+
 /// Why a pod goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Why {

@@ -40,7 +40,7 @@ pub async fn reconcile(
     let spec = &app.spec;
     let wanted = wanted(app);
     let (start, replicas) = (wanted.start, count(spec.replicas));
-    let update = update(app, replicas);
+    let update = update(app);
     let mut plan = plan::plan(&plan::Input {
         start,
         replicas,
@@ -190,7 +190,7 @@ async fn data_plan(
 
 /// How a new revision reaches the pods. Paused, none does: every ordinal keeps (or, new,
 /// gets) the current revision.
-fn update(app: &StatefulApp, replicas: u32) -> Update {
+fn update(app: &StatefulApp) -> Update {
     let strategy = &app.spec.update_strategy;
     if app.spec.paused {
         return Update::Rolling {
@@ -200,12 +200,27 @@ fn update(app: &StatefulApp, replicas: u32) -> Update {
     }
     match strategy.type_ {
         UpdateStrategyType::OnDelete => Update::OnDelete,
+        UpdateStrategyType::RollingUpdate => Update::Rolling {
+            partition: count(
+                strategy
+                    .rolling_update
+                    .clone()
+                    .unwrap_or_default()
+                    .partition,
+            ),
+            max_unavailable: max_unavailable(app),
+        },
+    }
+}
+
+/// How many pods a rolling update takes down at once (`OnDelete`: none of its own).
+pub fn max_unavailable(app: &StatefulApp) -> u32 {
+    let strategy = &app.spec.update_strategy;
+    match strategy.type_ {
+        UpdateStrategyType::OnDelete => 0,
         UpdateStrategyType::RollingUpdate => {
             let rolling = strategy.rolling_update.clone().unwrap_or_default();
-            Update::Rolling {
-                partition: count(rolling.partition),
-                max_unavailable: disruption_budget(&rolling.max_unavailable(), replicas),
-            }
+            disruption_budget(&rolling.max_unavailable(), count(app.spec.replicas))
         }
     }
 }

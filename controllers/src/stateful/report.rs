@@ -14,7 +14,7 @@ use kube::runtime::controller::Action;
 
 use super::act::Acted;
 use super::observe::Observed;
-use super::reconcile::wanted;
+use super::reconcile::{max_unavailable, wanted};
 use super::{Context, claims, plan};
 use crate::engine::status::{self, EVICTION_RETRY};
 use crate::engine::{Error, checks, command, pods};
@@ -48,6 +48,7 @@ pub async fn report(
             app: &observed.name,
             generation: app.metadata.generation,
             replicas: app.spec.replicas,
+            max_unavailable: max_unavailable(app),
             update_revision: &observed.update.name,
             revision_number: observed.update.number,
             min_ready: spec.min_ready,
