@@ -4,11 +4,13 @@ use std::collections::BTreeMap;
 
 use drover_crds::StatefulApp;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-use super::{READY_TIMEOUT, app_pods, is_active_pod, is_pod_ready, wait_until_in};
+use super::{
+    Placement, READY_TIMEOUT, app_pods, is_active_pod, is_pod_ready, sample_pod, wait_until_in,
+};
 
 /// Merges `spec` into the StatefulApp's spec.
 pub async fn patch_stateful(api: &Api<StatefulApp>, name: &str, spec: Value) {
@@ -83,4 +85,46 @@ pub async fn wait_updated(
         },
     )
     .await;
+}
+
+/// A StatefulApp of the sample image at `version`, `extra` merged into its spec.
+pub fn stateful_manifest(name: &str, replicas: i32, version: &str, extra: Value) -> Value {
+    let pod = sample_pod(name, version, &Placement::AnyNode);
+    let mut spec = serde_json::to_value(pod.spec).unwrap();
+    // The sample runs as 65534: the kubelet gives it the claims through its group.
+    spec["securityContext"]["fsGroup"] = json!(65534);
+    let mut manifest = json!({
+        "apiVersion": "drover.dev/v1alpha1",
+        "kind": "StatefulApp",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "template": {"metadata": {"labels": {"test": name}}, "spec": spec},
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+        },
+    });
+    if let (Some(spec), Some(extra)) = (manifest["spec"].as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    manifest
+}
+
+/// A claim template `data` of `size`, mounted at /data.
+pub fn with_data(mut manifest: Value, size: &str) -> Value {
+    manifest["spec"]["volumeClaimTemplates"] = json!([{
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
+    }]);
+    manifest["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "data", "mountPath": "/data"}]);
+    manifest
+}
+
+pub async fn create_stateful(client: &Client, ns: &str, manifest: Value) -> Api<StatefulApp> {
+    let api: Api<StatefulApp> = Api::namespaced(client.clone(), ns);
+    let app: StatefulApp = serde_json::from_value(manifest).unwrap();
+    api.create(&PostParams::default(), &app).await.unwrap();
+    api
 }

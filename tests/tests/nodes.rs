@@ -1,7 +1,8 @@
 //! drover on real nodes, where only several kubelets can show it: the pods of a worker
 //! that is lost are replaced on the others (and nothing is duplicated when it comes
-//! back), `kubectl drain` honours an App's disruption budget, and a bin-packed App fills
-//! few workers where an ordinary one spreads. The tests take turns (`--test-threads=1`):
+//! back), a StatefulApp's pod on a lost worker is not copied (its condition names pod and
+//! node) and comes back as itself, `kubectl drain` honours an App's disruption budget,
+//! and a bin-packed App fills few workers where an ordinary one spreads. The tests take turns (`--test-threads=1`):
 //! each takes a worker away or needs the workers' room to itself.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -10,7 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use drover_crds::App;
+use drover_crds::{App, StatefulApp};
 use drover_e2e::*;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, PostParams};
@@ -177,8 +178,144 @@ async fn a_lost_workers_pods_are_replaced_on_the_others_and_not_duplicated_when_
     assert_eq!(serving(&pods), REPLICAS, "all serving");
 }
 
-fn names(pods: &[Pod]) -> Vec<String> {
-    pods.iter()
+/// The StatefulApp's condition `type_` as (status, message), if it has one.
+fn stateful_condition(app: &StatefulApp, type_: &str) -> Option<(String, String)> {
+    app.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.message.clone()))
+}
+
+#[tokio::test]
+async fn a_statefulapp_pod_on_a_lost_worker_gets_no_second_copy_and_its_condition_names_it() {
+    const REPLICAS: usize = 3;
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-sapp-lost").await;
+    // One pod per worker, each with a claim on node-local storage (kind's `standard`).
+    let mut manifest = with_data(
+        stateful_manifest(
+            "db",
+            REPLICAS as i32,
+            "1",
+            json!({"podManagementPolicy": "Parallel"}),
+        ),
+        "64Mi",
+    );
+    manifest["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] = json!("standard");
+    manifest["spec"]["template"]["spec"]["topologySpreadConstraints"] = json!([{
+        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
+        "nodeTaintsPolicy": "Honor", "labelSelector": {"matchLabels": {"test": "db"}},
+    }]);
+    let api = create_stateful(&client, &ns.name, manifest).await;
+    // Stock kubectl waits on the StatefulApp's condition (a StatefulSet has none).
+    kubectl_ok(&[
+        "-n",
+        &ns.name,
+        "wait",
+        "--for=condition=Available",
+        "statefulapp/db",
+        "--timeout=180s",
+    ]);
+    let ordinals: Vec<String> = (0..REPLICAS).map(|o| format!("db-{o}")).collect();
+    let ordinals: Vec<&str> = ordinals.iter().map(String::as_str).collect();
+    wait_updated(&api, &client, &ns.name, "db", &ordinals).await;
+
+    let drover_nodes = drover_nodes(&client).await;
+    let pods = pods_of(&client, &ns.name, "db").await;
+    let victim_pod = pods
+        .values()
+        .find(|p| !drover_nodes.contains(&node_of(p)))
+        .unwrap_or_else(|| {
+            panic!(
+                "every worker with a pod of db runs drover too: {:?}",
+                names(pods.values())
+            )
+        });
+    let (pod, node) = (victim_pod.name_any(), node_of(victim_pod));
+    let uid = victim_pod.uid().unwrap();
+    exec(
+        &ns.name,
+        &pod,
+        &["sh", "-c", "echo kept > /data/file && sync"],
+    );
+    println!("stopping {node}, which runs {pod}");
+
+    let stopped = StoppedNode::stop(&node);
+    let nodes: Api<Node> = Api::all(client.clone());
+    wait_for(
+        "the stopped node to turn NotReady",
+        Duration::from_secs(120),
+        || async { (!is_ready(&nodes.get(&node).await.unwrap())).then_some(()) },
+    )
+    .await;
+    let message = wait_for(
+        "the NodeLost condition",
+        NODE_LOST_GRACE + Duration::from_secs(60),
+        || async {
+            let app = api.get("db").await.ok()?;
+            stateful_condition(&app, "NodeLost")
+                .filter(|c| c.0 == "True")
+                .map(|c| c.1)
+        },
+    )
+    .await;
+    println!("NodeLost: {message}");
+    assert!(
+        message.contains(&format!("pod {pod} is on node {node}")),
+        "the condition names the pod and its node: {message}"
+    );
+    // Past the grace period, and for a while: the ordinal keeps its one pod (the same
+    // object, not a second copy), since the lost node may still run it.
+    for _ in 0..10 {
+        let pods = pods_of(&client, &ns.name, "db").await;
+        assert_eq!(pods.len(), REPLICAS, "{:?}", names(pods.values()));
+        assert_eq!(
+            pods.get(&pod).and_then(|p| p.uid()),
+            Some(uid.clone()),
+            "{pod} was not replaced"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let app = api.get("db").await.unwrap();
+    assert_eq!(
+        stateful_condition(&app, "Available")
+            .map(|c| c.0)
+            .as_deref(),
+        Some("True"),
+        "one pod lost is within maxUnavailable 1"
+    );
+
+    stopped.start();
+    wait_for(
+        "the node to be Ready again",
+        Duration::from_secs(180),
+        || async { is_ready(&nodes.get(&node).await.unwrap()).then_some(()) },
+    )
+    .await;
+    wait_updated(&api, &client, &ns.name, "db", &ordinals).await;
+    wait_for(
+        "the NodeLost condition to clear",
+        Duration::from_secs(60),
+        || async {
+            let app = api.get("db").await.ok()?;
+            stateful_condition(&app, "NodeLost").is_none().then_some(())
+        },
+    )
+    .await;
+    let pods = pods_of(&client, &ns.name, "db").await;
+    assert_eq!(pods.len(), REPLICAS, "{:?}", names(pods.values()));
+    assert_eq!(
+        pods.get(&pod).and_then(|p| p.uid()),
+        Some(uid),
+        "{pod} came back as itself"
+    );
+    assert_eq!(exec(&ns.name, &pod, &["cat", "/data/file"]).trim(), "kept");
+}
+
+fn names<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Vec<String> {
+    pods.into_iter()
         .map(|p| format!("{}@{}", p.name_any(), node_of(p)))
         .collect()
 }

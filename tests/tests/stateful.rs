@@ -21,48 +21,6 @@ use serde_json::{Value, json};
 
 const READY: Duration = READY_TIMEOUT;
 
-/// A StatefulApp of the sample image at `version`, `extra` merged into its spec.
-fn manifest(name: &str, replicas: i32, version: &str, extra: Value) -> Value {
-    let pod = sample_pod(name, version, &Placement::AnyNode);
-    let mut spec = serde_json::to_value(pod.spec).unwrap();
-    // The sample runs as 65534: the kubelet gives it the claims through its group.
-    spec["securityContext"]["fsGroup"] = json!(65534);
-    let mut manifest = json!({
-        "apiVersion": "drover.dev/v1alpha1",
-        "kind": "StatefulApp",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "template": {"metadata": {"labels": {"test": name}}, "spec": spec},
-            "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
-        },
-    });
-    if let (Some(spec), Some(extra)) = (manifest["spec"].as_object_mut(), extra.as_object()) {
-        for (k, v) in extra {
-            spec.insert(k.clone(), v.clone());
-        }
-    }
-    manifest
-}
-
-/// A claim template `data` of `size`, mounted at /data.
-fn with_data(mut manifest: Value, size: &str) -> Value {
-    manifest["spec"]["volumeClaimTemplates"] = json!([{
-        "metadata": {"name": "data"},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
-    }]);
-    manifest["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] =
-        json!([{"name": "data", "mountPath": "/data"}]);
-    manifest
-}
-
-async fn create(client: &kube::Client, ns: &str, manifest: Value) -> Api<StatefulApp> {
-    let api: Api<StatefulApp> = Api::namespaced(client.clone(), ns);
-    let app: StatefulApp = serde_json::from_value(manifest).unwrap();
-    api.create(&PostParams::default(), &app).await.unwrap();
-    api
-}
-
 /// Waits until the StatefulApp's pods are exactly `names`, each Running, Ready and on
 /// `version` of the sample image.
 async fn wait_pods(client: &kube::Client, ns: &str, name: &str, names: &[&str], version: &str) {
@@ -124,7 +82,12 @@ fn condition(app: &StatefulApp, type_: &str) -> Option<(String, String, String)>
 async fn ordered_ready_starts_ordinals_in_order_and_removes_the_highest_first() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-sapp-ordered").await;
-    let api = create(&client, &ns.name, manifest("db", 0, "1", json!({}))).await;
+    let api = create_stateful(
+        &client,
+        &ns.name,
+        stateful_manifest("db", 0, "1", json!({})),
+    )
+    .await;
     patch_stateful(&api, "db", json!({"replicas": 3})).await;
     wait_pods(&client, &ns.name, "db", &["db-0", "db-1", "db-2"], "1").await;
     let pods = pods_of(&client, &ns.name, "db").await;
@@ -197,13 +160,13 @@ async fn parallel_starts_every_ordinal_at_once_where_ordered_ready_waits() {
     let ns = TestNamespace::create(&client, "e2e-sapp-parallel").await;
     // Pods that never become ready: OrderedReady stops at the first, Parallel does not.
     let never_ready = |name: &str, policy: &str| {
-        let mut m = manifest(name, 3, "1", json!({"podManagementPolicy": policy}));
+        let mut m = stateful_manifest(name, 3, "1", json!({"podManagementPolicy": policy}));
         m["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] =
             json!("/no-such-path");
         m
     };
-    create(&client, &ns.name, never_ready("par", "Parallel")).await;
-    create(&client, &ns.name, never_ready("ord", "OrderedReady")).await;
+    create_stateful(&client, &ns.name, never_ready("par", "Parallel")).await;
+    create_stateful(&client, &ns.name, never_ready("ord", "OrderedReady")).await;
     wait_until_in(
         &ns.name,
         "3 pods of the Parallel StatefulApp",
@@ -238,7 +201,7 @@ async fn a_partition_holds_lower_ordinals_and_on_delete_replaces_only_deleted_po
     let ns = TestNamespace::create(&client, "e2e-sapp-partition").await;
     let staged =
         json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}}});
-    let api = create(&client, &ns.name, manifest("db", 3, "1", staged)).await;
+    let api = create_stateful(&client, &ns.name, stateful_manifest("db", 3, "1", staged)).await;
     wait_pods(&client, &ns.name, "db", &["db-0", "db-1", "db-2"], "1").await;
     let before = pods_of(&client, &ns.name, "db").await;
     set_stateful_image(&api, "2").await;
@@ -320,10 +283,10 @@ async fn set_stateful_image(api: &Api<StatefulApp>, version: &str) {
 async fn claims_follow_their_ordinal_and_the_retention_policy() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-sapp-claims").await;
-    let api = create(
+    let api = create_stateful(
         &client,
         &ns.name,
-        with_data(manifest("db", 2, "1", json!({})), "1Gi"),
+        with_data(stateful_manifest("db", 2, "1", json!({})), "1Gi"),
     )
     .await;
     wait_pods(&client, &ns.name, "db", &["db-0", "db-1"], "1").await;
@@ -383,17 +346,17 @@ async fn claims_follow_their_ordinal_and_the_retention_policy() {
     .await;
 
     // whenDeleted: Retain keeps the claims of a deleted StatefulApp, Delete deletes them.
-    let kept = create(
+    let kept = create_stateful(
         &client,
         &ns.name,
-        with_data(manifest("kept", 1, "1", json!({})), "1Gi"),
+        with_data(stateful_manifest("kept", 1, "1", json!({})), "1Gi"),
     )
     .await;
-    let gone = create(
+    let gone = create_stateful(
         &client,
         &ns.name,
         with_data(
-            manifest(
+            stateful_manifest(
                 "gone",
                 1,
                 "1",
@@ -442,10 +405,10 @@ async fn raising_the_template_size_grows_every_claim_in_place() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-sapp-resize").await;
     let manifest = with_data(
-        manifest("db", 2, "1", json!({"podManagementPolicy": "Parallel"})),
+        stateful_manifest("db", 2, "1", json!({"podManagementPolicy": "Parallel"})),
         "1Gi",
     );
-    let api = create(&client, &ns.name, manifest.clone()).await;
+    let api = create_stateful(&client, &ns.name, manifest.clone()).await;
     wait_pods(&client, &ns.name, "db", &["db-0", "db-1"], "1").await;
     let before = pods_of(&client, &ns.name, "db").await;
     for p in ["db-0", "db-1"] {
@@ -515,7 +478,12 @@ async fn raising_the_template_size_grows_every_claim_in_place() {
 async fn a_rollout_to_a_broken_revision_recovers_once_undone_where_a_statefulset_stays_stuck() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-sapp-stuck").await;
-    let api = create(&client, &ns.name, manifest("db", 3, "1", json!({}))).await;
+    let api = create_stateful(
+        &client,
+        &ns.name,
+        stateful_manifest("db", 3, "1", json!({})),
+    )
+    .await;
     wait_pods(&client, &ns.name, "db", &["db-0", "db-1", "db-2"], "1").await;
     let broken = |mut template: Value| {
         template["spec"]["containers"][0]["command"] = json!(["sh", "-c", "exit 1"]);
@@ -673,7 +641,8 @@ fn snapshots(ns: &str) -> Vec<Value> {
 
 /// With `beforeUpdate`, every claim is snapshotted before its pod goes to the new
 /// revision; undo with `restore-data` brings back what the claims held before the update
-/// (here after the new revision wrote over it).
+/// (here after the new revision wrote over it); a later update takes the restored
+/// revision's snapshots again, and they are pruned with their revision.
 #[tokio::test]
 async fn snapshots_before_an_update_bring_the_data_back_with_the_undo() {
     let client = client().await;
@@ -682,10 +651,10 @@ async fn snapshots_before_an_update_bring_the_data_back_with_the_undo() {
         "podManagementPolicy": "Parallel",
         "volumeSnapshots": {"beforeUpdate": true, "className": "drover-csi"},
     });
-    let api = create(
+    let api = create_stateful(
         &client,
         &ns.name,
-        with_data(manifest("db", 2, "1", snapshotted), "1Gi"),
+        with_data(stateful_manifest("db", 2, "1", snapshotted), "1Gi"),
     )
     .await;
     wait_pods(&client, &ns.name, "db", &["db-0", "db-1"], "1").await;
@@ -768,4 +737,57 @@ async fn snapshots_before_an_update_bring_the_data_back_with_the_undo() {
         "name",
     ]);
     assert!(!events.trim().is_empty(), "a DataRestored event");
+
+    // The next update leaves the restored revision, whose snapshots predate its pods
+    // (they would miss what the pods wrote since): they are taken again first.
+    let taken_at = |ns: &str, name: &str| -> Option<Timestamp> {
+        snapshots(ns)
+            .iter()
+            .find(|s| s["metadata"]["name"] == json!(name))?["metadata"]["creationTimestamp"]
+            .as_str()?
+            .parse()
+            .ok()
+    };
+    let pods = pods_of(&client, &ns.name, "db").await;
+    let before: HashMap<&str, Timestamp> = ["db-0", "db-1"]
+        .into_iter()
+        .map(|p| (p, taken_at(&ns.name, &format!("data-{p}-{first}")).unwrap()))
+        .collect();
+    set_stateful_image(&api, "3").await;
+    wait_pods(&client, &ns.name, "db", &["db-0", "db-1"], "3").await;
+    for p in ["db-0", "db-1"] {
+        let name = format!("data-{p}-{first}");
+        let at = taken_at(&ns.name, &name).unwrap_or_else(|| panic!("{name} taken again"));
+        assert!(
+            at > before[p] && at >= created_at(&pods[p]),
+            "{name} taken again ({at}) after {p} of the restored revision started ({}); the first was {}",
+            created_at(&pods[p]),
+            before[p]
+        );
+    }
+    // Pruned with their revision: no history kept, the snapshots go with it.
+    patch_stateful(&api, "db", json!({"revisionHistoryLimit": 0})).await;
+    wait_until_in(
+        &ns.name,
+        "the old revision's snapshots pruned",
+        READY,
+        || async {
+            let left: Vec<String> = snapshots(&ns.name)
+                .iter()
+                .filter_map(|s| s["metadata"]["name"].as_str().map(String::from))
+                .filter(|n| n.ends_with(first.as_str()))
+                .collect();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            }
+        },
+    )
+    .await;
+    let revisions = kubectl_ok(&["get", "controllerrevisions", "-n", &ns.name, "-o", "name"]);
+    assert!(
+        !revisions.contains(first.as_str()),
+        "revision {first} pruned: {revisions}"
+    );
 }

@@ -82,6 +82,8 @@ pub async fn reconcile(
 #[derive(Debug, Default)]
 pub struct DataPlan {
     pub takes: Vec<(String, String)>,
+    /// Snapshots older than the pods they would stand for, to take again.
+    pub stale: Vec<String>,
     /// Pods held back until their snapshots are ready.
     pub held: usize,
     /// What the snapshotter says of snapshots that failed.
@@ -176,12 +178,14 @@ async fn data_plan(
         let Some(pod) = observed.pods.iter().find(|p| p.name == d.name) else {
             continue;
         };
-        let b = snapshots::before_update(name, &templates, d.ordinal, &pod.revision, &snapshots);
+        let at = (d.ordinal, pod.revision.as_str(), pod.created);
+        let b = snapshots::before_update(name, &templates, at, &snapshots);
         if b.wait {
             held.push(d.name.clone());
         }
         data.takes.extend(b.takes);
         data.failed.extend(b.failed);
+        data.stale.extend(b.stale);
     }
     data.held = held.len();
     plan.deletes.retain(|d| !held.contains(&d.name));

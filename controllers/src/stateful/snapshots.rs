@@ -7,6 +7,8 @@
 
 use std::collections::BTreeSet;
 
+use k8s_openapi::jiff::Timestamp;
+
 use super::claims::claim_name;
 
 /// The API group of VolumeSnapshots.
@@ -25,6 +27,8 @@ pub struct Snapshot {
     pub ready: bool,
     /// The snapshotter's error, if any.
     pub error: Option<String>,
+    pub created: Option<Timestamp>,
+    pub deleting: bool,
 }
 
 /// An ordinal's claim as the restore sees it.
@@ -45,14 +49,18 @@ pub struct Before {
     pub wait: bool,
     /// What the snapshotter says of a snapshot that failed.
     pub failed: Vec<String>,
+    /// Snapshots of the revision older than the pod, to delete and take again.
+    pub stale: Vec<String>,
 }
 
-/// What the pod of `ordinal`, at `revision`, needs before it is replaced.
+/// What the pod of `ordinal`, at `revision` and created at `since`, needs before it is
+/// replaced. A snapshot of the same claim and revision taken before that pod started (an
+/// earlier stay on the revision, before an undo back to it) misses what the pod wrote: it
+/// is taken again.
 pub fn before_update(
     app: &str,
     templates: &[&str],
-    ordinal: u32,
-    revision: &str,
+    (ordinal, revision, since): (u32, &str, Timestamp),
     snapshots: &[Snapshot],
 ) -> Before {
     let mut before = Before::default();
@@ -62,6 +70,11 @@ pub fn before_update(
         match snapshots.iter().find(|s| s.name == name) {
             None => {
                 before.takes.push((claim, revision.to_string()));
+                before.wait = true;
+            }
+            Some(s) if s.deleting => before.wait = true,
+            Some(s) if s.created.is_some_and(|at| at < since) => {
+                before.stale.push(name);
                 before.wait = true;
             }
             Some(s) if s.ready => {}
@@ -153,17 +166,45 @@ pub fn replacing(steps: &[(u32, Restore)], app: &str, templates: &[&str]) -> BTr
 mod tests {
     use super::*;
 
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
     fn snap(name: &str, ready: bool) -> Snapshot {
         Snapshot {
             name: name.into(),
             ready,
             error: None,
+            created: Some(t(10)),
+            deleting: false,
         }
+    }
+
+    /// Ordinal 2's pod at revision db-r1, started at 5.
+    const POD: (u32, &str, i64) = (2, "db-r1", 5);
+
+    fn before(templates: &[&str], snapshots: &[Snapshot]) -> Before {
+        before_update("db", templates, (POD.0, POD.1, t(POD.2)), snapshots)
+    }
+
+    #[test]
+    fn a_snapshot_older_than_the_pod_is_taken_again() {
+        let mut old = snap("data-db-2-db-r1", true);
+        old.created = Some(t(1));
+        let b = before(&["data"], &[old.clone()]);
+        assert_eq!(
+            (b.wait, b.stale.as_slice()),
+            (true, ["data-db-2-db-r1".to_string()].as_slice())
+        );
+        old.deleting = true;
+        let b = before(&["data"], &[old]);
+        assert!(b.wait && b.stale.is_empty() && b.takes.is_empty(), "{b:?}");
+        assert_eq!(before(&["data"], &[]).takes.len(), 1, "then taken anew");
     }
 
     #[test]
     fn a_pod_is_replaced_only_once_every_claim_has_a_ready_snapshot() {
-        let none = before_update("db", &["data", "wal"], 2, "db-r1", &[]);
+        let none = before(&["data", "wal"], &[]);
         assert!(none.wait);
         assert_eq!(
             none.takes,
@@ -173,16 +214,13 @@ mod tests {
             ]
         );
         let taking = [snap("data-db-2-db-r1", true), snap("wal-db-2-db-r1", false)];
-        let b = before_update("db", &["data", "wal"], 2, "db-r1", &taking);
+        let b = before(&["data", "wal"], &taking);
         assert!(b.wait && b.takes.is_empty(), "{b:?}");
         let ready = [snap("data-db-2-db-r1", true), snap("wal-db-2-db-r1", true)];
-        assert_eq!(
-            before_update("db", &["data", "wal"], 2, "db-r1", &ready),
-            Before::default()
-        );
+        assert_eq!(before(&["data", "wal"], &ready), Before::default());
         let mut failed = snap("data-db-2-db-r1", false);
         failed.error = Some("no space".into());
-        let b = before_update("db", &["data"], 2, "db-r1", &[failed]);
+        let b = before(&["data"], &[failed]);
         assert_eq!(b.failed, ["snapshot data-db-2-db-r1: no space"]);
     }
 

@@ -13,6 +13,7 @@ use kube::core::GroupVersionKind;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
+use tracing::info;
 
 use super::Context;
 use super::act::build_claim;
@@ -57,6 +58,8 @@ pub async fn observe(ctx: &Context, observed: &Observed) -> Result<Vec<Snapshot>
                     .and_then(|st| st.pointer("/error/message"))
                     .and_then(|m| m.as_str())
                     .map(String::from),
+                created: s.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                deleting: s.metadata.deletion_timestamp.is_some(),
             }
         })
         .collect())
@@ -71,6 +74,7 @@ pub async fn act(
     observed: &Observed,
     data: &DataPlan,
 ) -> Result<bool, Error> {
+    retake(ctx, app, observed, &data.stale).await?;
     take(ctx, app, observed, &data.takes).await?;
     if !data.failed.is_empty() {
         ctx.engine
@@ -109,6 +113,36 @@ pub async fn act(
         .collect();
     restored(ctx, app, revision, &done, &without).await?;
     Ok(false)
+}
+
+/// Deletes snapshots older than the pods they would stand for; once gone they are taken
+/// again.
+async fn retake(
+    ctx: &Context,
+    app: &StatefulApp,
+    observed: &Observed,
+    stale: &[String],
+) -> Result<(), Error> {
+    let api = api(ctx, &observed.namespace);
+    for name in stale {
+        let result = api.delete(name, &DeleteParams::default()).await.map(|_| ());
+        match classify(&result) {
+            WriteOutcome::Done => {
+                ctx.engine.wrote("delete", "volumesnapshots");
+                info!(statefulapp = %app.name_any(), snapshot = %name, "snapshot older than its pod; taking it again");
+            }
+            WriteOutcome::Transient => {
+                if let Err(source) = result {
+                    return Err(Error::SnapshotWrite {
+                        name: name.clone(),
+                        source,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Takes the snapshots `(claim, revision)`, each owned by its revision's
