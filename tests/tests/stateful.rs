@@ -3,7 +3,8 @@
 //! highest ordinal first within a partition, or only as they are deleted; claims kept or
 //! deleted as the retention policy says, grown in place from the template; and a rollout
 //! to a broken revision that recovers by itself once undone, where a StatefulSet's stays
-//! stuck.
+//! stuck; claims snapshotted before an update and restored with an undo; and a
+//! StatefulApp named as an App waiting for it to go.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -603,6 +604,79 @@ async fn a_rollout_to_a_broken_revision_recovers_once_undone_where_a_statefulset
         "the StatefulSet keeps its broken pod"
     );
     assert!(!is_pod_ready(&pod), "and it is still not ready");
+}
+
+/// An App and a StatefulApp of one name would take in each other's pods (both label
+/// theirs `drover.dev/app=<name>`): the younger starts nothing and says why until the
+/// other is gone.
+#[tokio::test]
+async fn of_an_app_and_a_statefulapp_of_one_name_the_younger_waits() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-sapp-rival").await;
+    create_app(
+        &client,
+        &ns.name,
+        app_manifest("db", 1, "1", &Placement::AnyNode),
+    )
+    .await;
+    let api = create_stateful(
+        &client,
+        &ns.name,
+        stateful_manifest("db", 1, "1", json!({})),
+    )
+    .await;
+    let message = wait_until_in(
+        &ns.name,
+        "the StatefulApp's NameConflict",
+        READY,
+        || async {
+            let app = api.get("db").await.map_err(|e| e.to_string())?;
+            match condition(&app, "NameConflict") {
+                Some((status, _, message)) if status == "True" => Ok(message),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    assert!(
+        message.starts_with("App db in this namespace has the same name and came first"),
+        "{message}"
+    );
+    // A while on, it has started nothing; the App keeps its one pod and no conflict.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let pods = pods_of(&client, &ns.name, "db").await;
+    let kinds: Vec<String> = pods
+        .values()
+        .map(|p| format!("{} of {}", p.name_any(), p.owner_references()[0].kind))
+        .collect();
+    assert!(
+        pods.len() == 1 && pods.values().all(|p| p.owner_references()[0].kind == "App"),
+        "only the App's pod: {kinds:?}"
+    );
+    let apps: Api<drover_crds::App> = Api::namespaced(client.clone(), &ns.name);
+    let app = apps.get("db").await.unwrap();
+    assert!(
+        app.status
+            .unwrap()
+            .conditions
+            .iter()
+            .all(|c| c.type_ != "NameConflict"),
+        "the App, first, goes on"
+    );
+
+    apps.delete("db", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    wait_until_in(&ns.name, "the App gone", READY, || async {
+        match apps.get_opt("db").await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{:?}", other.map(|a| a.map(|a| a.name_any())))),
+        }
+    })
+    .await;
+    wait_pods(&client, &ns.name, "db", &["db-0"], "1").await;
+    let app = api.get("db").await.unwrap();
+    assert_eq!(condition(&app, "NameConflict"), None, "cleared");
 }
 
 /// Waits until `pod` has crashed at least once; its UID.

@@ -18,14 +18,15 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Result;
-use drover_crds::App;
 use drover_crds::names::{field_manager, label};
+use drover_crds::{App, StatefulApp};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 
+use crate::engine::rivals::{self, Rivals};
 use crate::engine::{Engine, watches};
 use crate::runtime::backoff::{Backoff, Failures};
 use crate::runtime::index::KeyIndex;
@@ -61,6 +62,8 @@ pub struct Context {
     pub budgets: Store<PodDisruptionBudget>,
     /// How full nodes are, for bin-packed Apps' scale-in.
     node_usage: usage::NodeUsage,
+    /// StatefulApps, one of which may hold an App's name first.
+    pub rivals: Rivals<StatefulApp>,
     queue: QueueDepth,
     backoff: Failures,
     synced: Synced,
@@ -91,13 +94,18 @@ pub async fn run(
     ready: Arc<AtomicBool>,
     recorder: Recorder,
 ) -> Result<()> {
-    let synced = Synced::new(watches::bit::SHARED, ready);
+    // The shared watches, and the StatefulApps' (a rival of the same name).
+    const RIVALS: u32 = watches::bit::SHARED;
+    let synced = Synced::new(RIVALS + 1, ready);
     let scope = watches::Scope {
         namespace: config.namespace.as_deref(),
         pods: label::APP,
         controller: CONTROLLER,
     };
     let (caches, streams) = watches::start::<App>(&client, scope, &synced, &metrics);
+    let namespace = config.namespace.as_deref();
+    let (rivals, rival_events) =
+        rivals::watch::<StatefulApp>(&client, namespace, (&synced, RIVALS), &metrics, CONTROLLER);
     let ctx = Arc::new(Context {
         engine: Engine::new(
             client,
@@ -114,11 +122,14 @@ pub async fn run(
         services: caches.services.clone(),
         budgets: caches.budgets.clone(),
         node_usage: usage::NodeUsage::default(),
+        rivals,
         queue: QueueDepth::new(metrics, CONTROLLER),
         backoff: Failures::new(Backoff::RECONCILE),
         synced,
     });
-    let controller = streams.controller(&caches, ctx.clone());
+    let controller = streams
+        .controller(&caches, ctx.clone())
+        .watches_stream(rival_events, rivals::woken::<StatefulApp, App>);
     watches::drive(controller, config.concurrency, reconcile::reconcile, ctx).await;
     Ok(())
 }

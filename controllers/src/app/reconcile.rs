@@ -29,6 +29,13 @@ pub async fn reconcile(
     let observed = observe::observe(&ctx, app, &uid).await?;
     let decision = strategy::decide(&observed.strategy_input(app));
     let plan = plan::plan(&observed.plan_input(app, &ctx.config, &decision));
-    let acted = act::act(&ctx, app, &observed, &decision, &plan).await?;
+    let acted = match ctx.rivals.younger(app) {
+        // A StatefulApp of its name came first: nothing is started or changed.
+        Some(conflict) => act::Acted {
+            conflicts: vec![conflict],
+            ..act::Acted::default()
+        },
+        None => act::act(&ctx, app, &observed, &decision, &plan).await?,
+    };
     report::report(&ctx, app, &observed, decision, &plan, acted).await
 }

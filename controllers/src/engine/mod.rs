@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod pass;
 pub mod pods;
 pub mod revisions;
+pub mod rivals;
 pub mod status;
 pub mod undo;
 pub mod watches;

@@ -22,8 +22,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Result;
-use drover_crds::StatefulApp;
 use drover_crds::names::{field_manager, label};
+use drover_crds::{App, StatefulApp};
 use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -32,6 +32,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
+use crate::engine::rivals::{self, Rivals};
 use crate::engine::{Engine, watches};
 use crate::runtime::backoff::{Backoff, Failures};
 use crate::runtime::index::KeyIndex;
@@ -68,6 +69,8 @@ pub struct Context {
     pub nodes: Store<Node>,
     pub services: Store<Service>,
     pub budgets: Store<PodDisruptionBudget>,
+    /// Apps, one of which may hold a StatefulApp's name first.
+    pub rivals: Rivals<App>,
     queue: QueueDepth,
     backoff: Failures,
     synced: Synced,
@@ -93,7 +96,9 @@ pub async fn run(
     // The shared watches, and the claims' (by the `drover.dev/app` label: a retained
     // claim has no owner).
     const CLAIMS: u32 = watches::bit::SHARED;
-    let synced = Synced::new(CLAIMS + 1, ready);
+    // And the Apps' (a rival of the same name).
+    const RIVALS: u32 = CLAIMS + 1;
+    let synced = Synced::new(RIVALS + 1, ready);
     let scope = watches::Scope {
         namespace: config.namespace.as_deref(),
         // Only StatefulApps' pods carry an ordinal.
@@ -101,6 +106,9 @@ pub async fn run(
         controller: CONTROLLER,
     };
     let (caches, streams) = watches::start::<StatefulApp>(&client, scope, &synced, &metrics);
+    let namespace = config.namespace.as_deref();
+    let (rivals, rival_events) =
+        rivals::watch::<App>(&client, namespace, (&synced, RIVALS), &metrics, CONTROLLER);
     let claims_by_app: Arc<KeyIndex<PersistentVolumeClaim>> =
         Arc::new(KeyIndex::new(observe::claim_owner));
     let (claims, claims_writer) = reflector::store();
@@ -134,6 +142,7 @@ pub async fn run(
         nodes: caches.nodes.clone(),
         services: caches.services.clone(),
         budgets: caches.budgets.clone(),
+        rivals,
         queue: QueueDepth::new(metrics, CONTROLLER),
         backoff: Failures::new(Backoff::RECONCILE),
         synced,
@@ -146,7 +155,8 @@ pub async fn run(
     };
     let controller = streams
         .controller(&caches, ctx.clone())
-        .watches_stream(claim_events, claim_to_app);
+        .watches_stream(claim_events, claim_to_app)
+        .watches_stream(rival_events, rivals::woken::<App, StatefulApp>);
     watches::drive(controller, config.concurrency, reconcile::reconcile, ctx).await;
     Ok(())
 }

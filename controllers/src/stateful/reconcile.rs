@@ -72,6 +72,15 @@ pub async fn reconcile(
     if decision.hold.is_none() {
         decision.hold = held(app, &observed, update);
     }
+    if let Some(conflict) = ctx.rivals.younger(app) {
+        // An App of its name came first: nothing is started or changed.
+        let acted = act::Acted {
+            conflicts: vec![conflict],
+            ..act::Acted::default()
+        };
+        let plans = (&plan, &claim_plan);
+        return report::report(&ctx, app, &observed, decision, plans, acted).await;
+    }
     let data = data_plan(&ctx, app, &observed, &mut plan, &mut claim_plan).await?;
     let acted = act::act(&ctx, app, &observed, &plan, &claim_plan, &data).await?;
     report::report(&ctx, app, &observed, decision, (&plan, &claim_plan), acted).await
