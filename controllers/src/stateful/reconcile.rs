@@ -214,13 +214,10 @@ fn update(app: &StatefulApp) -> Update {
     match strategy.type_ {
         UpdateStrategyType::OnDelete => Update::OnDelete,
         UpdateStrategyType::RollingUpdate => Update::Rolling {
-            partition: count(
-                strategy
-                    .rolling_update
-                    .clone()
-                    .unwrap_or_default()
-                    .partition,
-            ),
+            partition: strategy
+                .rolling_update
+                .as_ref()
+                .map_or(0, |r| count(r.partition)),
             max_unavailable: max_unavailable(app),
         },
     }
