@@ -126,7 +126,9 @@ pub fn compute(
     };
 
     let mut conditions = vec![];
-    let needed = desired.saturating_sub(i32::try_from(obs.max_unavailable).unwrap_or(i32::MAX));
+    // As a Deployment's minimum availability, but never with no pod serving.
+    let allowed = i32::try_from(obs.max_unavailable).unwrap_or(i32::MAX);
+    let needed = desired.saturating_sub(allowed).max(desired.min(1));
     let is_available = available >= needed;
     conditions.push(cond(
         condition::AVAILABLE,
@@ -616,8 +618,8 @@ mod tests {
         );
         let (s, _) = compute(
             &Observation {
-                pods: &pods[..1],
-                ..one_down
+                max_unavailable: 1,
+                ..obs(&pods[..1], &[], 0)
             },
             None,
         );
@@ -625,6 +627,33 @@ mod tests {
             find(&s, "Available").status,
             "False",
             "two down, one allowed"
+        );
+        let (s, _) = compute(
+            &Observation {
+                replicas: 1,
+                max_unavailable: 1,
+                ..obs(&[], &[], 0)
+            },
+            None,
+        );
+        let c = find(&s, "Available");
+        assert_eq!(
+            (c.status.as_str(), c.message.as_str()),
+            ("False", "0 of 1 pods available"),
+            "never available with no pod"
+        );
+        let (s, _) = compute(
+            &Observation {
+                replicas: 0,
+                max_unavailable: 1,
+                ..obs(&[], &[], 0)
+            },
+            None,
+        );
+        let c = find(&s, "Available");
+        assert_eq!(
+            (c.status.as_str(), c.message.as_str()),
+            ("True", "0 of 0 pods available")
         );
     }
 
